@@ -1,0 +1,126 @@
+"""Buffer shard actor: a thin shell scheduling ``ShardCore`` on Ray.
+
+Threaded actor: ``append`` calls from ingest replicas run on the actor's threads; one flusher
+thread seals and inserts by size or age, pushes presence and closes idle sessions. A restart
+(Ray restarts it after a crash) re-runs ``__init__``, which replays whatever the log still holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import ray
+
+from eventlens.config import Settings
+from eventlens.ingest.shard import Overloaded, ShardConfig, ShardCore
+from eventlens.storage.wal import FileSegmentLog, RedisSegmentLog, SegmentLog
+
+log = logging.getLogger(__name__)
+
+
+def open_wal(settings: Settings, index: int) -> SegmentLog:
+    if settings.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url)
+        return RedisSegmentLog(client, f"eventlens:{settings.instance}:wal:{index}")
+    return FileSegmentLog(settings.wal_dir / f"shard-{index:03d}", fsync=settings.wal_fsync == "always")
+
+
+def make_inserter(settings: Settings) -> Any:
+    if settings.embedded_clickhouse:
+        from eventlens.actors.registry import warehouse_actor
+
+        actor = warehouse_actor(settings)
+
+        def insert(table: str, names: list[str], columns: list[list[Any]], token: str) -> Any:
+            return ray.get(actor.insert_columns.remote(table, names, columns, token), timeout=120)
+
+        return insert
+    from eventlens.storage.clickhouse import Warehouse
+
+    return Warehouse(settings.clickhouse_dsn, settings.clickhouse_database).insert_columns
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
+class BufferShard:
+    def __init__(self, settings_args: dict[str, Any], index: int) -> None:
+        self.settings = s = Settings(**settings_args)
+        self.index = index
+        config = ShardConfig(
+            shard_id=f"{s.instance}-{index}",
+            flush_max_events=s.flush_max_events,
+            flush_max_age_ms=s.flush_max_age_ms,
+            max_pending=s.wal_max_pending_events,
+            session_timeout_ms=s.session_timeout_s * 1000,
+            late_bound_ms=s.late_event_bound_s * 1000,
+        )
+        self.core = ShardCore(config, open_wal(s, index), make_inserter(s))
+        self.core.recover()
+        from eventlens.actors.registry import presence_actor
+
+        self.presence = presence_actor(s)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
+        self._thread.start()
+
+    # called by ingest replicas ---------------------------------------------------------------
+    def append(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return {"ok": True, "results": self.core.append(records)}
+        except Overloaded as exc:
+            return {"ok": False, "error": "overloaded", "message": str(exc), "retry_after": exc.retry_after_s}
+
+    # background ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.05
+        tick = min(self.settings.flush_max_age_ms, self.settings.presence_push_ms) / 1000 / 2
+        last_expire = 0.0
+        while not self._stop.is_set():
+            try:
+                batch = self.core.take_presence()
+                if batch:
+                    self.presence.add.remote(batch)
+                now = time.monotonic()
+                if now - last_expire >= 1.0:
+                    self.core.expire_sessions()
+                    last_expire = now
+                if self.core.due():
+                    self.core.flush()
+                self.core.last_error = ""
+                backoff = 0.05
+                self._stop.wait(tick)
+            except Exception as exc:  # storage down: keep the log, retry with backoff
+                self.core.stats["flush_errors"] += 1
+                self.core.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("shard %s flush failed: %s", self.index, self.core.last_error)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.settings.flush_retry_max_s)
+
+    # control ---------------------------------------------------------------------------------
+    def drain(self) -> dict[str, Any]:
+        """Flush everything now (graceful shutdown); what fails stays in the log for next time."""
+        try:
+            self.core.expire_sessions(now=None)
+            self.core.flush(force=True)
+        except Exception as exc:
+            self.core.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        return self.core.describe()
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        state = self.drain()
+        self.core.wal.close()
+        return state
+
+    def describe(self) -> dict[str, Any]:
+        return self.core.describe()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()

@@ -1,0 +1,43 @@
+"""Live presence: visitors seen per project in the last few minutes, in memory only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import ray
+
+
+class PresenceBook:
+    def __init__(self, window_s: int) -> None:
+        self.window_ms = window_s * 1000
+        self.seen: dict[str, dict[str, int]] = {}
+
+    def add(self, batch: Iterable[tuple[str, str, int]]) -> None:
+        for project, device, ts in batch:
+            devices = self.seen.setdefault(project, {})
+            if ts > devices.get(device, 0):
+                devices[device] = ts
+
+    def count(self, project: str, now_ms: int | None = None) -> int:
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        devices = self.seen.get(project)
+        if not devices:
+            return 0
+        cutoff = now_ms - self.window_ms
+        stale = [d for d, ts in devices.items() if ts < cutoff]
+        for d in stale:
+            del devices[d]
+        return len(devices)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class PresenceActor:
+    def __init__(self, window_s: int) -> None:
+        self.book = PresenceBook(window_s)
+
+    def add(self, batch: list[tuple[str, str, int]]) -> None:
+        self.book.add(batch)
+
+    def count(self, project: str) -> int:
+        return self.book.count(project)

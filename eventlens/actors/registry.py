@@ -1,0 +1,54 @@
+"""Named actors in an explicit namespace: created once, found by every replica and node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from eventlens.config import Settings
+
+
+def _opts(settings: Settings, role: str) -> dict[str, Any]:
+    return {
+        "name": settings.actor_name(role),
+        "namespace": settings.namespace,
+        "lifetime": "detached",
+        "get_if_exists": True,
+    }
+
+
+def warehouse_actor(settings: Settings) -> Any:
+    from eventlens.actors.warehouse import WarehouseActor
+
+    return WarehouseActor.options(**_opts(settings, "warehouse")).remote(settings.to_args())
+
+
+def presence_actor(settings: Settings) -> Any:
+    from eventlens.actors.presence import PresenceActor
+
+    return PresenceActor.options(**_opts(settings, "presence")).remote(settings.live_window_s)
+
+
+def shard_actor(settings: Settings, index: int) -> Any:
+    from eventlens.actors.buffer import BufferShard
+
+    return BufferShard.options(**_opts(settings, f"shard-{index}")).remote(settings.to_args(), index)
+
+
+def shard_actors(settings: Settings) -> list[Any]:
+    return [shard_actor(settings, i) for i in range(settings.shards)]
+
+
+def all_actor_names(settings: Settings) -> list[str]:
+    roles = ["warehouse", "presence", *(f"shard-{i}" for i in range(settings.shards))]
+    return [settings.actor_name(r) for r in roles]
+
+
+def kill_all(settings: Settings) -> None:
+    """Remove this instance's actors (after draining them): used by shutdown and tests."""
+    for name in all_actor_names(settings):
+        try:
+            ray.kill(ray.get_actor(name, namespace=settings.namespace), no_restart=True)
+        except ValueError:
+            pass

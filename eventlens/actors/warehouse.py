@@ -1,0 +1,37 @@
+"""The actor that owns an embedded chDB directory; everyone else reaches ClickHouse through it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from eventlens.config import Settings
+from eventlens.storage.clickhouse import Warehouse
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)
+class WarehouseActor:
+    def __init__(self, settings_args: dict[str, Any]) -> None:
+        settings = Settings(**settings_args)
+        self.wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
+        # Migrations run in the owning process: no other process may open the chDB directory.
+        self.applied = self.wh.migrate()
+
+    def insert_columns(self, table: str, names: list[str], columns: list[list[Any]], token: str) -> int:
+        return self.wh.insert_columns(table, names, columns, token)
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.wh.query(sql, parameters)
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self.wh.command(sql, parameters)
+
+    def ping(self) -> bool:
+        return self.wh.ping()
+
+    def migrations(self) -> list[str]:
+        return self.applied
+
+    def close(self) -> None:
+        self.wh.close()

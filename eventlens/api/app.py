@@ -1,0 +1,117 @@
+"""Serve deployments and their application builders (``import_path`` targets of deployments/*.yaml).
+
+Deployment classes only wire collaborators together; the request logic lives in
+``api.ingest.IngestHandler`` and ``api.insights.create_api``, which tests build without Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+from starlette.requests import Request
+
+from eventlens.config import Settings, load_settings
+
+
+def _rate_limiter(settings: Settings) -> Any:
+    from eventlens.api.ratelimit import LocalRateLimiter, RedisRateLimiter
+
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(settings.redis_url)
+        prefix = f"eventlens:{settings.instance}:rl"
+        return RedisRateLimiter(client, settings.rate_limit_per_second, settings.rate_limit_burst, prefix)
+    return LocalRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+
+
+def _metadata(settings: Settings) -> Any:
+    from eventlens.storage.metadata import open_metadata
+
+    store = open_metadata(settings.metadata_dsn)
+    store.migrate()  # idempotent and race-safe: lets `serve deploy` work without the CLI
+    return store
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, graceful_shutdown_timeout_s=20)
+@serve.ingress()
+class IngestDeployment:
+    """``POST /track`` and ``/track/batch``: a raw ASGI app around ``IngestHandler``."""
+
+    def __init__(self, settings_args: dict[str, Any]) -> None:
+        from eventlens.actors.registry import shard_actors
+        from eventlens.api.auth import Authenticator
+        from eventlens.api.handoff import ShardRouter
+        from eventlens.api.ingest import IngestHandler, SaltCache
+
+        settings = Settings(**settings_args)
+        store = _metadata(settings)
+        self.handler = IngestHandler(
+            settings,
+            Authenticator(store),
+            ShardRouter(shard_actors(settings), settings.handoff_ms),
+            SaltCache(store),
+            _rate_limiter(settings),
+        )
+
+    def __serve_build_asgi_app__(self) -> Any:
+        handler = self.handler
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "lifespan":
+                await _lifespan(receive, send)
+                return
+            if scope["type"] != "http":
+                return
+            response = await handler.handle(Request(scope, receive))
+            await response(scope, receive, send)
+
+        return app
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, graceful_shutdown_timeout_s=20)
+@serve.ingress()
+class ApiDeployment:
+    """Insights, filters, health and readiness (FastAPI)."""
+
+    def __init__(self, settings_args: dict[str, Any]) -> None:
+        from eventlens.actors.registry import presence_actor
+        from eventlens.api.auth import Authenticator
+        from eventlens.api.querier import Querier
+
+        settings = Settings(**settings_args)
+        self.store = _metadata(settings)
+        self.auth = Authenticator(self.store)
+        self.querier = Querier(settings)
+        self.presence = presence_actor(settings)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        from eventlens.api.insights import create_api
+
+        return create_api(self.auth, self.querier, self.presence, self.store.ping)
+
+
+def build_ingest_app(args: dict[str, Any]) -> Application:
+    settings = load_settings(**args)
+    return IngestDeployment.options(
+        num_replicas=settings.ingest_replicas, max_ongoing_requests=settings.max_ongoing_requests
+    ).bind(settings.to_args())
+
+
+def build_api_app(args: dict[str, Any]) -> Application:
+    settings = load_settings(**args)
+    return ApiDeployment.options(
+        num_replicas=settings.insights_replicas, max_ongoing_requests=settings.max_ongoing_requests
+    ).bind(settings.to_args())

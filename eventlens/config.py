@@ -1,0 +1,138 @@
+"""The only reader of ``EVENTLENS_*``: one pydantic settings model.
+
+Values come from (highest first) explicit keyword arguments (the Serve config's ``args:`` or CLI
+flags), then ``EVENTLENS_*`` environment variables, then the defaults below, which give a fully
+embedded single-machine daemon: chDB under the data directory, SQLite metadata, no Redis.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_IP_HEADERS = (
+    "x-client-ip",
+    "x-forwarded-for",
+    "cf-connecting-ip",
+    "true-client-ip",
+    "x-real-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "forwarded-for",
+    "forwarded",
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EVENTLENS_", extra="forbid", frozen=True)
+
+    # where and who
+    data_dir: Path = Field(default=Path("./eventlens-data"), description="Root of all local state")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    instance: str = Field(
+        default="default",
+        pattern=r"^[a-z0-9][a-z0-9-]{0,30}$",
+        description="Prefix of actor names, so several daemons can share one Ray cluster",
+    )
+    ray_address: str | None = Field(default=None, description="Join this Ray cluster (else start one)")
+
+    # storage back ends
+    clickhouse_url: str | None = Field(
+        default=None, description="http(s)://user:pass@host:8123 or chdb://dir; default chDB in data_dir"
+    )
+    clickhouse_database: str = Field(default="eventlens", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    metadata_url: str | None = Field(
+        default=None, description="mysql://user:pass@host:3306/db or sqlite:///file; default SQLite"
+    )
+    redis_url: str | None = Field(default=None, description="redis://host:6379/0 enables shared mode")
+
+    # serving
+    ingest_replicas: int = Field(default=1, ge=1)
+    insights_replicas: int = Field(default=1, ge=1)
+    max_ongoing_requests: int = Field(default=256, ge=1)
+    haproxy: bool = True
+    throughput_optimized: bool = True
+    ip_headers: tuple[str, ...] = DEFAULT_IP_HEADERS
+
+    # ingest limits
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=2000, ge=1000)
+    max_properties: int = Field(default=256, ge=1)
+    max_property_key_length: int = Field(default=256, ge=1)
+    max_property_value_length: int = Field(default=4096, ge=1)
+    rate_limit_per_second: float = Field(default=2000.0, gt=0)
+    rate_limit_burst: int = Field(default=4000, ge=1)
+
+    # shards, write-ahead log and flushing
+    shards: int = Field(default=2, ge=1, le=1024)
+    handoff_ms: float = Field(default=2.0, ge=0, description="Replica collects events this long per shard call")
+    flush_max_events: int = Field(default=20000, ge=1)
+    flush_max_age_ms: int = Field(default=500, ge=10)
+    wal_fsync: Literal["always", "never"] = "always"
+    wal_max_pending_events: int = Field(
+        default=1_000_000, ge=1, description="Per shard; beyond it ingest answers 503"
+    )
+    flush_retry_max_s: float = Field(default=5.0, gt=0)
+
+    # sessions and presence
+    session_timeout_s: int = Field(default=1800, ge=60)
+    live_window_s: int = Field(default=300, ge=10)
+    presence_push_ms: int = Field(default=200, ge=10)
+    max_future_skew_s: int = Field(default=60, ge=0)
+    late_event_bound_s: int = Field(default=3600, ge=60)
+
+    create_demo: bool = True
+
+    @field_validator("ip_headers", mode="before")
+    @classmethod
+    def _split_headers(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return tuple(h.strip().lower() for h in v.split(",") if h.strip())
+        return v
+
+    @model_validator(mode="after")
+    def _check_urls(self) -> Settings:
+        if self.clickhouse_url and not self.clickhouse_url.startswith(("chdb://", "http://", "https://")):
+            raise ValueError("clickhouse_url must start with chdb://, http:// or https://")
+        if self.metadata_url and not self.metadata_url.startswith(("sqlite://", "mysql://")):
+            raise ValueError("metadata_url must start with sqlite:// or mysql://")
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis_url must start with redis://, rediss:// or unix://")
+        return self
+
+    # derived values -------------------------------------------------------------------------
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse_url or f"chdb://{self.data_dir.resolve() / 'clickhouse'}"
+
+    @property
+    def embedded_clickhouse(self) -> bool:
+        return self.clickhouse_dsn.startswith("chdb://")
+
+    @property
+    def metadata_dsn(self) -> str:
+        return self.metadata_url or f"sqlite:///{self.data_dir.resolve() / 'metadata.sqlite3'}"
+
+    @property
+    def wal_dir(self) -> Path:
+        return self.data_dir.resolve() / "wal"
+
+    @property
+    def namespace(self) -> str:
+        return "eventlens"
+
+    def actor_name(self, role: str) -> str:
+        return f"{self.instance}-{role}"
+
+    def to_args(self) -> dict[str, Any]:
+        """Plain, picklable values to rebuild these settings in another process."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with explicit overrides (None values are ignored)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

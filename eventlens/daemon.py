@@ -1,0 +1,172 @@
+"""Start and stop a whole Event Lens daemon on Ray: actors, then Serve applications.
+
+Used by ``eventlens serve`` and by the test suite, so both run exactly the same start-up.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eventlens.config import Settings
+
+log = logging.getLogger(__name__)
+DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deployments" / "embedded.yaml"
+
+
+def serve_env(settings: Settings) -> None:
+    """HAProxy ingress and the throughput-optimised Serve mode; read when Ray starts, on every node."""
+    if settings.haproxy:
+        os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
+    if settings.throughput_optimized:
+        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+
+
+def init_ray(settings: Settings, **kwargs: Any) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    serve_env(settings)
+    ray.init(
+        address=settings.ray_address or "local",
+        namespace=settings.namespace,
+        include_dashboard=False,
+        log_to_driver=False,
+        **kwargs,
+    )
+
+
+@dataclass
+class Demo:
+    project_id: str
+    write_client_id: str
+    write_secret: str
+    read_client_id: str
+    read_secret: str
+
+
+@dataclass
+class Running:
+    settings: Settings
+    url: str
+    apps: list[str] = field(default_factory=list)
+    demo: Demo | None = None
+    migrations: list[str] = field(default_factory=list)
+
+
+def ensure_demo(settings: Settings) -> Demo | None:
+    """On an empty metadata database, a demo project with a write and a read client."""
+    from eventlens.storage.metadata import open_metadata
+
+    with open_metadata(settings.metadata_dsn) as store:
+        store.migrate()
+        if not settings.create_demo or store.list_projects():
+            return None
+        project = store.create_project("Demo")
+        write, wsecret = store.create_client(project.id, "write", name="demo write")
+        read, rsecret = store.create_client(project.id, "read", name="demo read")
+        assert wsecret and rsecret
+        return Demo(project.id, write.id, wsecret, read.id, rsecret)
+
+
+def load_apps(config_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    doc = yaml.safe_load(config_path.read_text())
+    return doc.get("http_options") or {}, list(doc.get("applications") or [])
+
+
+def start_actors(settings: Settings) -> list[str]:
+    """Create (or find) the warehouse, presence and shard actors and wait until they answer.
+
+    Waiting here means replay of any log left by a previous run has begun before traffic arrives.
+    """
+    import ray
+
+    from eventlens.actors import registry
+
+    applied: list[str] = []
+    if settings.embedded_clickhouse:
+        applied = ray.get(registry.warehouse_actor(settings).migrations.remote(), timeout=300)
+    else:
+        from eventlens.storage.ch_migrations import apply_clickhouse_migrations
+
+        applied = apply_clickhouse_migrations(settings)
+    registry.presence_actor(settings)
+    shards = registry.shard_actors(settings)
+    ray.get([s.describe.remote() for s in shards], timeout=300)
+    return applied
+
+
+def start(settings: Settings, config_path: Path = DEFAULT_CONFIG, wait_s: float = 120) -> Running:
+    from ray import serve
+
+    init_ray(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    demo = ensure_demo(settings)
+    migrations = start_actors(settings)
+    _, apps = load_apps(config_path)
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    names = []
+    for spec in apps:
+        module, func = spec["import_path"].split(":")
+        builder = getattr(importlib.import_module(module), func)
+        args = {**(spec.get("args") or {}), **settings.to_args()}
+        serve.run(builder(args), name=spec["name"], route_prefix=spec["route_prefix"], blocking=False)
+        names.append(spec["name"])
+    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+    url = f"http://{host}:{settings.port}"
+    wait_healthy(url, wait_s)
+    return Running(settings, url, names, demo, migrations)
+
+
+def wait_healthy(url: str, wait_s: float) -> None:
+    import httpx
+
+    deadline = time.monotonic() + wait_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{url}/ready", timeout=2)
+            tr = httpx.post(f"{url}/track", timeout=2)
+            if r.status_code == 200 and tr.status_code == 401:
+                return
+            last = f"/ready {r.status_code}, /track {tr.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(0.25)
+    raise RuntimeError(f"Event Lens did not become ready at {url} within {wait_s:.0f}s ({last})")
+
+
+def stop(settings: Settings, apps: list[str] | None = None, shutdown_serve: bool = True) -> list[dict[str, Any]]:
+    """Stop taking requests, then drain every shard into ClickHouse (what fails stays logged)."""
+    import ray
+    from ray import serve
+
+    if shutdown_serve:
+        serve.shutdown()
+    else:
+        for name in apps or []:
+            serve.delete(name)
+    from eventlens.actors import registry
+
+    states: list[dict[str, Any]] = []
+    for i in range(settings.shards):
+        try:
+            actor = ray.get_actor(settings.actor_name(f"shard-{i}"), namespace=settings.namespace)
+            states.append(ray.get(actor.stop.remote(), timeout=120))
+        except Exception as exc:  # shard gone: its log is replayed by the next owner
+            log.warning("shard %s did not drain: %s", i, exc)
+    try:
+        wh = ray.get_actor(settings.actor_name("warehouse"), namespace=settings.namespace)
+        ray.get(wh.close.remote(), timeout=30)
+    except Exception:
+        pass
+    registry.kill_all(settings)
+    return states

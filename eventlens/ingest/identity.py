@@ -1,0 +1,22 @@
+"""Cookieless device ids and stable shard routing."""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def device_hash(project_id: str, ip: str, user_agent: str, salt: str) -> str:
+    """Same visitor, same day, same id; unlinkable across days once the salt is gone."""
+    h = hashlib.blake2b(digest_size=16, key=salt.encode()[:64])
+    h.update(project_id.encode())
+    h.update(b"\x00")
+    h.update(ip.encode())
+    h.update(b"\x00")
+    h.update(user_agent.encode())
+    return h.hexdigest()
+
+
+def shard_of(project_id: str, key: str, shards: int) -> int:
+    """Stable across processes and restarts (unlike ``hash()``, which is salted per process)."""
+    digest = hashlib.blake2b(f"{project_id}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % shards

@@ -1,0 +1,197 @@
+"""The core of a buffer shard, without Ray: log → ack → sessions → batch → flush.
+
+``append`` makes records durable in the segment log and returns what the client is told;
+``flush`` seals the active segment when it is due (size or age) and inserts every sealed segment,
+oldest first, with the token ``<shard>:<segment>:<table>``; a segment is deleted only after all of
+its tables were inserted. The Ray actor (``eventlens.actors.buffer``) only schedules these calls.
+
+Thread-safe: appends run on the actor's threads while one flusher thread inserts. The state lock
+is never held across an insert, so a slow ClickHouse does not stall acknowledgements.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventlens.ingest.sessions import Sessionizer
+from eventlens.storage.tables import group_by_table, to_columns
+from eventlens.storage.wal import Record, Segment, SegmentLog
+
+log = logging.getLogger(__name__)
+
+Inserter = Callable[[str, list[str], list[list[Any]], str], Any]
+RECENT_IDS = 200_000
+
+
+class Overloaded(Exception):
+    """The log holds as many unflushed records as it may; the client should retry later."""
+
+    def __init__(self, pending: int, limit: int, retry_after_s: int) -> None:
+        super().__init__(f"{pending} events waiting for storage (limit {limit})")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class ShardConfig:
+    shard_id: str
+    flush_max_events: int = 20_000
+    flush_max_age_ms: int = 500
+    max_pending: int = 1_000_000
+    session_timeout_ms: int = 1_800_000
+    late_bound_ms: int = 3_600_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ShardCore:
+    def __init__(self, config: ShardConfig, wal: SegmentLog, insert: Inserter) -> None:
+        self.config = config
+        self.wal = wal
+        self.insert = insert
+        self.sessions = Sessionizer(config.session_timeout_ms, config.late_bound_ms)
+        self.sealed: deque[Segment] = deque()
+        self.active_count = 0
+        self.active_since_ms = 0
+        self.recent: OrderedDict[str, dict[str, str]] = OrderedDict()
+        self.presence: list[tuple[str, str, int]] = []
+        self.stats = {"appended": 0, "duplicates": 0, "flushed": 0, "flush_errors": 0, "replayed": 0}
+        self.last_error = ""
+        self.lock = threading.RLock()
+        self.flush_lock = threading.Lock()
+
+    # recovery --------------------------------------------------------------------------------
+    def recover(self) -> int:
+        """Queue every segment left in the log for flushing; rebuild the recent-id index."""
+        segments = self.wal.recover()
+        for seg in segments:
+            self.sealed.append(seg)
+            for rec in self.wal.read(seg.number):
+                if rec.get("_t", "events") == "events" and rec.get("name") not in ("session_start", "session_end"):
+                    self._remember(rec)
+        replayed = sum(s.count for s in segments)
+        self.stats["replayed"] += replayed
+        return replayed
+
+    # the hot path ----------------------------------------------------------------------------
+    @property
+    def pending(self) -> int:
+        return self.active_count + sum(s.count for s in self.sealed)
+
+    def _remember(self, rec: Record) -> dict[str, str]:
+        result = {"deviceId": rec.get("device_id", ""), "sessionId": rec.get("session_id", "")}
+        key = f"{rec['project_id']}\x00{rec['id']}"
+        self.recent[key] = result
+        if len(self.recent) > RECENT_IDS:
+            self.recent.popitem(last=False)
+        return result
+
+    def append(self, records: Sequence[Record], now: int | None = None) -> list[dict[str, str]]:
+        """Durably log ``records``; returns per record what the client is told."""
+        with self.lock:
+            return self._append(records, now_ms() if now is None else now)
+
+    def _append(self, records: Sequence[Record], now: int) -> list[dict[str, str]]:
+        if self.pending + len(records) > self.config.max_pending:
+            raise Overloaded(self.pending, self.config.max_pending, retry_after_s=5)
+        to_log: list[Record] = []
+        results: list[dict[str, str]] = []
+        fresh: list[Record] = []
+        for rec in records:
+            if rec.get("_t", "events") != "events":
+                to_log.append(rec)
+                results.append({})
+                continue
+            seen = self.recent.get(f"{rec['project_id']}\x00{rec['id']}")
+            if seen is not None:  # a retried event: already logged, answer as the first time
+                self.stats["duplicates"] += 1
+                results.append(seen)
+                continue
+            to_log.extend(self.sessions.assign(rec, now))
+            to_log.append(rec)
+            fresh.append(rec)
+            results.append({"deviceId": rec["device_id"], "sessionId": rec["session_id"]})
+        if to_log:
+            self.wal.append(to_log)  # durable from here on
+            if not self.active_count:
+                self.active_since_ms = now
+            self.active_count += len(to_log)
+            self.stats["appended"] += len(to_log)
+        live_after = now - 300_000
+        for rec in fresh:
+            self._remember(rec)
+            if rec["created_at"] >= live_after:
+                self.presence.append((rec["project_id"], rec["device_id"], rec["created_at"]))
+        return results
+
+    def expire_sessions(self, now: int | None = None) -> int:
+        now = now_ms() if now is None else now
+        with self.lock:
+            markers = self.sessions.expire(now)
+            if markers:
+                self.wal.append(markers)
+                if not self.active_count:
+                    self.active_since_ms = now
+                self.active_count += len(markers)
+        return len(markers)
+
+    def take_presence(self) -> list[tuple[str, str, int]]:
+        with self.lock:
+            out, self.presence = self.presence, []
+        return out
+
+    # flushing --------------------------------------------------------------------------------
+    def due(self, now: int | None = None) -> bool:
+        now = now_ms() if now is None else now
+        if self.sealed:
+            return True
+        return self.active_count > 0 and (
+            self.active_count >= self.config.flush_max_events
+            or now - self.active_since_ms >= self.config.flush_max_age_ms
+        )
+
+    def seal(self) -> None:
+        seg = self.wal.seal()
+        if seg is not None:
+            self.sealed.append(seg)
+            self.active_count = 0
+
+    def flush(self, force: bool = False) -> int:
+        """Insert sealed segments (sealing the active one if due); raises if storage fails."""
+        with self.flush_lock:
+            with self.lock:
+                if force or self.due():
+                    self.seal()
+            flushed = 0
+            while True:
+                with self.lock:
+                    if not self.sealed:
+                        break
+                    seg = self.sealed[0]
+                records = self.wal.read(seg.number)  # a sealed segment is immutable
+                for table, rows in sorted(group_by_table(records).items()):
+                    names, columns = to_columns(table, rows)
+                    self.insert(table, names, columns, f"{self.config.shard_id}:{seg.number}:{table}")
+                with self.lock:
+                    self.wal.delete(seg.number)
+                    self.sealed.popleft()
+                    self.stats["flushed"] += seg.count
+                flushed += seg.count
+            return flushed
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "shard": self.config.shard_id,
+            "pending": self.pending,
+            "sealed_segments": len(self.sealed),
+            "live_sessions": len(self.sessions.live),
+            "last_error": self.last_error,
+            **self.stats,
+        }

@@ -1,0 +1,40 @@
+"""Event time: ISO-8601 or epoch milliseconds, clamped against the future."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from eventlens.ingest.errors import IngestError
+
+_MIN_MS = 946_684_800_000  # 2000-01-01: anything older is a unit mistake, not an event
+
+
+def parse_timestamp(value: str | int | float | None, now_ms: int, max_future_ms: int) -> int:
+    """Milliseconds since the epoch. Future beyond ``max_future_ms`` → server time."""
+    if value is None or value == "":
+        return now_ms
+    if isinstance(value, bool):
+        raise IngestError(400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds")
+    if isinstance(value, int | float):
+        ms = int(value)
+    else:
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            ms = int(text)
+        else:
+            try:
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                raise IngestError(
+                    400, "invalid_timestamp", f"timestamp {text[:40]!r} is not ISO-8601 or epoch milliseconds"
+                ) from None
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            ms = int(dt.timestamp() * 1000)
+    if ms < _MIN_MS:
+        raise IngestError(
+            400, "invalid_timestamp", "timestamp is before 2000-01-01; send epoch milliseconds, not seconds"
+        )
+    if ms > now_ms + max_future_ms:
+        return now_ms
+    return ms

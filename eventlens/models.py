@@ -1,0 +1,97 @@
+"""Wire models of the ingest API (CONTRACT 2), validated with pydantic at the edge."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, field_validator
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+ShortStr = Annotated[str, StringConstraints(max_length=256)]
+IdStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+UrlStr = Annotated[str, StringConstraints(max_length=4096)]
+
+
+class _Payload(BaseModel):
+    # Unknown payload keys are ignored (SDKs add fields over time); wrong types are not.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+class TrackPayload(_Payload):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    deviceId: IdStr | None = None
+    sessionId: IdStr | None = None
+    profileId: IdStr | None = None
+    path: UrlStr | None = None
+    referrer: UrlStr | None = None
+    title: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    timestamp: str | int | float | None = None
+    id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    properties: dict[str, Any] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _no_control(cls, v: str) -> str:
+        if _CONTROL.search(v):
+            raise ValueError("name must not contain control characters")
+        return v
+
+
+class IdentifyPayload(_Payload):
+    profileId: IdStr
+    firstName: ShortStr | None = None
+    lastName: ShortStr | None = None
+    email: ShortStr | None = None
+    avatar: UrlStr | None = None
+    properties: dict[str, Any] | None = None
+
+
+class IncrementPayload(_Payload):
+    profileId: IdStr
+    property: Annotated[str, StringConstraints(min_length=1, max_length=256)]
+    value: float = Field(default=1, allow_inf_nan=False)
+
+
+class AliasPayload(_Payload):
+    profileId: IdStr
+    alias: IdStr
+
+
+class TrackBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["track"]
+    payload: TrackPayload
+
+
+class IdentifyBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["identify"]
+    payload: IdentifyPayload
+
+
+class IncrementBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["increment", "decrement"]
+    payload: IncrementPayload
+
+
+class AliasBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["alias"]
+    payload: AliasPayload
+
+
+AnyBody = Annotated[
+    TrackBody | IdentifyBody | IncrementBody | AliasBody,
+    Field(discriminator="type"),
+]
+BODY_ADAPTER: TypeAdapter[TrackBody | IdentifyBody | IncrementBody | AliasBody] = TypeAdapter(AnyBody)
+EVENT_TYPES = ("track", "identify", "increment", "decrement", "alias")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str
+    details: list[Any] = Field(default_factory=list)

@@ -1,0 +1,396 @@
+"""Metadata store: projects, API clients and daily salts, in SQLite (embedded) or MariaDB/MySQL.
+
+The same SQL runs on both engines; connecting, parameter markers and locking differ and live in
+``metadata_backends``. Metadata traffic is tiny (admin commands, auth look-ups that callers
+cache), so one connection guarded by a lock is enough, and it keeps both drivers — neither is safe
+to share between threads — correct under Ray's threaded actors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from pydantic import BaseModel, ConfigDict
+
+from eventlens.security import (
+    generate_client_id,
+    generate_project_id,
+    generate_secret,
+    hash_secret,
+    normalize_origin,
+    origin_allowed,
+)
+from eventlens.storage.metadata_backends import (
+    Backend,
+    MetadataError,
+    MySQLBackend,
+    SQLiteBackend,
+    redact,
+    sqlite_path,
+)
+
+__all__ = [
+    "CLIENT_TYPES",
+    "Client",
+    "ClientType",
+    "MetadataError",
+    "MetadataStore",
+    "MigrationError",
+    "Project",
+    "open_metadata",
+]
+
+log = logging.getLogger(__name__)
+
+ClientType = Literal["write", "read", "root"]
+CLIENT_TYPES: tuple[str, ...] = get_args(ClientType)
+DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "metadata"
+
+# Ids are lowercase so that lookups behave the same on SQLite (binary compare) and on a MariaDB
+# database whose default collation may be case-insensitive.
+_PROJECT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_MIGRATION_RE = re.compile(r"^(?P<version>\d{4})_(?P<label>[a-z0-9_]+)\.sql$")
+_STATEMENT_END_RE = re.compile(r";[ \t]*$", re.MULTILINE)
+_MAX_NAME = 255
+
+_LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version VARCHAR(255) NOT NULL PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    checksum VARCHAR(64) NOT NULL,
+    applied_at VARCHAR(32) NOT NULL
+)
+"""
+
+
+class MigrationError(MetadataError):
+    """Migration files are inconsistent (duplicate numbers, bad names) or one failed to apply."""
+
+
+# --- models -----------------------------------------------------------------------------------
+class Project(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    created_at: datetime
+
+
+class Client(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    project_id: str
+    name: str
+    type: ClientType
+    secret_hash: str | None
+    origins: list[str]
+    created_at: datetime
+
+    @property
+    def can_write(self) -> bool:
+        return self.type in ("write", "root")
+
+    @property
+    def can_read(self) -> bool:
+        return self.type in ("read", "root")
+
+    @property
+    def has_secret(self) -> bool:
+        return self.secret_hash is not None
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """Whether a browser request from ``origin`` may use this (secret-less) client."""
+        return origin_allowed(origin, self.origins)
+
+
+# --- migrations -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Migration:
+    version: str  # "0001"
+    name: str  # "0001_initial"
+    sql: str
+    checksum: str
+
+    @property
+    def statements(self) -> list[str]:
+        return split_statements(self.sql)
+
+
+def split_statements(sql: str) -> list[str]:
+    """Statements end with ``;`` at the end of a line; whole-line ``--`` comments are dropped
+    (MySQL rejects a comment-only query as empty)."""
+    lines = [ln for ln in sql.splitlines() if not ln.lstrip().startswith("--")]
+    chunks = _STATEMENT_END_RE.split("\n".join(lines))
+    return [c.strip() for c in chunks if c.strip()]
+
+
+def discover_migrations(directory: Path) -> list[Migration]:
+    """``NNNN_name.sql`` files in version order. A duplicate number or a ``.sql`` file that does not
+    follow the pattern fails loudly rather than being skipped."""
+    if not directory.is_dir():
+        raise MigrationError(f"migrations directory not found: {directory}")
+    found: dict[str, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _MIGRATION_RE.match(path.name)
+        if match is None:
+            raise MigrationError(f"migration file name must look like 0001_name.sql: {path}")
+        version = match["version"]
+        if version in found:
+            raise MigrationError(f"duplicate migration number {version}: {found[version].name}, {path.stem}")
+        sql = path.read_text(encoding="utf-8")
+        found[version] = Migration(version, path.stem, sql, hashlib.sha256(sql.encode()).hexdigest())
+    return [found[v] for v in sorted(found)]
+
+
+# --- the store --------------------------------------------------------------------------------
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(value: datetime) -> str:
+    # Fixed-width ISO-8601 in UTC, so text order is time order on both engines.
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+class MetadataStore:
+    """Projects, clients and salts. Use :func:`open_metadata` to get one; call :meth:`migrate` once
+    before first use. All methods are thread-safe."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self._lock = threading.RLock()
+        self._closed = False
+
+    def __enter__(self) -> MetadataStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MetadataStore({self._backend.display!r})"
+
+    @property
+    def url(self) -> str:
+        """The connection URL, password redacted."""
+        return self._backend.display
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            if self._closed:
+                raise MetadataError("metadata store is closed")
+            self._backend.ensure_connected()
+            return self._backend.execute(sql, params)
+
+    # migrations ------------------------------------------------------------------------------
+    def migrate(self, directory: Path | None = None) -> list[str]:
+        """Apply pending ``NNNN_name.sql`` migrations in order; returns the names newly applied.
+
+        Each migration runs under an exclusive lock and re-checks the ledger after taking it, so
+        concurrent callers in several processes apply each migration exactly once.
+        """
+        migrations = discover_migrations(directory or DEFAULT_MIGRATIONS_DIR)
+        applied: list[str] = []
+        with self._lock:
+            self._query(_LEDGER_DDL)
+            recorded = dict(self._query("SELECT version, checksum FROM schema_migrations"))
+            for migration in migrations:
+                if migration.version in recorded:
+                    if recorded[migration.version] != migration.checksum:
+                        # Not fatal: editing an applied migration is a mistake to report, but the
+                        # schema it describes is already in place.
+                        log.warning("migration %s changed after it was applied", migration.name)
+                    continue
+                if self._apply(migration):
+                    applied.append(migration.name)
+        return applied
+
+    def _apply(self, migration: Migration) -> bool:
+        with self._backend.exclusive("migrate"):
+            done = self._backend.execute(
+                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
+            )
+            if done:
+                return False  # another process applied it while we waited for the lock
+            for statement in migration.statements:
+                try:
+                    self._backend.execute(statement)
+                except Exception as exc:
+                    raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
+            try:
+                self._backend.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+                    (migration.version, migration.name, migration.checksum, _ts(_now())),
+                )
+            except self._backend.integrity_errors:
+                return False  # recorded concurrently; the statements are idempotent
+            log.info("applied metadata migration %s", migration.name)
+            return True
+
+    # projects --------------------------------------------------------------------------------
+    def create_project(self, name: str, id: str | None = None) -> Project:
+        name = name.strip()
+        if not name or len(name) > _MAX_NAME:
+            raise ValueError(f"project name must be 1-{_MAX_NAME} characters")
+        if id is not None and not _PROJECT_ID_RE.match(id):
+            raise ValueError(f"project id {id!r} must be 1-64 of a-z, 0-9, '-' and '_'")
+        created = _now()
+        for _ in range(3):  # a generated id collides only by (astronomical) chance; retry then
+            project = Project(id=id or generate_project_id(), name=name, created_at=created)
+            try:
+                self._query(
+                    "INSERT INTO projects (id, name, created_at) VALUES (?, ?, ?)",
+                    (project.id, project.name, _ts(created)),
+                )
+                return project
+            except self._backend.integrity_errors:
+                if id is not None:
+                    raise ValueError(f"project {id!r} already exists") from None
+        raise MetadataError("could not generate a unique project id")
+
+    def get_project(self, id: str) -> Project | None:
+        rows = self._query("SELECT id, name, created_at FROM projects WHERE id = ?", (id,))
+        return _project(rows[0]) if rows else None
+
+    def list_projects(self) -> list[Project]:
+        rows = self._query("SELECT id, name, created_at FROM projects ORDER BY created_at, id")
+        return [_project(r) for r in rows]
+
+    # clients ---------------------------------------------------------------------------------
+    def create_client(
+        self,
+        project_id: str,
+        type: str,
+        *,
+        name: str = "",
+        origins: Iterable[str] = (),
+        with_secret: bool = True,
+    ) -> tuple[Client, str | None]:
+        """Create a client; returns it with its plain secret, which is not stored and cannot be
+        shown again (None for a secret-less browser client)."""
+        if type not in CLIENT_TYPES:
+            raise ValueError(f"client type must be one of {', '.join(CLIENT_TYPES)}, not {type!r}")
+        name = name.strip()
+        if len(name) > _MAX_NAME:
+            raise ValueError(f"client name must be at most {_MAX_NAME} characters")
+        normalized = list(dict.fromkeys(normalize_origin(o) for o in origins))
+        if not with_secret:
+            # A browser can hold no secret, so its only credential is the Origin check: it may only
+            # send events, and only from listed origins.
+            if type != "write":
+                raise ValueError("a client without a secret must be of type 'write'")
+            if not normalized:
+                raise ValueError("a client without a secret needs at least one allowed origin")
+        if self.get_project(project_id) is None:
+            raise ValueError(f"unknown project {project_id!r}")
+        secret = generate_secret() if with_secret else None
+        # scrypt is deliberately slow; hash before taking the store lock.
+        secret_hash = hash_secret(secret) if secret is not None else None
+        client = Client(
+            id=generate_client_id(),
+            project_id=project_id,
+            name=name,
+            type=cast(ClientType, type),  # checked against CLIENT_TYPES above
+            secret_hash=secret_hash,
+            origins=normalized,
+            created_at=_now(),
+        )
+        self._query(
+            "INSERT INTO clients (id, project_id, name, type, secret_hash, origins, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                client.id,
+                client.project_id,
+                client.name,
+                client.type,
+                client.secret_hash,
+                json.dumps(client.origins),
+                _ts(client.created_at),
+            ),
+        )
+        return client, secret
+
+    def get_client(self, client_id: str) -> Client | None:
+        rows = self._query(f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,))
+        return _client(rows[0]) if rows else None
+
+    def list_clients(self, project_id: str | None = None) -> list[Client]:
+        if project_id is None:
+            rows = self._query(f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY created_at, id")
+        else:
+            rows = self._query(
+                f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE project_id = ? ORDER BY created_at, id",
+                (project_id,),
+            )
+        return [_client(r) for r in rows]
+
+    # salts -----------------------------------------------------------------------------------
+    def get_or_create_salt(self, day: date) -> str:
+        """The salt of ``day`` (UTC), created on first request. Every process gets the same value:
+        the first insert wins and everyone reads back the stored row."""
+        key = day.isoformat()
+        rows = self._query("SELECT salt FROM salts WHERE day = ?", (key,))
+        if rows:
+            return str(rows[0][0])
+        # If another process inserted first, the duplicate key is expected: we read theirs back.
+        with contextlib.suppress(*self._backend.integrity_errors):
+            self._query(
+                "INSERT INTO salts (day, salt, created_at) VALUES (?, ?, ?)",
+                (key, secrets.token_hex(32), _ts(_now())),
+            )
+        rows = self._query("SELECT salt FROM salts WHERE day = ?", (key,))
+        if not rows:
+            raise MetadataError(f"salt for {key} vanished after insert")
+        return str(rows[0][0])
+
+    # lifecycle -------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        self._query("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._backend.close()
+
+
+_CLIENT_COLUMNS = "id, project_id, name, type, secret_hash, origins, created_at"
+
+
+def _project(row: tuple[Any, ...]) -> Project:
+    return Project(id=row[0], name=row[1], created_at=datetime.fromisoformat(row[2]))
+
+
+def _client(row: tuple[Any, ...]) -> Client:
+    return Client(
+        id=row[0],
+        project_id=row[1],
+        name=row[2],
+        type=row[3],
+        secret_hash=row[4],
+        origins=json.loads(row[5]),
+        created_at=datetime.fromisoformat(row[6]),
+    )
+
+
+def open_metadata(dsn: str) -> MetadataStore:
+    """Open ``sqlite:///path/file.sqlite3`` or ``mysql://user:pass@host:port/db`` (database created
+    if missing). Does not migrate."""
+    if dsn.startswith("sqlite://"):
+        return MetadataStore(SQLiteBackend(sqlite_path(dsn)))
+    if dsn.startswith("mysql://"):
+        return MetadataStore(MySQLBackend(dsn))
+    raise ValueError(f"metadata url must start with sqlite:// or mysql://, got {redact(dsn)!r}")

@@ -1,0 +1,99 @@
+"""Column lists of the tables the shards write, with the default of each column.
+
+They mirror ``migrations/clickhouse``; a test compares them with ``DESCRIBE TABLE`` after migrating.
+A WAL record names its table in ``"_t"``; any column it lacks takes the default here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventlens.storage.wal import Record
+
+EVENT_COLUMNS: dict[str, Any] = {
+    "id": "",
+    "project_id": "",
+    "name": "",
+    "device_id": "",
+    "profile_id": "",
+    "session_id": "",
+    "created_at": 0,
+    "received_at": 0,
+    "origin": "",
+    "path": "",
+    "title": "",
+    "referrer": "",
+    "referrer_name": "",
+    "referrer_type": "",
+    "utm_source": "",
+    "utm_medium": "",
+    "utm_campaign": "",
+    "utm_term": "",
+    "utm_content": "",
+    "country": "",
+    "region": "",
+    "city": "",
+    "browser": "",
+    "browser_version": "",
+    "os": "",
+    "os_version": "",
+    "device": "",
+    "brand": "",
+    "model": "",
+    "is_bot": 0,
+    "properties": {},
+    "sdk_name": "",
+    "sdk_version": "",
+}
+
+PROFILE_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "profile_id": "",
+    "first_name": "",
+    "last_name": "",
+    "email": "",
+    "avatar": "",
+    "properties": {},
+    "updated_at": 0,
+    "event_id": "",
+}
+
+COUNTER_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "profile_id": "",
+    "property": "",
+    "delta": 0.0,
+    "created_at": 0,
+    "event_id": "",
+}
+
+ALIAS_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "alias": "",
+    "profile_id": "",
+    "created_at": 0,
+    "event_id": "",
+}
+
+TABLES: dict[str, dict[str, Any]] = {
+    "events": EVENT_COLUMNS,
+    "profiles": PROFILE_COLUMNS,
+    "profile_counters": COUNTER_COLUMNS,
+    "profile_aliases": ALIAS_COLUMNS,
+}
+
+
+def to_columns(table: str, records: Sequence[Record]) -> tuple[list[str], list[list[Any]]]:
+    """Column-oriented values of ``records`` for ``table``, defaults filled in."""
+    spec = TABLES[table]
+    names = list(spec)
+    columns = [[r.get(name, default) for r in records] for name, default in spec.items()]
+    return names, columns
+
+
+def group_by_table(records: Sequence[Record]) -> dict[str, list[Record]]:
+    groups: dict[str, list[Record]] = {}
+    for r in records:
+        groups.setdefault(r.get("_t", "events"), []).append(r)
+    return groups

@@ -1,0 +1,309 @@
+"""The admin commands (migrate, project, client) through typer's CliRunner, on real databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from eventlens.cli import migrate as migrate_module
+from eventlens.cli.main import app
+from eventlens.config import Settings
+from eventlens.security import verify_secret
+from eventlens.storage.metadata import open_metadata
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The developer's own EVENTLENS_* settings must not leak into these tests.
+    for key in list(os.environ):
+        if key.startswith("EVENTLENS_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+def run(data_dir: Path, *args: str) -> Result:
+    return runner.invoke(app, [*args, "--data-dir", str(data_dir)])
+
+
+def run_json(data_dir: Path, *args: str) -> Any:
+    result = run(data_dir, *args, "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def assert_usage_error(result: Result, message: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+
+
+def stored_hash(data_dir: Path, client_id: str) -> str | None:
+    settings = Settings(data_dir=data_dir)
+    with open_metadata(settings.metadata_dsn) as store:
+        client = store.get_client(client_id)
+        assert client is not None
+        return client.secret_hash
+
+
+# --- migrate ------------------------------------------------------------------------------------
+def test_migrate_metadata_only(data_dir: Path) -> None:
+    first = run_json(data_dir, "migrate", "--skip-clickhouse")
+    assert first["metadata"]["applied"] == ["0001_initial"]
+    assert first["clickhouse"] == {"skipped": "--skip-clickhouse"}
+    assert (data_dir / "metadata.sqlite3").exists()
+    again = run(data_dir, "migrate", "--skip-clickhouse")
+    assert again.exit_code == 0
+    assert "metadata: up to date" in again.stdout
+
+
+def test_migrate_calls_clickhouse_migrations_with_settings(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[Settings] = []
+
+    def fake(settings: Settings) -> list[str]:
+        seen.append(settings)
+        return ["0001_events"]
+
+    monkeypatch.setattr(migrate_module, "_clickhouse_migrator", lambda: fake)
+    out = run_json(data_dir, "migrate", "--clickhouse-url", "http://ch.example:8123")
+    assert out["clickhouse"] == {"applied": ["0001_events"]}
+    assert seen[0].clickhouse_url == "http://ch.example:8123"
+    assert seen[0].data_dir == data_dir
+
+
+def test_migrate_reports_missing_clickhouse_module(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migrate_module, "_clickhouse_migrator", lambda: None)
+    result = run(data_dir, "migrate")
+    assert result.exit_code == 0
+    assert "clickhouse: skipped" in result.stdout
+
+
+def test_migrate_clickhouse_failure_exits_1(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(settings: Settings) -> list[str]:
+        raise RuntimeError("server unreachable")
+
+    monkeypatch.setattr(migrate_module, "_clickhouse_migrator", lambda: broken)
+    result = run(data_dir, "migrate")
+    assert result.exit_code == 1
+    assert "ClickHouse migrations failed: server unreachable" in result.stderr
+    assert "Traceback" not in result.output
+
+
+# --- projects -----------------------------------------------------------------------------------
+def test_project_create_and_list(data_dir: Path) -> None:
+    text = run(data_dir, "project", "create", "My Site", "--id", "my-site")
+    assert text.exit_code == 0, text.output
+    assert "my-site" in text.stdout
+    created = run_json(data_dir, "project", "create", "Other Site")
+    assert created["name"] == "Other Site" and len(created["id"]) == 12
+    listed = run_json(data_dir, "project", "list")
+    assert [p["id"] for p in listed] == ["my-site", created["id"]]
+    table = run(data_dir, "project", "list")
+    assert "My Site" in table.stdout and "Other Site" in table.stdout
+
+
+def test_project_list_empty(data_dir: Path) -> None:
+    assert run_json(data_dir, "project", "list") == []
+    assert "No projects." in run(data_dir, "project", "list").stdout
+
+
+def test_project_errors_exit_2(data_dir: Path) -> None:
+    run(data_dir, "project", "create", "A", "--id", "dup")
+    assert_usage_error(run(data_dir, "project", "create", "B", "--id", "dup"), "already exists")
+    assert_usage_error(run(data_dir, "project", "create", "B", "--id", "Not Valid"), "project id")
+    assert_usage_error(run(data_dir, "project", "create", "   "), "project name")
+
+
+# --- clients ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("ctype", "can_write", "can_read"), [("write", True, False), ("read", False, True), ("root", True, True)]
+)
+def test_client_create_with_secret(data_dir: Path, ctype: str, can_write: bool, can_read: bool) -> None:
+    run(data_dir, "project", "create", "P", "--id", "p1")
+    result = run(data_dir, "client", "create", "--project", "p1", "--type", ctype, "--name", "api", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["type"] == ctype and out["project_id"] == "p1" and out["name"] == "api"
+    assert out["has_secret"] is True
+    assert "shown only once" in result.stderr
+    secret_hash = stored_hash(data_dir, out["id"])
+    assert secret_hash is not None and out["secret"] not in secret_hash
+    assert verify_secret(out["secret"], secret_hash)
+    assert "secret_hash" not in out
+    settings = Settings(data_dir=data_dir)
+    with open_metadata(settings.metadata_dsn) as store:
+        client = store.get_client(out["id"])
+        assert client is not None
+        assert (client.can_write, client.can_read) == (can_write, can_read)
+
+
+def test_client_create_text_output_shows_secret_once(data_dir: Path) -> None:
+    run(data_dir, "project", "create", "P", "--id", "p1")
+    result = run(data_dir, "client", "create", "-p", "p1", "-t", "root")
+    assert result.exit_code == 0, result.output
+    secret_line = next(line for line in result.stdout.splitlines() if "client secret:" in line)
+    secret = secret_line.split(":", 1)[1].strip()
+    id_line = next(line for line in result.stdout.splitlines() if "client id:" in line)
+    client_id = id_line.split(":", 1)[1].strip()
+    assert verify_secret(secret, stored_hash(data_dir, client_id))
+    assert "shown only once" in result.stderr
+
+
+def test_browser_client_without_secret(data_dir: Path) -> None:
+    run(data_dir, "project", "create", "P", "--id", "p1")
+    result = run(
+        data_dir,
+        "client",
+        "create",
+        "-p",
+        "p1",
+        "-t",
+        "write",
+        "--no-secret",
+        "--origin",
+        "https://Example.com/",
+        "--origin",
+        "*.example.com",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["secret"] is None and out["has_secret"] is False
+    assert out["origins"] == ["https://example.com", "*.example.com"]
+    assert "shown only once" not in result.stderr
+    assert stored_hash(data_dir, out["id"]) is None
+
+
+def test_client_list_never_shows_secrets(data_dir: Path) -> None:
+    run(data_dir, "project", "create", "One", "--id", "one")
+    run(data_dir, "project", "create", "Two", "--id", "two")
+    made = [
+        run_json(data_dir, "client", "create", "-p", "one", "-t", "write"),
+        run_json(data_dir, "client", "create", "-p", "one", "-t", "read"),
+        run_json(data_dir, "client", "create", "-p", "two", "-t", "root"),
+        run_json(
+            data_dir, "client", "create", "-p", "two", "-t", "write", "--no-secret", "--origin", "a.com"
+        ),
+    ]
+    hashes = [stored_hash(data_dir, m["id"]) for m in made]
+    listed_all = run(data_dir, "client", "list", "--json")
+    listed_one = run_json(data_dir, "client", "list", "--project", "one")
+    table = run(data_dir, "client", "list")
+    assert [c["id"] for c in json.loads(listed_all.stdout)] == [m["id"] for m in made]
+    assert [c["id"] for c in listed_one] == [made[0]["id"], made[1]["id"]]
+    for output in (listed_all.output, json.dumps(listed_one), table.output):
+        for m, h in zip(made, hashes, strict=True):
+            if m["secret"]:
+                assert m["secret"] not in output
+            if h:
+                assert h not in output
+        assert "scrypt$" not in output
+    for c in json.loads(listed_all.stdout):
+        assert "secret" not in c and "secret_hash" not in c
+    assert [c["has_secret"] for c in json.loads(listed_all.stdout)] == [True, True, True, False]
+    assert made[0]["id"] in table.stdout
+
+
+def test_client_errors_exit_2(data_dir: Path) -> None:
+    run(data_dir, "project", "create", "P", "--id", "p1")
+    assert_usage_error(
+        run(data_dir, "client", "create", "-p", "nope", "-t", "read"), "unknown project 'nope'"
+    )
+    bad_type = run(data_dir, "client", "create", "-p", "p1", "-t", "admin")
+    assert bad_type.exit_code == 2 and "admin" in bad_type.stderr
+    assert_usage_error(
+        run(data_dir, "client", "create", "-p", "p1", "-t", "read", "--no-secret", "--origin", "a.com"),
+        "must be of type 'write'",
+    )
+    assert_usage_error(
+        run(data_dir, "client", "create", "-p", "p1", "-t", "write", "--no-secret"),
+        "at least one allowed origin",
+    )
+    assert_usage_error(
+        run(data_dir, "client", "create", "-p", "p1", "-t", "write", "--no-secret", "--origin", "*"),
+        "invalid origin",
+    )
+    assert_usage_error(run(data_dir, "client", "list", "--project", "nope"), "unknown project 'nope'")
+    assert run_json(data_dir, "client", "list") == []
+
+
+def test_bad_settings_exit_2(data_dir: Path) -> None:
+    result = run(data_dir, "project", "list", "--metadata-url", "postgres://x/y")
+    assert_usage_error(result, "metadata_url must start with sqlite:// or mysql://")
+
+
+def test_unreachable_database_exits_1(data_dir: Path) -> None:
+    result = run(data_dir, "project", "list", "--metadata-url", "mysql://root:pw@127.0.0.1:1/db")
+    assert result.exit_code == 1
+    assert "cannot connect" in result.stderr and "pw@" not in result.stderr
+    assert "Traceback" not in result.output
+
+
+# --- settings sources ---------------------------------------------------------------------------
+def test_data_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVENTLENS_DATA_DIR", str(tmp_path / "from-env"))
+    result = runner.invoke(app, ["project", "create", "Env", "--json"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "from-env" / "metadata.sqlite3").exists()
+
+
+def test_metadata_url_flag_overrides_data_dir(data_dir: Path, tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere" / "meta.sqlite3"
+    created = run_json(data_dir, "project", "create", "X", "--metadata-url", f"sqlite:///{db}")
+    assert db.exists() and not (data_dir / "metadata.sqlite3").exists()
+    listed = run_json(data_dir, "project", "list", "--metadata-url", f"sqlite:///{db}")
+    assert [p["id"] for p in listed] == [created["id"]]
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    import pymysql
+
+    try:
+        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
+    except pymysql.err.OperationalError as exc:
+        pytest.skip(f"MariaDB not reachable: {exc}")
+    name = f"eventlens_test_{secrets.token_hex(6)}"
+    try:
+        yield f"mysql://root@127.0.0.1:3306/{name}"
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        admin.close()
+
+
+@pytest.mark.mariadb
+def test_admin_commands_on_mariadb(data_dir: Path, mariadb_url: str) -> None:
+    url = ["--metadata-url", mariadb_url]
+    assert run_json(data_dir, "migrate", "--skip-clickhouse", *url)["metadata"]["applied"] == ["0001_initial"]
+    project = run_json(data_dir, "project", "create", "Maria", *url)
+    client = run_json(data_dir, "client", "create", "-p", project["id"], "-t", "root", *url)
+    listed = run_json(data_dir, "client", "list", "-p", project["id"], *url)
+    assert [c["id"] for c in listed] == [client["id"]]
+    assert client["secret"] not in json.dumps(listed)
+    with open_metadata(mariadb_url) as store:
+        stored = store.get_client(client["id"])
+        assert stored is not None and verify_secret(client["secret"], stored.secret_hash)
+    assert not (data_dir / "metadata.sqlite3").exists()
+
+
+def test_help_lists_admin_commands() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("migrate", "project", "client"):
+        assert command in result.stdout
