@@ -10,6 +10,10 @@ from eventlens.config import Settings
 from eventlens.storage.clickhouse import Warehouse
 
 
+class StorageUnavailable(RuntimeError):
+    pass
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)
 class WarehouseActor:
     def __init__(self, settings_args: dict[str, Any]) -> None:
@@ -17,9 +21,16 @@ class WarehouseActor:
         self.wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
         # Migrations run in the owning process: no other process may open the chDB directory.
         self.applied = self.wh.migrate()
+        self.paused = False
 
     def insert_columns(self, table: str, names: list[str], columns: list[list[Any]], token: str) -> int:
+        if self.paused:
+            raise StorageUnavailable("writes are paused (maintenance)")
         return self.wh.insert_columns(table, names, columns, token)
+
+    def pause_writes(self, paused: bool) -> None:
+        """Maintenance switch: refuse inserts (shards keep events in their logs) and report not ready."""
+        self.paused = paused
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         return self.wh.query(sql, parameters)
@@ -28,7 +39,7 @@ class WarehouseActor:
         return self.wh.command(sql, parameters)
 
     def ping(self) -> bool:
-        return self.wh.ping()
+        return not self.paused and self.wh.ping()
 
     def migrations(self) -> list[str]:
         return self.applied

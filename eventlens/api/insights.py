@@ -74,10 +74,10 @@ def create_api(auth: Authenticator, querier: Querier, presence: Any, metadata_pi
     async def metrics(
         project_id: str,
         request: Request,
-        startDate: str | None = None,  # noqa: N803 - the API's parameter names
-        endDate: str | None = None,  # noqa: N803
+        startDate: str | None = None,
+        endDate: str | None = None,
         timezone: str | None = None,
-        includeBots: bool = False,  # noqa: N803
+        includeBots: bool = False,
     ) -> Response:
         await reader(request, project_id)
         rng = parse_range(startDate, endDate, timezone)

@@ -35,10 +35,11 @@ def serve_command(
     def _signal(signum: int, _: Any) -> None:
         stop.set()
 
-    signal.signal(signal.SIGTERM, _signal)
-    signal.signal(signal.SIGINT, _signal)
     with cli_errors():
         running = daemon.start(settings, config or daemon.DEFAULT_CONFIG)
+    # after ray.init, which installs its own fatal-signal handlers in the driver
+    signal.signal(signal.SIGTERM, _signal)
+    signal.signal(signal.SIGINT, _signal)
     info: dict[str, Any] = {"url": running.url, "data_dir": str(settings.data_dir.resolve())}
     if running.demo:
         d = running.demo
