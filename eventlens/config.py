@@ -69,7 +69,9 @@ class Settings(BaseSettings):
 
     # shards, write-ahead log and flushing
     shards: int = Field(default=2, ge=1, le=1024)
-    handoff_ms: float = Field(default=2.0, ge=0, description="Replica collects events this long per shard call")
+    handoff_ms: float = Field(
+        default=2.0, ge=0, description="Replica collects events this long per shard call"
+    )
     flush_max_events: int = Field(default=20000, ge=1)
     flush_max_age_ms: int = Field(default=500, ge=10)
     wal_fsync: Literal["always", "never"] = "always"

@@ -144,7 +144,9 @@ def wait_healthy(url: str, wait_s: float) -> None:
     raise RuntimeError(f"Event Lens did not become ready at {url} within {wait_s:.0f}s ({last})")
 
 
-def stop(settings: Settings, apps: list[str] | None = None, shutdown_serve: bool = True) -> list[dict[str, Any]]:
+def stop(
+    settings: Settings, apps: list[str] | None = None, shutdown_serve: bool = True
+) -> list[dict[str, Any]]:
     """Stop taking requests, then drain every shard into ClickHouse (what fails stays logged)."""
     import ray
     from ray import serve

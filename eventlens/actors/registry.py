@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import ray
@@ -48,7 +49,5 @@ def all_actor_names(settings: Settings) -> list[str]:
 def kill_all(settings: Settings) -> None:
     """Remove this instance's actors (after draining them): used by shutdown and tests."""
     for name in all_actor_names(settings):
-        try:
+        with contextlib.suppress(ValueError):
             ray.kill(ray.get_actor(name, namespace=settings.namespace), no_restart=True)
-        except ValueError:
-            pass

@@ -91,7 +91,9 @@ class Authenticator:
         if client.has_secret:
             if not secret:
                 raise ApiError(
-                    401, "missing_credentials", "this client needs its secret in the event-lens-client-secret header"
+                    401,
+                    "missing_credentials",
+                    "this client needs its secret in the event-lens-client-secret header",
                 )
             if len(secret) > 512 or not await self._secret_ok(client, secret):
                 raise ApiError(401, "invalid_credentials", "client secret does not match")
@@ -102,8 +104,9 @@ class Authenticator:
                 raise ApiError(
                     403,
                     "origin_not_allowed",
-                    f"origin {origin[:100]!r} is not allowed for this client" if origin else
-                    "this browser client needs a request Origin from its allowed list",
+                    f"origin {origin[:100]!r} is not allowed for this client"
+                    if origin
+                    else "this browser client needs a request Origin from its allowed list",
                 )
             server_side = False
         if need == "write" and not client.can_write:

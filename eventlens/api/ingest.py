@@ -174,7 +174,9 @@ class IngestHandler:
 
     async def _batch(self, body: Any, ctx: RequestContext, headers: dict[str, str]) -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-            raise ApiError(400, "invalid_batch", 'body must be {"events": [ {"type": ..., "payload": ...}, ... ]}')
+            raise ApiError(
+                400, "invalid_batch", 'body must be {"events": [ {"type": ..., "payload": ...}, ... ]}'
+            )
         events = body["events"]
         cap = self.settings.max_batch_events
         if len(events) > cap:
@@ -193,7 +195,9 @@ class IngestHandler:
         retry_after = 0
         for i, result in zip(indexes, results, strict=True):
             if isinstance(result, ShardUnavailable):
-                rejected.append({"index": i, "error": "unavailable", "message": str(result), "retryable": True})
+                rejected.append(
+                    {"index": i, "error": "unavailable", "message": str(result), "retryable": True}
+                )
                 retry_after = max(retry_after, result.retry_after_s)
             else:
                 accepted += 1

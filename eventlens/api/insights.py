@@ -29,9 +29,7 @@ def create_api(auth: Authenticator, querier: Querier, presence: Any, metadata_pi
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
-        details = [
-            {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()
-        ]
+        details = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         msg = f"{details[0]['loc']}: {details[0]['msg']}" if details else "invalid request"
         return json_response({"error": "invalid_request", "message": msg, "details": details}, 422)
 

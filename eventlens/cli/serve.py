@@ -21,7 +21,8 @@ def serve_command(
         Path | None, typer.Option("--config", help="Serve config file (default deployments/embedded.yaml).")
     ] = None,
     ray_address: Annotated[
-        str | None, typer.Option("--ray-address", help="Join this Ray cluster, e.g. auto (EVENTLENS_RAY_ADDRESS).")
+        str | None,
+        typer.Option("--ray-address", help="Join this Ray cluster, e.g. auto (EVENTLENS_RAY_ADDRESS)."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -103,7 +103,9 @@ def prepare_track(body: TrackBody, ctx: RequestContext, limits: Limits) -> Prepa
     title = p.title if p.title is not None else _reserved_str(props, "__title")
     raw_ts = p.timestamp if p.timestamp is not None else props.get("__timestamp")
     if raw_ts is not None and not isinstance(raw_ts, str | int | float):
-        raise IngestError(400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds")
+        raise IngestError(
+            400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds"
+        )
     device_id = p.deviceId or _reserved_str(props, "__deviceId")
     ip = ctx.ip
     if ctx.server_side and (forwarded_ip := _reserved_str(props, "__ip")):

@@ -26,9 +26,7 @@ def _scalar(v: Any) -> str:
     return orjson.dumps(v).decode()
 
 
-def flatten(
-    props: dict[str, Any], *, max_keys: int, max_key_len: int, max_value_len: int
-) -> dict[str, str]:
+def flatten(props: dict[str, Any], *, max_keys: int, max_key_len: int, max_value_len: int) -> dict[str, str]:
     """``{"a": {"b": [1, 2]}}`` → ``{"a.b.0": "1", "a.b.1": "2"}``; raises IngestError past limits."""
     out: dict[str, str] = {}
     stack: list[tuple[str, Any]] = [(k, v) for k, v in reversed(props.items()) if k not in RESERVED]
@@ -43,7 +41,9 @@ def flatten(
         text = _scalar(value) if not isinstance(value, dict | list) else ""
         if len(key) > max_key_len:
             raise IngestError(
-                422, "property_key_too_long", f"property key {key[:40]!r}… is longer than {max_key_len} characters"
+                422,
+                "property_key_too_long",
+                f"property key {key[:40]!r}… is longer than {max_key_len} characters",
             )
         if len(text) > max_value_len:
             raise IngestError(

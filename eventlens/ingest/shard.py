@@ -74,7 +74,10 @@ class ShardCore:
         for seg in segments:
             self.sealed.append(seg)
             for rec in self.wal.read(seg.number):
-                if rec.get("_t", "events") == "events" and rec.get("name") not in ("session_start", "session_end"):
+                if rec.get("_t", "events") == "events" and rec.get("name") not in (
+                    "session_start",
+                    "session_end",
+                ):
                     self._remember(rec)
         replayed = sum(s.count for s in segments)
         self.stats["replayed"] += replayed

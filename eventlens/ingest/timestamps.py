@@ -14,7 +14,9 @@ def parse_timestamp(value: str | int | float | None, now_ms: int, max_future_ms:
     if value is None or value == "":
         return now_ms
     if isinstance(value, bool):
-        raise IngestError(400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds")
+        raise IngestError(
+            400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds"
+        )
     if isinstance(value, int | float):
         ms = int(value)
     else:

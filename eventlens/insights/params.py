@@ -22,7 +22,9 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ApiError(400, "invalid_timezone", f"timezone {name[:64]!r} is not an IANA zone like Europe/Berlin") from None
+        raise ApiError(
+            400, "invalid_timezone", f"timezone {name[:64]!r} is not an IANA zone like Europe/Berlin"
+        ) from None
 
 
 def _parse(value: str, field: str, tz: ZoneInfo, end: bool) -> datetime:

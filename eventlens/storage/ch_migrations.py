@@ -110,4 +110,6 @@ def apply_clickhouse_migrations(settings: Settings) -> list[str]:
 
 
 def describe(directory: Path = MIGRATIONS_DIR) -> list[dict[str, Any]]:
-    return [{"version": m.version, "name": m.name, "statements": len(m.statements)} for m in discover(directory)]
+    return [
+        {"version": m.version, "name": m.name, "statements": len(m.statements)} for m in discover(directory)
+    ]

@@ -16,6 +16,7 @@ acknowledgement happens only after the write (and fsync) returned.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -136,10 +137,8 @@ class FileSegmentLog:
         return seg
 
     def delete(self, number: int) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._path(number).unlink()
-        except FileNotFoundError:
-            pass
 
     def close(self) -> None:
         if self._fh is not None:
