@@ -27,6 +27,9 @@ def serve_env(settings: Settings) -> None:
         os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
     if settings.throughput_optimized:
         os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    # A stopping ingress replica keeps serving this long so HAProxy can drain it (Ray's default 30 s
+    # makes every stop and redeploy that slow); raise it behind an external load balancer.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "5")
 
 
 def init_ray(settings: Settings, **kwargs: Any) -> None:

@@ -18,6 +18,8 @@ def _public(candidate: str) -> str | None:
         ip = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # ::ffff:1.2.3.4 from a dual-stack proxy is the visitor's IPv4 address
     if ip.is_global:
         return str(ip)
     return None

@@ -16,8 +16,9 @@ def split_page(url: str | None) -> dict[str, str]:
     except ValueError:
         out["path"] = url.split("?", 1)[0].split("#", 1)[0]
         return out
-    if parts.scheme and parts.netloc:
-        out["origin"] = f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+    host = parts.netloc.rpartition("@")[2]  # never store credentials (user:password@)
+    if parts.scheme and host:
+        out["origin"] = f"{parts.scheme.lower()}://{host.lower()}"
     out["path"] = parts.path or ("/" if parts.netloc else "")
     if parts.query:
         qs = parse_qs(parts.query, keep_blank_values=False)

@@ -107,12 +107,15 @@ class ShardCore:
         to_log: list[Record] = []
         results: list[dict[str, str]] = []
         fresh: list[Record] = []
+        # ids first seen in this call: a retry racing its original can share one (coalesced) call
+        in_call: dict[str, dict[str, str]] = {}
         for rec in records:
             if rec.get("_t", "events") != "events":
                 to_log.append(rec)
                 results.append({})
                 continue
-            seen = self.recent.get(f"{rec['project_id']}\x00{rec['id']}")
+            key = f"{rec['project_id']}\x00{rec['id']}"
+            seen = self.recent.get(key) or in_call.get(key)
             if seen is not None:  # a retried event: already logged, answer as the first time
                 self.stats["duplicates"] += 1
                 results.append(seen)
@@ -120,7 +123,8 @@ class ShardCore:
             to_log.extend(self.sessions.assign(rec, now))
             to_log.append(rec)
             fresh.append(rec)
-            results.append({"deviceId": rec["device_id"], "sessionId": rec["session_id"]})
+            in_call[key] = {"deviceId": rec["device_id"], "sessionId": rec["session_id"]}
+            results.append(in_call[key])
         if to_log:
             self.wal.append(to_log)  # durable from here on
             if not self.active_count:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 from eventlens.ingest.errors import IngestError
@@ -18,11 +19,18 @@ def parse_timestamp(value: str | int | float | None, now_ms: int, max_future_ms:
             400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds"
         )
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise IngestError(400, "invalid_timestamp", "timestamp must be a finite number of milliseconds")
         ms = int(value)
     else:
         text = value.strip()
         if text.lstrip("-").isdigit():
-            ms = int(text)
+            try:  # isdigit() also accepts digits int() refuses ("²"), and int() caps string length
+                ms = int(text)
+            except ValueError:
+                raise IngestError(
+                    400, "invalid_timestamp", f"timestamp {text[:40]!r} is not ISO-8601 or epoch milliseconds"
+                ) from None
         else:
             try:
                 dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

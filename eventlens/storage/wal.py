@@ -72,7 +72,12 @@ class SegmentLog(Protocol):
 
 
 class FileSegmentLog:
-    """Segments as files ``<dir>/<number>.wal``; ``fsync=True`` makes each append durable."""
+    """Segments as files ``<dir>/<number>.wal``; ``fsync=True`` makes each append durable.
+
+    ``<dir>/next`` keeps the next segment number, so numbers (and with them insert tokens) are never
+    reused after a restart that finds every segment already flushed and deleted: ClickHouse would
+    drop a new batch carrying an old batch's token as a duplicate.
+    """
 
     def __init__(self, directory: Path, *, fsync: bool = True) -> None:
         self.directory = directory
@@ -83,6 +88,15 @@ class FileSegmentLog:
 
     def _path(self, number: int) -> Path:
         return self.directory / f"{number:012d}.wal"
+
+    def _write_next(self, number: int) -> None:
+        tmp = self.directory / "next.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(str(number))
+            fh.flush()
+            if self.fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, self.directory / "next")
 
     def _sync_dir(self) -> None:
         if self.fsync:
@@ -108,6 +122,8 @@ class FileSegmentLog:
             else:
                 path.unlink()
             self._active_no = max(self._active_no, number + 1)
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            self._active_no = max(self._active_no, int((self.directory / "next").read_text()))
         return segments
 
     def read(self, number: int) -> list[Record]:
@@ -117,6 +133,7 @@ class FileSegmentLog:
         if not records:
             return
         if self._fh is None:
+            self._write_next(self._active_no + 1)
             self._fh = open(self._path(self._active_no), "ab")  # noqa: SIM115 - kept open across calls
             self._sync_dir()
         self._fh.write(encode_frame(records))

@@ -1,0 +1,233 @@
+"""Shared fixtures: one Ray per test session, and Event Lens daemons deployed into it on demand.
+
+A daemon here is the same start-up ``eventlens serve`` runs (``eventlens.daemon.start``). Serve has
+one HTTP port per Ray cluster, so variants (embedded defaults; MariaDB + Redis) take turns: asking
+for another variant stops the current one's applications and actors and deploys the new one.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+MARIADB_URL = "mysql://root@127.0.0.1:3306"
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Iterator[None]:
+    # HAProxy's side ports are fixed by default; pick free ones so a daemon running elsewhere on
+    # this machine does not collide with the test cluster. Set before Ray starts.
+    os.environ["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+    os.environ["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+    # Serve keeps a stopped ingress replica draining 30 s by default so a load balancer can notice;
+    # nothing balances in front of the tests, and variants switch several times per session.
+    os.environ["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "1"
+    import ray
+
+    from eventlens.config import Settings
+    from eventlens.daemon import init_ray
+
+    init_ray(Settings(), num_cpus=2)
+    yield
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+@dataclass
+class Creds:
+    project_id: str
+    write_id: str
+    write_secret: str
+    read_id: str
+    read_secret: str
+
+    def write_headers(self) -> dict[str, str]:
+        return {"event-lens-client-id": self.write_id, "event-lens-client-secret": self.write_secret}
+
+    def read_headers(self) -> dict[str, str]:
+        return {"event-lens-client-id": self.read_id, "event-lens-client-secret": self.read_secret}
+
+
+@dataclass
+class Daemon:
+    name: str
+    settings: Any
+    url: str
+    http: httpx.Client
+
+    def new_project(self, name: str = "test") -> Creds:
+        """A fresh project with a write and a read client: tests never see each other's data."""
+        from eventlens.storage.metadata import open_metadata
+
+        with open_metadata(self.settings.metadata_dsn) as store:
+            p = store.create_project(name)
+            w, ws = store.create_client(p.id, "write")
+            r, rs = store.create_client(p.id, "read")
+        assert ws and rs
+        return Creds(p.id, w.id, ws, r.id, rs)
+
+    def track(
+        self, creds: Creds, payload: dict[str, Any], type_: str = "track", headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        return self.http.post(
+            "/track", json={"type": type_, "payload": payload}, headers=headers or creds.write_headers()
+        )
+
+    def metrics(self, creds: Creds, **params: Any) -> dict[str, Any]:
+        r = self.http.get(f"/insights/{creds.project_id}/metrics", params=params, headers=creds.read_headers())
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait_metric(
+        self, creds: Creds, key: str, expected: int, timeout: float = 20, settle: float = 0.0
+    ) -> dict[str, Any]:
+        """Poll /metrics until ``key`` equals ``expected`` (then optionally check it stays there)."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            last = self.metrics(creds)
+            if last[key] == expected:
+                if settle:
+                    time.sleep(settle)
+                    last = self.metrics(creds)
+                    assert last[key] == expected, f"{key} moved to {last[key]} after reaching {expected}"
+                return last
+            time.sleep(0.1)
+        raise AssertionError(f"{key} is {last.get(key)} after {timeout}s, expected {expected}: {last}")
+
+    def actor(self, role: str) -> Any:
+        import ray
+
+        return ray.get_actor(self.settings.actor_name(role), namespace=self.settings.namespace)
+
+
+class DaemonManager:
+    def __init__(self, base: Path, port: int) -> None:
+        self.base = base
+        self.port = port
+        self.current: Daemon | None = None
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+
+    def settings_for(self, name: str, **overrides: Any) -> Any:
+        from eventlens.config import Settings
+
+        common: dict[str, Any] = {
+            "data_dir": self.base / name,
+            "port": self.port,
+            "instance": f"t{uuid.uuid4().hex[:6]}",
+            "create_demo": False,
+            "shards": 2,
+            "flush_max_age_ms": 200,
+            # low enough that a test can exceed it; local limiter (one ingest replica)
+            "rate_limit_per_second": 50,
+            "rate_limit_burst": 100,
+        }
+        if name == "shared":
+            common.update(
+                metadata_url=f"{MARIADB_URL}/eventlens_test_{uuid.uuid4().hex[:8]}",
+                redis_url=REDIS_URL,
+                wal_max_pending_events=400,
+            )
+        common.update(overrides)
+        return Settings(**common)
+
+    def use(self, name: str, **overrides: Any) -> Daemon:
+        from eventlens import daemon
+
+        if self.current and self.current.name == name and not overrides:
+            return self.current
+        self.stop()
+        settings = self.settings_for(name, **overrides)
+        running = daemon.start(settings)
+        self.current = Daemon(name, settings, running.url, self.http)
+        return self.current
+
+    def restart(self) -> Daemon:
+        """Stop the current daemon (drain) and start it again on the same data and databases."""
+        from eventlens import daemon
+
+        assert self.current
+        cur = self.current
+        daemon.stop(cur.settings, apps=["ingest", "api"], shutdown_serve=False)
+        daemon.start(cur.settings)
+        return cur
+
+    def stop(self) -> None:
+        from eventlens import daemon
+
+        if self.current is None:
+            return
+        settings = self.current.settings
+        self.current = None
+        daemon.stop(settings, apps=["ingest", "api"], shutdown_serve=False)
+        if settings.metadata_url and settings.metadata_url.startswith("mysql://"):
+            _drop_mariadb(settings.metadata_url)
+        if settings.redis_url:
+            _clear_redis(settings.redis_url, f"eventlens:{settings.instance}:*")
+
+
+def _drop_mariadb(url: str) -> None:
+    import pymysql
+
+    db = url.rsplit("/", 1)[1]
+    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+    finally:
+        conn.close()
+
+
+def _clear_redis(url: str, pattern: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(url)
+    for key in r.scan_iter(pattern):
+        r.delete(key)
+
+
+@pytest.fixture(scope="session")
+def daemons(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonManager]:
+    mgr = DaemonManager(tmp_path_factory.mktemp("daemons"), free_port())
+    yield mgr
+    mgr.stop()
+    mgr.http.close()
+
+
+@pytest.fixture(scope="module")
+def embedded(daemons: DaemonManager) -> Daemon:
+    return daemons.use("embedded")
+
+
+@pytest.fixture(scope="module")
+def shared(daemons: DaemonManager) -> Daemon:
+    return daemons.use("shared")
+
+
+def eventually(check: Callable[[], bool], timeout: float = 20, interval: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")

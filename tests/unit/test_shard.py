@@ -1,0 +1,488 @@
+"""The buffer shard's core without Ray (eventlens.ingest.shard.ShardCore).
+
+A real FileSegmentLog in tmp_path and a fake inserter that records every call and can be told to
+fail, per table or for all. A "crash" is a new ShardCore (and log) on the same directory.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlens.ingest.shard import Overloaded, ShardConfig, ShardCore, now_ms
+from eventlens.storage.tables import TABLES
+from eventlens.storage.wal import FileSegmentLog, Segment
+
+T0 = 1_750_000_000_000  # a fixed "now" for tests that never look at the real clock
+MIN = 60_000
+SHARD = "test-3"
+
+
+class StorageDown(Exception):
+    pass
+
+
+class FakeInserter:
+    """Records (table, names, columns, token); fails for the tables in ``failing`` ("*" = all)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[str], list[list[Any]], str]] = []
+        self.failing: set[str] = set()
+        self.attempts: list[str] = []
+
+    def __call__(self, table: str, names: list[str], columns: list[list[Any]], token: str) -> int:
+        self.attempts.append(token)
+        if "*" in self.failing or table in self.failing:
+            raise StorageDown(f"insert into {table} failed")
+        self.calls.append((table, names, columns, token))
+        return len(columns[0]) if columns else 0
+
+    @property
+    def tokens(self) -> list[str]:
+        return [c[3] for c in self.calls]
+
+    def rows(self, table: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for t, names, columns, _ in self.calls:
+            if t == table:
+                out.extend(dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True))
+        return out
+
+
+def event(i: int | str, *, device: str = "dev-1", project: str = "p1", at: int = T0, **extra: Any) -> dict[str, Any]:
+    """A track record as the pipeline prepares it (no session yet)."""
+    return {
+        "_t": "events",
+        "id": f"ev-{i}",
+        "project_id": project,
+        "name": "page_view",
+        "device_id": device,
+        "profile_id": "",
+        "session_id": "",
+        "created_at": at,
+        "received_at": at,
+        "path": f"/p/{i}",
+        **extra,
+    }
+
+
+def profile(i: int, project: str = "p1") -> dict[str, Any]:
+    return {
+        "_t": "profiles",
+        "project_id": project,
+        "profile_id": f"user-{i}",
+        "first_name": "Ada",
+        "properties": {"plan": "pro"},
+        "updated_at": T0,
+        "event_id": f"pe-{i}",
+    }
+
+
+def counter(i: int) -> dict[str, Any]:
+    return {
+        "_t": "profile_counters",
+        "project_id": "p1",
+        "profile_id": "user-1",
+        "property": "visits",
+        "delta": 1.0,
+        "created_at": T0,
+        "event_id": f"pc-{i}",
+    }
+
+
+def make(
+    directory: Path, inserter: FakeInserter | None = None, **overrides: Any
+) -> tuple[ShardCore, FakeInserter]:
+    options: dict[str, Any] = {"flush_max_events": 1_000_000, "flush_max_age_ms": 10**12}
+    options.update(overrides)
+    ins = inserter or FakeInserter()
+    core = ShardCore(ShardConfig(shard_id=SHARD, **options), FileSegmentLog(directory, fsync=False), ins)
+    core.recover()
+    return core, ins
+
+
+def logged(core: ShardCore) -> list[dict[str, Any]]:
+    """Every record in the log: sealed segments, then the active one."""
+    numbers = [s.number for s in core.sealed]
+    active = core.wal._active_no  # type: ignore[attr-defined]
+    if core.active_count:
+        numbers.append(active)
+    return [r for n in numbers for r in core.wal.read(n)]
+
+
+def names_of(records: list[dict[str, Any]]) -> list[str]:
+    return [r.get("name", r["_t"]) for r in records]
+
+
+@pytest.fixture
+def wal_dir(tmp_path: Path) -> Path:
+    return tmp_path / "shard-003"
+
+
+# append ------------------------------------------------------------------------------------------
+
+
+def test_append_answers_device_and_session_per_track_record(wal_dir: Path) -> None:
+    core, _ = make(wal_dir)
+    results = core.append(
+        [event(1), profile(1), event(2, device="dev-2"), event(3, at=T0 + MIN), counter(1)], now=T0 + MIN
+    )
+    assert [set(r) for r in results] == [{"deviceId", "sessionId"}, set(), {"deviceId", "sessionId"}] + [
+        {"deviceId", "sessionId"},
+        set(),
+    ]
+    assert results[0]["deviceId"] == "dev-1"
+    assert results[2]["deviceId"] == "dev-2"
+    assert results[0]["sessionId"] and results[2]["sessionId"]
+    assert results[0]["sessionId"] != results[2]["sessionId"]  # different devices, different sessions
+    assert results[3]["sessionId"] == results[0]["sessionId"]  # same device one minute later
+    assert core.stats["appended"] == len(logged(core)) == core.pending
+
+
+def test_append_keeps_a_client_session_id(wal_dir: Path) -> None:
+    core, _ = make(wal_dir)
+    [result] = core.append([event(1, session_id="client-sid")], now=T0)
+    assert result == {"deviceId": "dev-1", "sessionId": "client-sid"}
+
+
+def test_appended_records_are_durable_before_the_answer(wal_dir: Path) -> None:
+    core, _ = make(wal_dir)
+    core.append([event(1), profile(1)], now=T0)
+    # a fresh reader of the directory sees them: nothing is held only in memory
+    on_disk = FileSegmentLog(wal_dir, fsync=False)
+    segments = on_disk.recover()
+    assert names_of([r for s in segments for r in on_disk.read(s.number)]) == [
+        "session_start",
+        "page_view",
+        "profiles",
+    ]
+
+
+@pytest.mark.parametrize("later_call", [True, False], ids=["retry-in-later-call", "duplicate-in-same-call"])
+def test_duplicate_event_id_is_logged_once_and_answered_the_same(wal_dir: Path, later_call: bool) -> None:
+    core, _ = make(wal_dir)
+    first = event(1)
+    retry = copy.deepcopy(first)
+    if later_call:
+        [a] = core.append([first], now=T0)
+        [b] = core.append([retry], now=T0 + 1000)
+    else:
+        a, b = core.append([first, retry], now=T0)
+    assert a == b
+    events = [r for r in logged(core) if r["name"] == "page_view"]
+    assert [r["id"] for r in events] == ["ev-1"]
+    assert core.stats["duplicates"] == 1
+
+
+def test_same_event_id_in_another_project_is_not_a_duplicate(wal_dir: Path) -> None:
+    core, _ = make(wal_dir)
+    a, b = core.append([event(1, project="p1"), event(1, project="p2")], now=T0)
+    assert a["sessionId"] != b["sessionId"]
+    assert [(r["project_id"], r["id"]) for r in logged(core) if r["name"] == "page_view"] == [
+        ("p1", "ev-1"),
+        ("p2", "ev-1"),
+    ]
+    assert core.stats["duplicates"] == 0
+
+
+def test_duplicate_after_flush_is_still_recognised(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    [a] = core.append([event(1)], now=T0)
+    core.flush(force=True)
+    [b] = core.append([event(1)], now=T0 + 5)
+    assert a == b
+    assert core.pending == 0
+    assert [r["id"] for r in ins.rows("events") if r["name"] == "page_view"] == ["ev-1"]
+
+
+# flushing ----------------------------------------------------------------------------------------
+
+
+def test_flush_by_size(wal_dir: Path) -> None:
+    core, ins = make(wal_dir, flush_max_events=3)
+    core.append([profile(1), profile(2)], now=T0)
+    assert not core.due(now=T0)
+    assert core.flush() == 0
+    assert ins.calls == []
+    core.append([profile(3)], now=T0)
+    assert core.due(now=T0)
+    assert core.flush() == 3
+    assert ins.tokens == [f"{SHARD}:0:profiles"]
+    assert [r["profile_id"] for r in ins.rows("profiles")] == ["user-1", "user-2", "user-3"]
+    assert core.pending == 0
+    assert not core.due(now=T0)
+    assert list(wal_dir.glob("*.wal")) == []
+
+
+def test_flush_by_age(wal_dir: Path) -> None:
+    core, ins = make(wal_dir, flush_max_age_ms=1000)
+    start = now_ms()
+    core.append([profile(1)], now=start)
+    assert not core.due(now=start)
+    assert not core.due(now=start + 999)
+    assert core.due(now=start + 1000)
+    core.append([profile(2)], now=start + 900)  # the age counts from the first record of the segment
+    assert core.due(now=start + 1000)
+    assert core.flush() == 0  # the real clock says it is too young
+    assert ins.calls == []
+    # a segment whose first record is older than the bound (by the real clock) is flushed
+    core2, ins2 = make(wal_dir.parent / "other", flush_max_age_ms=1000)
+    core2.append([profile(1)], now=now_ms() - 1500)
+    assert core2.flush() == 1
+    assert ins2.tokens == [f"{SHARD}:0:profiles"]
+
+
+def test_nothing_to_flush(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    assert not core.due(now=T0 + 10**9)
+    assert core.flush(force=True) == 0
+    assert ins.attempts == []
+
+
+def test_records_of_several_tables_go_to_their_tables_with_segment_tokens(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    core.append([event(1), profile(1), counter(1), event(2)], now=T0)
+    assert core.flush(force=True) == 5  # 2 events + 1 session_start + profile + counter
+    core.append([counter(2)], now=T0)
+    assert core.flush(force=True) == 1
+    assert ins.tokens == [
+        f"{SHARD}:0:events",
+        f"{SHARD}:0:profile_counters",
+        f"{SHARD}:0:profiles",
+        f"{SHARD}:1:profile_counters",
+    ]
+    table, names, columns, _ = ins.calls[0]
+    assert table == "events"
+    sent = ins.rows("events")
+    assert [r["name"] for r in sent] == ["session_start", "page_view", "page_view"]
+    assert names == list(TABLES["events"])
+    # columns are complete: one value per row in every column, defaults for what a record lacks
+    assert all(len(c) == 3 for c in columns)
+    assert sent[1]["country"] == "" and sent[1]["is_bot"] == 0 and sent[1]["properties"] == {}
+    assert [r["event_id"] for r in ins.rows("profile_counters")] == ["pc-1", "pc-2"]
+    assert ins.rows("profiles")[0]["properties"] == {"plan": "pro"}
+    assert "_t" not in names
+
+
+def test_failing_insert_keeps_the_segment_and_retries_with_the_same_token(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    core.append([event(1), profile(1)], now=T0)
+    pending = core.pending
+    ins.failing = {"*"}
+    with pytest.raises(StorageDown):
+        core.flush(force=True)
+    assert core.pending == pending
+    assert [s.number for s in core.sealed] == [0]
+    assert len(list(wal_dir.glob("*.wal"))) == 1
+    core.append([event(2)], now=T0 + 10)  # keeps accepting into the next segment
+    assert core.pending == pending + 1
+    with pytest.raises(StorageDown):
+        core.flush(force=True)
+    assert [s.number for s in core.sealed] == [0, 1]
+    ins.failing = set()
+    assert core.flush() == pending + 1  # sealed segments are always due
+    assert ins.tokens == [f"{SHARD}:0:events", f"{SHARD}:0:profiles", f"{SHARD}:1:events"]
+    assert core.pending == 0
+    assert list(wal_dir.glob("*.wal")) == []
+    assert core.stats["flushed"] == pending + 1
+
+
+def test_partial_failure_reinserts_the_whole_segment_with_the_same_tokens(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    core.append([event(1), profile(1)], now=T0)
+    ins.failing = {"profiles"}
+    with pytest.raises(StorageDown):
+        core.flush(force=True)
+    assert ins.tokens == [f"{SHARD}:0:events"]  # events went in, profiles did not
+    assert core.pending == 3
+    ins.failing = set()
+    core.flush()
+    # events are sent again with the same token: ClickHouse drops the repeat
+    assert ins.tokens == [f"{SHARD}:0:events", f"{SHARD}:0:events", f"{SHARD}:0:profiles"]
+    assert ins.calls[0][2] == ins.calls[1][2]
+
+
+def test_crash_replays_unflushed_segments_with_the_same_tokens(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    [answer] = core.append([event(1), profile(1)], now=T0)[:1]
+    ins.failing = {"*"}
+    with pytest.raises(StorageDown):
+        core.flush(force=True)  # seals segment 0, insert fails
+    tokens_before_crash = list(ins.attempts)
+    assert tokens_before_crash == [f"{SHARD}:0:events"]  # first table failed, the rest not tried
+    core.append([event(2), counter(1)], now=T0 + 10)  # active segment 1, never sealed
+    sealed_rows = core.wal.read(0)
+    active_rows = core.wal.read(1)
+    # crash: no drain, no close; a new shard opens the same directory
+    restarted, ins2 = make(wal_dir)
+    assert restarted.stats["replayed"] == len(sealed_rows) + len(active_rows)
+    assert [s.number for s in restarted.sealed] == [0, 1]
+    assert restarted.pending == len(sealed_rows) + len(active_rows)
+    assert restarted.flush() == restarted.stats["replayed"]
+    assert ins2.tokens == [
+        f"{SHARD}:0:events",
+        f"{SHARD}:0:profiles",
+        f"{SHARD}:1:events",
+        f"{SHARD}:1:profile_counters",
+    ]
+    assert ins2.tokens[0] == tokens_before_crash[0]
+    # the rows are the ones logged before the crash, byte for byte the same batch
+    assert [r["id"] for r in ins2.rows("events")] == [r["id"] for r in sealed_rows + active_rows if r["_t"] == "events"]
+    # a client retry of a pre-crash event is recognised and answered as the first time
+    [again] = restarted.append([event(1)], now=T0 + 20)
+    assert again == answer
+    assert restarted.stats["duplicates"] == 1
+    # new segments continue after the replayed ones
+    restarted.append([profile(2)], now=T0 + 30)
+    restarted.flush(force=True)
+    assert ins2.tokens[-1] == f"{SHARD}:2:profiles"
+
+
+def test_crash_before_any_seal_replays_with_the_token_a_flush_would_have_used(wal_dir: Path) -> None:
+    core, _ = make(wal_dir)
+    core.append([profile(1)], now=T0)
+    would_be = core.wal._active_no  # type: ignore[attr-defined]
+    restarted, ins = make(wal_dir)
+    restarted.flush()
+    assert ins.tokens == [f"{SHARD}:{would_be}:profiles"]
+
+
+def test_restart_after_everything_was_flushed_never_reuses_a_token(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    core.append([profile(1)], now=T0)
+    core.flush(force=True)
+    core.wal.close()
+    restarted, ins2 = make(wal_dir)
+    restarted.append([profile(2)], now=T0)
+    restarted.flush(force=True)
+    assert ins.tokens == [f"{SHARD}:0:profiles"]
+    assert ins2.tokens == [f"{SHARD}:1:profiles"]
+
+
+# back pressure -----------------------------------------------------------------------------------
+
+
+def test_overloaded_once_pending_would_exceed_max_pending(wal_dir: Path) -> None:
+    core, ins = make(wal_dir, max_pending=4)
+    ins.failing = {"*"}  # storage is down: the log fills up
+    core.append([profile(1), profile(2), profile(3)], now=T0)
+    with pytest.raises(StorageDown):
+        core.flush(force=True)
+    core.append([profile(4)], now=T0)
+    assert core.pending == 4
+    with pytest.raises(Overloaded) as info:
+        core.append([profile(5)], now=T0)
+    assert info.value.retry_after_s > 0
+    assert core.pending == 4  # nothing of the refused call was logged
+    assert len(logged(core)) == 4
+    with pytest.raises(Overloaded):
+        core.append([event(9)], now=T0)
+    ins.failing = set()
+    core.flush(force=True)
+    assert core.pending == 0
+    assert core.append([profile(5)], now=T0) == [{}]
+
+
+def test_a_single_call_larger_than_max_pending_is_refused(wal_dir: Path) -> None:
+    core, _ = make(wal_dir, max_pending=2)
+    with pytest.raises(Overloaded):
+        core.append([profile(1), profile(2), profile(3)], now=T0)
+    assert core.pending == 0
+    assert core.append([profile(1), profile(2)], now=T0) == [{}, {}]
+
+
+# sessions ----------------------------------------------------------------------------------------
+
+
+def test_session_start_is_logged_before_the_first_event_of_a_session(wal_dir: Path) -> None:
+    core, _ = make(wal_dir, session_timeout_ms=30 * MIN)
+    [a] = core.append([event(1, at=T0)], now=T0)
+    [b] = core.append([event(2, at=T0 + 29 * MIN)], now=T0 + 29 * MIN)
+    [c] = core.append([event(3, at=T0 + 60 * MIN)], now=T0 + 60 * MIN)  # 31 minutes of silence
+    assert a["sessionId"] == b["sessionId"] != c["sessionId"]
+    records = logged(core)
+    assert names_of(records) == ["session_start", "page_view", "page_view", "session_end", "session_start", "page_view"]
+    start, _, _, end, start2, _ = records
+    assert start["session_id"] == end["session_id"] == a["sessionId"]
+    assert start["id"] == f"{a['sessionId']}:s" and end["id"] == f"{a['sessionId']}:e"
+    assert start["created_at"] == T0 and end["created_at"] == T0 + 29 * MIN
+    assert start2["session_id"] == c["sessionId"]
+    assert start["device_id"] == "dev-1" and start["path"] == "/p/1"  # copied from the first event
+
+
+def test_expire_sessions_logs_session_end(wal_dir: Path) -> None:
+    core, ins = make(wal_dir, session_timeout_ms=30 * MIN)
+    [a] = core.append([event(1, at=T0)], now=T0)
+    [b] = core.append([event(2, device="dev-2", at=T0 + 10 * MIN)], now=T0 + 10 * MIN)
+    core.flush(force=True)
+    assert core.expire_sessions(now=T0 + 30 * MIN - 1) == 0
+    assert core.expire_sessions(now=T0 + 30 * MIN) == 1  # dev-1 idle for the timeout
+    assert core.pending == 1
+    assert core.expire_sessions(now=T0 + 40 * MIN) == 1  # dev-2
+    assert core.expire_sessions(now=T0 + 99 * MIN) == 0
+    assert core.due(now=T0 + 40 * MIN + 10**12)
+    core.flush(force=True)
+    ends = [r for r in ins.rows("events") if r["name"] == "session_end"]
+    assert [(r["session_id"], r["created_at"]) for r in ends] == [
+        (a["sessionId"], T0),
+        (b["sessionId"], T0 + 10 * MIN),
+    ]
+    # the device comes back: a new session opens
+    [c] = core.append([event(3, at=T0 + 100 * MIN)], now=T0 + 100 * MIN)
+    assert c["sessionId"] not in (a["sessionId"], b["sessionId"])
+    assert names_of(logged(core)) == ["session_start", "page_view"]
+
+
+def test_late_event_gets_no_markers_and_does_not_touch_the_live_session(wal_dir: Path) -> None:
+    core, _ = make(wal_dir, late_bound_ms=60 * MIN, session_timeout_ms=30 * MIN)
+    now = T0 + 120 * MIN
+    [live] = core.append([event(1, at=now)], now=now)
+    [late] = core.append([event(2, at=now - 61 * MIN)], now=now)
+    assert late["sessionId"] != live["sessionId"]
+    assert names_of(logged(core)) == ["session_start", "page_view", "page_view"]
+    assert core.take_presence() == [("p1", "dev-1", now)]  # late events are not "online now"
+
+
+# pass-through and presence -----------------------------------------------------------------------
+
+
+def test_profile_records_pass_through_unchanged(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    records = [profile(1), counter(1), {"_t": "profile_aliases", "project_id": "p1", "alias": "a", "profile_id": "u"}]
+    assert core.append(copy.deepcopy(records), now=T0) == [{}, {}, {}]
+    assert logged(core) == records
+    assert core.sessions.live == {}
+    core.flush(force=True)
+    assert ins.rows("profile_aliases")[0]["alias"] == "a"
+    assert ins.rows("profile_aliases")[0]["created_at"] == 0  # default for a missing column
+
+
+def test_take_presence_returns_recent_devices_once(wal_dir: Path) -> None:
+    core, _ = make(wal_dir)
+    core.append([event(1, at=T0), event(2, device="dev-2", at=T0 - 301_000)], now=T0)
+    assert core.take_presence() == [("p1", "dev-1", T0)]
+    assert core.take_presence() == []
+
+
+def test_describe(wal_dir: Path) -> None:
+    core, _ = make(wal_dir)
+    core.append([event(1)], now=T0)
+    state = core.describe()
+    assert state["shard"] == SHARD
+    assert state["pending"] == 2
+    assert state["live_sessions"] == 1
+    assert state["sealed_segments"] == 0
+    assert state["appended"] == 2
+
+
+def test_sealed_segment_numbers_match_the_log(wal_dir: Path) -> None:
+    core, ins = make(wal_dir)
+    ins.failing = {"*"}
+    for i in range(3):
+        core.append([profile(i)], now=T0)
+        with pytest.raises(StorageDown):
+            core.flush(force=True)
+    assert list(core.sealed) == [Segment(0, 1), Segment(1, 1), Segment(2, 1)]
