@@ -138,7 +138,9 @@ class AiohttpBackend:
 
         self.base = base_url.rstrip("/")
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency, keepalive_timeout=300),
+            connector=aiohttp.TCPConnector(
+                limit=concurrency, limit_per_host=concurrency, keepalive_timeout=300
+            ),
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             auto_decompress=False,
             trust_env=False,

@@ -23,10 +23,20 @@ MARIADB_URL = "mysql://root@127.0.0.1:3306"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port(low: int = 20000, high: int = 29000) -> int:
+    """A free port below the kernel's ephemeral range (32768+), where Ray's own processes bind at
+    random, and below Serve's direct-ingress ports (30000+): picked now, bound later, still free."""
+    import random
+
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 @pytest.fixture(scope="session")
@@ -87,14 +97,20 @@ class Daemon:
         return Creds(p.id, w.id, ws, r.id, rs)
 
     def track(
-        self, creds: Creds, payload: dict[str, Any], type_: str = "track", headers: dict[str, str] | None = None
+        self,
+        creds: Creds,
+        payload: dict[str, Any],
+        type_: str = "track",
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         return self.http.post(
             "/track", json={"type": type_, "payload": payload}, headers=headers or creds.write_headers()
         )
 
     def metrics(self, creds: Creds, **params: Any) -> dict[str, Any]:
-        r = self.http.get(f"/insights/{creds.project_id}/metrics", params=params, headers=creds.read_headers())
+        r = self.http.get(
+            f"/insights/{creds.project_id}/metrics", params=params, headers=creds.read_headers()
+        )
         assert r.status_code == 200, r.text
         return r.json()
 
@@ -138,15 +154,15 @@ class DaemonManager:
             "create_demo": False,
             "shards": 2,
             "flush_max_age_ms": 200,
-            # low enough that a test can exceed it; local limiter (one ingest replica)
-            "rate_limit_per_second": 50,
-            "rate_limit_burst": 100,
         }
         if name == "shared":
             common.update(
                 metadata_url=f"{MARIADB_URL}/eventlens_test_{uuid.uuid4().hex[:8]}",
                 redis_url=REDIS_URL,
                 wal_max_pending_events=400,
+                # low enough that a test can exceed it, shared through Redis
+                rate_limit_per_second=50,
+                rate_limit_burst=100,
             )
         common.update(overrides)
         return Settings(**common)

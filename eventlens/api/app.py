@@ -51,7 +51,7 @@ class IngestDeployment:
     """``POST /track`` and ``/track/batch``: a raw ASGI app around ``IngestHandler``."""
 
     def __init__(self, settings_args: dict[str, Any]) -> None:
-        from eventlens.actors.registry import shard_actors
+        from eventlens.actors.registry import shard_actor, shard_actors
         from eventlens.api.auth import Authenticator
         from eventlens.api.handoff import ShardRouter
         from eventlens.api.ingest import IngestHandler, SaltCache
@@ -61,7 +61,9 @@ class IngestDeployment:
         self.handler = IngestHandler(
             settings,
             Authenticator(store),
-            ShardRouter(shard_actors(settings), settings.handoff_ms),
+            ShardRouter(
+                shard_actors(settings), settings.handoff_ms, resolve=lambda i: shard_actor(settings, i)
+            ),
             SaltCache(store),
             _rate_limiter(settings),
         )

@@ -9,6 +9,7 @@ records. At most one call per shard is in flight; what arrives meanwhile rides t
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from eventlens.storage.wal import Record
@@ -21,8 +22,17 @@ class ShardUnavailable(Exception):
 
 
 class ShardRouter:
-    def __init__(self, shards: list[Any], handoff_ms: float, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        shards: list[Any],
+        handoff_ms: float,
+        timeout_s: float = 30.0,
+        resolve: Callable[[int], Any] | None = None,
+    ) -> None:
         self.shards = shards
+        # Called with a shard index when its actor is gone for good (killed without restart):
+        # returns a fresh handle, creating the actor if needed, which replays the shard's log.
+        self.resolve = resolve
         self.delay = handoff_ms / 1000
         self.timeout_s = timeout_s
         self.queues: list[list[tuple[list[Record], asyncio.Future[list[dict[str, str]]]]]] = [
@@ -46,7 +56,7 @@ class ShardRouter:
             batch, self.queues[shard] = self.queues[shard], []
             records = [r for recs, _ in batch for r in recs]
             try:
-                reply = await asyncio.wait_for(self.shards[shard].append.remote(records), self.timeout_s)
+                reply = await self._call(shard, records)
             except Exception as exc:  # actor restarting past the timeout, or gone
                 err = ShardUnavailable(f"shard {shard} unavailable: {type(exc).__name__}")
                 for _, fut in batch:
@@ -66,3 +76,20 @@ class ShardRouter:
                 pos += len(recs)
                 if not fut.done():
                     fut.set_result(part)
+
+    async def _call(self, shard: int, records: list[Record]) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(self.shards[shard].append.remote(records), self.timeout_s)
+        except Exception as exc:
+            if self.resolve is None or not _actor_gone(exc):
+                raise
+        self.shards[shard] = await asyncio.to_thread(self.resolve, shard)
+        return await asyncio.wait_for(self.shards[shard].append.remote(records), self.timeout_s)
+
+
+def _actor_gone(exc: BaseException) -> bool:
+    try:
+        from ray.exceptions import RayActorError
+    except ImportError:  # pragma: no cover - ray is a dependency
+        return False
+    return isinstance(exc, RayActorError)

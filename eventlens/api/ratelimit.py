@@ -18,13 +18,19 @@ class Decision:
     retry_after_s: float
 
 
+# Slack for float rounding: summing ``interval`` ``burst`` times can land a hair above the tolerance
+# (10/s, burst 5: 0.1 added five times is 0.5000000000000001), which refused the last request of
+# every burst. Admitting a request one microsecond early is harmless.
+_SLACK_S = 1e-6
+
+
 def gcra(tat: float, now: float, rate: float, burst: int, cost: int = 1) -> tuple[bool, float, float]:
     """Pure step: returns (allowed, new_tat, retry_after_seconds)."""
     interval = 1.0 / rate
     tolerance = interval * burst
     new_tat = max(tat, now) + interval * cost
     allow_at = new_tat - tolerance
-    if allow_at > now:
+    if allow_at - now > _SLACK_S:
         return False, tat, allow_at - now
     return True, new_tat, 0.0
 

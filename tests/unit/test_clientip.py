@@ -41,7 +41,11 @@ V6 = "2606:4700:4700::1111"
         ({"forwarded": "for=_hidden, for=unknown"}, "10.9.9.9", "10.9.9.9"),
         ({"forwarded": "proto=https;by=8.8.8.8"}, None, ""),  # by= is the proxy, not the client
         # header order: the first header with a public address wins, not the first header present
-        ({"x-client-ip": "10.0.0.1", "x-forwarded-for": "8.8.8.8", "cf-connecting-ip": "1.1.1.1"}, None, "8.8.8.8"),
+        (
+            {"x-client-ip": "10.0.0.1", "x-forwarded-for": "8.8.8.8", "cf-connecting-ip": "1.1.1.1"},
+            None,
+            "8.8.8.8",
+        ),
         ({"x-client-ip": "1.1.1.1", "x-forwarded-for": "8.8.8.8"}, None, "1.1.1.1"),
         ({"x-real-ip": "8.8.8.8", "cf-connecting-ip": "1.1.1.1"}, None, "1.1.1.1"),
         ({"x-client-ip": ""}, "10.0.0.2", "10.0.0.2"),

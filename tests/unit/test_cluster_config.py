@@ -65,9 +65,7 @@ def start_command(commands: list[str]) -> tuple[int, str]:
     return found[0]
 
 
-def run_captured(
-    command: str, tmp_path: Path
-) -> dict[str, tuple[list[str], dict[str, str]]]:
+def run_captured(command: str, tmp_path: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Run one start command in bash with fake ray/eventlens; return {name-subcommand: (argv, env)}."""
     if shutil.which("bash") is None:
         pytest.skip("bash not available")
@@ -98,9 +96,7 @@ def run_captured(
     calls = {}
     for f in capture.iterdir():
         argv_text, _, env_text = f.read_text().partition("--\n")
-        call_env = dict(
-            line.split("=", 1) for line in env_text.splitlines() if "=" in line
-        )
+        call_env = dict(line.split("=", 1) for line in env_text.splitlines() if "=" in line)
         calls[f.name] = (argv_text.splitlines(), call_env)
     return calls
 
@@ -128,11 +124,7 @@ def test_ray_validates_cluster_yaml() -> None:
     prepared = ray_validate(config)
 
     (node_type,) = prepared["available_node_types"].values()
-    assert (
-        node_type["max_workers"]
-        == config["max_workers"]
-        <= len(config["provider"]["worker_ips"])
-    )
+    assert node_type["max_workers"] == config["max_workers"] <= len(config["provider"]["worker_ips"])
     # setup_commands are merged into both head and worker setup by prepare_config.
     for key in ("head_setup_commands", "worker_setup_commands"):
         assert any("pip install -e ." in c for c in prepared[key])
@@ -145,9 +137,7 @@ def test_ray_validates_cluster_yaml() -> None:
             lambda c: c.update(head_start_commands=["ray start --head"]),
             id="unknown-field",
         ),
-        pytest.param(
-            lambda c: c["auth"].update(ssh_password="x"), id="unknown-auth-field"
-        ),
+        pytest.param(lambda c: c["auth"].update(ssh_password="x"), id="unknown-auth-field"),
         pytest.param(lambda c: c.update(max_workers=-1), id="negative-max-workers"),
     ],
 )
@@ -213,13 +203,9 @@ def test_production_settings_are_exported_identically_and_valid(
     for name in PRODUCTION_SETTINGS:
         assert name in head_env, name
     # The home directory differs between the two fake nodes, so compare with it neutralised.
-    head_settings = {
-        k: v.replace(str(tmp_path / "head"), "~")
-        for k, v in eventlens_env(head_env).items()
-    }
+    head_settings = {k: v.replace(str(tmp_path / "head"), "~") for k, v in eventlens_env(head_env).items()}
     worker_settings = {
-        k: v.replace(str(tmp_path / "worker"), "~")
-        for k, v in eventlens_env(worker_env).items()
+        k: v.replace(str(tmp_path / "worker"), "~") for k, v in eventlens_env(worker_env).items()
     }
     assert head_settings == worker_settings
 

@@ -36,7 +36,9 @@ def test_device_hash_fields_are_separated() -> None:
 
 def test_device_hash_is_the_same_in_another_process() -> None:
     code = f"from eventlens.ingest.identity import device_hash, shard_of; print(device_hash(*{BASE!r}), shard_of('p', 'k', 97))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == [device_hash(*BASE), str(shard_of("p", "k", 97))]
 
 

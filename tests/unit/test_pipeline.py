@@ -72,7 +72,11 @@ def error_of(body: Any, ctx: RequestContext = CTX, limits: Limits = LIMITS) -> I
         ({"type": "identify", "payload": {}}, 400, "invalid_payload"),
         ({"type": "identify", "payload": {"profileId": ""}}, 400, "invalid_payload"),
         ({"type": "increment", "payload": {"profileId": "u"}}, 400, "invalid_payload"),
-        ({"type": "increment", "payload": {"profileId": "u", "property": "p", "value": "lots"}}, 400, "invalid_payload"),
+        (
+            {"type": "increment", "payload": {"profileId": "u", "property": "p", "value": "lots"}},
+            400,
+            "invalid_payload",
+        ),
         ({"type": "decrement", "payload": {"profileId": "u", "property": ""}}, 400, "invalid_payload"),
         ({"type": "alias", "payload": {"profileId": "u"}}, 400, "invalid_payload"),
     ],
@@ -113,7 +117,19 @@ def test_valid_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "x" * 201, "😀" * 201, "a\x00b", "line\nbreak", "tab\there", "cr\r", "esc\x1b[0m", "del\x7f", "c1\x85", "c1\x9f"],
+    [
+        "",
+        "x" * 201,
+        "😀" * 201,
+        "a\x00b",
+        "line\nbreak",
+        "tab\there",
+        "cr\r",
+        "esc\x1b[0m",
+        "del\x7f",
+        "c1\x85",
+        "c1\x9f",
+    ],
 )
 def test_invalid_names_are_400(name: str) -> None:
     err = error_of(track(name=name))
@@ -300,7 +316,12 @@ def test_ip_is_not_stored() -> None:
 
 def test_nested_properties_are_flattened() -> None:
     r = prep(track(properties={"cart": {"items": [{"sku": "A1", "qty": 2}], "total": 9.5}, "ok": True}))
-    assert r["properties"] == {"cart.items.0.sku": "A1", "cart.items.0.qty": "2", "cart.total": "9.5", "ok": "true"}
+    assert r["properties"] == {
+        "cart.items.0.sku": "A1",
+        "cart.items.0.qty": "2",
+        "cart.total": "9.5",
+        "ok": "true",
+    }
 
 
 @pytest.mark.parametrize(
@@ -385,7 +406,13 @@ def test_identify_record() -> None:
 
 @pytest.mark.parametrize(
     ("kind", "value", "delta"),
-    [("increment", None, 1.0), ("increment", 5, 5.0), ("decrement", None, -1.0), ("decrement", 2.5, -2.5), ("increment", -3, -3.0)],
+    [
+        ("increment", None, 1.0),
+        ("increment", 5, 5.0),
+        ("decrement", None, -1.0),
+        ("decrement", 2.5, -2.5),
+        ("increment", -3, -3.0),
+    ],
 )
 def test_counter_records(kind: str, value: float | None, delta: float) -> None:
     payload: dict[str, Any] = {"profileId": "user-1", "property": "visits"}

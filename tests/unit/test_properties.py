@@ -111,8 +111,10 @@ json_leaf = st.one_of(
 )
 json_tree = st.recursive(
     json_leaf,
-    lambda c: st.lists(c, min_size=1, max_size=3)
-    | st.dictionaries(st.text(alphabet="abcxyz", min_size=1, max_size=3), c, min_size=1, max_size=3),
+    lambda c: (
+        st.lists(c, min_size=1, max_size=3)
+        | st.dictionaries(st.text(alphabet="abcxyz", min_size=1, max_size=3), c, min_size=1, max_size=3)
+    ),
     max_leaves=15,
 )
 

@@ -17,7 +17,9 @@ from eventlens.api.ratelimit import Decision, LocalRateLimiter, RedisRateLimiter
 # the pure step -----------------------------------------------------------------------------------
 
 
-def run(tat: float, now: float, rate: float, burst: int, n: int, cost: int = 1) -> tuple[list[bool], float, float]:
+def run(
+    tat: float, now: float, rate: float, burst: int, n: int, cost: int = 1
+) -> tuple[list[bool], float, float]:
     """n requests at the same instant: which were allowed, the final tat and the last wait."""
     allowed = []
     wait = 0.0
@@ -105,12 +107,12 @@ def test_never_more_than_burst_plus_rate_times_window(rate: float, burst: int, g
             assert wait > 0
             # waiting the advertised time is enough, and needed
             assert gcra(tat, now + wait + 1e-6, rate, burst)[0]
-            if wait > 1e-6:
+            if wait > 1e-5:
                 assert not gcra(tat, now + wait - min(wait / 2, 1e-3), rate, burst)[0]
     for i, start in enumerate(passed):
         for j in range(i, len(passed)):
             window = passed[j] - start
-            assert j - i + 1 <= burst + rate * window + 1e-6
+            assert j - i + 1 <= burst + rate * (window + 2e-6) + 1e-9  # the step admits 1 µs early
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -71,8 +72,8 @@ def test_sessions_partition_a_sorted_run_of_events(gap_list: list[int], now_move
             order.append(e["session_id"])
     runs = {sid: [e["created_at"] for e in events if e["session_id"] == sid] for sid in order}
     for sid, run in runs.items():
-        assert all(b - a < TIMEOUT for a, b in zip(run, run[1:], strict=False)), sid
-    for prev, nxt in zip(order, order[1:], strict=False):
+        assert all(b - a < TIMEOUT for a, b in itertools.pairwise(run)), sid
+    for prev, nxt in itertools.pairwise(order):
         assert runs[nxt][0] - runs[prev][-1] >= TIMEOUT
     # exactly one start per session, at its first event; an end for every session but the live one
     assert [m["session_id"] for m in starts] == order
@@ -167,7 +168,9 @@ def test_client_session_id_replaces_a_server_session() -> None:
 
 def test_marker_copies_the_opening_event_fields_and_has_deterministic_ids() -> None:
     s = Sessionizer(TIMEOUT, LATE)
-    first = ev(NOW, path="/landing", country="DE", browser="Firefox", title="not copied", properties={"x": "1"})
+    first = ev(
+        NOW, path="/landing", country="DE", browser="Firefox", title="not copied", properties={"x": "1"}
+    )
     [start] = s.assign(first, NOW + 5)
     sid = first["session_id"]
     assert start["id"] == f"{sid}:s"

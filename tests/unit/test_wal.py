@@ -30,7 +30,11 @@ json_scalar = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.text(max_size=20),
 )
-json_value = json_scalar | st.lists(json_scalar, max_size=3) | st.dictionaries(st.text(max_size=5), json_scalar, max_size=3)
+json_value = (
+    json_scalar
+    | st.lists(json_scalar, max_size=3)
+    | st.dictionaries(st.text(max_size=5), json_scalar, max_size=3)
+)
 record = st.dictionaries(st.text(max_size=8), json_value, max_size=4)
 batch = st.lists(record, min_size=0, max_size=4)
 
@@ -84,7 +88,10 @@ def test_torn_tail_at_every_byte_of_the_last_frame_keeps_exactly_the_intact_fram
         records, valid = decode_frames(prefix + last[:cut])
         assert records == expected, cut
         assert valid == len(prefix), cut
-    assert decode_frames(prefix + last) == ([*expected, rec(4), rec(5, big=list(range(20)))], len(prefix + last))
+    assert decode_frames(prefix + last) == (
+        [*expected, rec(4), rec(5, big=list(range(20)))],
+        len(prefix + last),
+    )
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,0 +1,264 @@
+"""Run every benchmark scenario against one Event Lens daemon and report.
+
+    python -m benchmarks.run [--duration 20] [--concurrency 64] [--json out.json]
+    python -m benchmarks.run --url http://127.0.0.1:8000 --project P \\
+        --write-id W --write-secret WS --read-id R --read-secret RS [--daemon-pid PID] [--ray-address A]
+
+Without ``--url`` the runner starts its own daemon (``eventlens serve --json``, in its own session)
+on a fresh temporary data directory and a free port, takes the demo credentials it prints, runs the
+scenarios one after the other, stops the daemon (SIGTERM, drain, wait) and removes the directory.
+See ``benchmarks/README.md`` for what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from benchmarks import report
+from benchmarks.common import Bench
+from benchmarks.daemonproc import DaemonProcess, Target, find_daemon_pid, free_port, gcs_address
+from benchmarks.loadgen import CLIENTS, check_loopback, run_async
+from benchmarks.scenarios import ack_counted, batch, memory, noop, single
+
+DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
+SCENARIOS = ("single", "batch100", "batch1000", "ack_counted", "noop")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
+    g = ap.add_argument_group("an already running daemon (else one is started)")
+    g.add_argument("--url", help="base URL of a running daemon (loopback only)")
+    g.add_argument("--project")
+    g.add_argument("--write-id")
+    g.add_argument("--write-secret")
+    g.add_argument("--read-id")
+    g.add_argument("--read-secret")
+    g.add_argument(
+        "--daemon-pid", type=int, help="pid of its `eventlens serve` (found from the port if omitted)"
+    )
+    g.add_argument(
+        "--ray-address", help="its Ray GCS address for the no-op app (read from its raylet if omitted)"
+    )
+    ap.add_argument("--duration", type=float, default=20.0, help="measured seconds per load scenario")
+    ap.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each load scenario")
+    ap.add_argument("--concurrency", type=int, default=64, help="connections for single /track and /noop")
+    ap.add_argument("--batch-concurrency", type=int, default=16, help="connections for /track/batch")
+    ap.add_argument("--max-requests", type=int, default=1_000_000, help="request bound per load scenario")
+    ap.add_argument("--client", choices=CLIENTS, default="httpx", help="HTTP client of the load generator")
+    ap.add_argument("--ack-rate", type=float, default=20.0, help="events/s in the ack→counted scenario")
+    ap.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
+    ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")
+    ap.add_argument("--keep-data", action="store_true", help="keep the temporary data directory and logs")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    if args.url:
+        missing = [
+            n
+            for n in ("project", "write_id", "write_secret", "read_id", "read_secret")
+            if not getattr(args, n)
+        ]
+        if missing:
+            ap.error("--url needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
+        check_loopback(args.url)
+    if args.only:
+        unknown = set(args.only.split(",")) - set(SCENARIOS)
+        if unknown:
+            ap.error(f"unknown scenarios {sorted(unknown)}; choose from {SCENARIOS}")
+    if args.duration <= 0 or args.concurrency < 1 or args.batch_concurrency < 1:
+        ap.error("--duration, --concurrency and --batch-concurrency must be positive")
+    return args
+
+
+def wait_counted(bench: Bench, expected: int, since: datetime, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Poll /metrics until totalEvents ≥ the events acknowledged so far (bounded): the flush lag."""
+    params = {"startDate": since.isoformat(timespec="microseconds").replace("+00:00", "Z")}
+    path = f"/insights/{bench.target.project_id}/metrics"
+    t0 = time.monotonic()
+    counted = -1
+    with httpx.Client(base_url=bench.target.url, trust_env=False, timeout=30) as c:
+        while time.monotonic() - t0 < timeout_s:
+            r = c.get(path, params=params, headers=bench.read_headers())
+            if r.status_code == 200:
+                counted = int(r.json()["totalEvents"])
+                if counted >= expected:
+                    break
+            time.sleep(0.25)
+        if counted > expected:  # let any stragglers land before judging over-counting
+            time.sleep(1.0)
+            r = c.get(path, params=params, headers=bench.read_headers())
+            if r.status_code == 200:
+                counted = int(r.json()["totalEvents"])
+    return {
+        "acknowledged": expected,
+        "counted": counted,
+        "difference": counted - expected,
+        "waited_s": round(time.monotonic() - t0, 2),
+        "timed_out": counted < expected,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console(stderr=True)
+    out = Console()
+    started = datetime.now(UTC)
+    results: dict[str, Any] = {
+        "meta": {
+            "started": started.isoformat(timespec="seconds"),
+            "host": platform.node(),
+            "python": platform.python_version(),
+            "cpus": __import__("os").cpu_count(),
+            "client": args.client,
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "concurrency": args.concurrency,
+            "batch_concurrency": args.batch_concurrency,
+        },
+        "scenarios": {},
+        "errors": [],
+    }
+    wanted = set(args.only.split(",")) if args.only else set(SCENARIOS)
+
+    def _term(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
+
+    daemon: DaemonProcess | None = None
+    monitor: memory.TreeMonitor | None = None
+    tmp: Path | None = None
+    try:
+        if args.url:
+            target = Target(
+                args.url, args.project, args.write_id, args.write_secret, args.read_id, args.read_secret
+            )
+            daemon_pid = args.daemon_pid or find_daemon_pid(args.url)
+            since = started
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix="eventlens-bench-"))
+            daemon = DaemonProcess(tmp / "data", free_port(), tmp / "logs")
+            console.print(f"starting daemon: data {tmp / 'data'} …")
+            target = daemon.start()
+            daemon_pid = daemon.pid
+            since = started - timedelta(minutes=5)  # fresh data directory: everything is ours
+            console.print(f"daemon up at {target.url} (pid {daemon_pid}) after {daemon.started_s:.1f}s")
+            results["daemon"] = {
+                "url": target.url,
+                "pid": daemon_pid,
+                "startup_s": round(daemon.started_s, 1),
+            }
+        ray_address = args.ray_address or (gcs_address(daemon_pid) if daemon_pid else None)
+        results["meta"].update({"url": target.url, "daemon_pid": daemon_pid, "ray_address": ray_address})
+        if daemon_pid:
+            monitor = memory.start(daemon_pid)
+        else:
+            results["errors"].append("daemon pid unknown: no RSS and no per-process CPU figures")
+        bench = Bench(
+            target=target,
+            concurrency=args.concurrency,
+            batch_concurrency=args.batch_concurrency,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            max_requests=args.max_requests,
+            client=args.client,
+            progress=not args.no_progress,
+            console=console,
+            daemon_pid=daemon_pid,
+            ray_address=ray_address,
+        )
+
+        def phase(key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            console.rule(key)
+            if monitor:
+                monitor.mark(key)
+                cpu0 = monitor.cpu_snapshot()
+            t0 = time.monotonic()
+            try:
+                res = fn()
+            except Exception as exc:  # keep going: report what failed
+                res = {"error": f"{type(exc).__name__}: {exc}"}
+                results["errors"].append(f"{key}: {res['error']}")
+            wall = time.monotonic() - t0
+            res["phase_wall_s"] = round(wall, 2)
+            if monitor:
+                by_role = monitor.cpu_delta(cpu0, monitor.cpu_snapshot())
+                total = sum(by_role.values())
+                res["daemon_cpu"] = {
+                    "seconds": round(total, 2),
+                    "cores": round(total / wall, 2),
+                    "by_role_s": by_role,
+                }
+                monitor.mark("between scenarios")
+            results["scenarios"][key] = res
+            return res
+
+        if "single" in wanted:
+            phase("single", lambda: run_async(single.run(bench)))
+        for size in (100, 1000):
+            if f"batch{size}" in wanted:
+                phase(f"batch{size}", lambda size=size: run_async(batch.run(bench, size)))
+        if "ack_counted" in wanted:
+            # let the warehouse catch up first, so (3) measures steady state, not the batch backlog
+            pre = wait_counted(bench, sum(bench.accepted.values()), since)
+            results["flush_lag_before_ack"] = pre
+            phase("ack_counted", lambda: run_async(ack_counted.run(bench, rate=args.ack_rate)))
+        if "noop" in wanted:
+            try:
+                console.rule("deploy no-op")
+                results["noop_deploy"] = noop.deploy(bench)
+                phase("noop", lambda: run_async(noop.run(bench)))
+            except Exception as exc:
+                results["scenarios"]["noop"] = {"error": f"{type(exc).__name__}: {exc}"}
+                results["errors"].append(f"noop: {type(exc).__name__}: {exc}")
+            finally:
+                try:
+                    results["noop_delete"] = noop.delete(bench)
+                except Exception as exc:
+                    results["errors"].append(f"noop delete: {type(exc).__name__}: {exc}")
+        if bench.accepted:
+            console.rule("consistency")
+            results["consistency"] = wait_counted(bench, sum(bench.accepted.values()), since)
+            results["consistency"]["by_scenario"] = dict(bench.accepted)
+    except KeyboardInterrupt as exc:
+        results["errors"].append(f"interrupted: {exc}")
+    except Exception as exc:
+        results["errors"].append(f"{type(exc).__name__}: {exc}")
+    finally:
+        if monitor:
+            monitor.stop()
+            results["memory"] = monitor.summary()
+        if daemon:
+            console.rule("stopping daemon (SIGTERM, drain)")
+            try:
+                results.setdefault("daemon", {})["stop"] = daemon.stop()
+            except Exception as exc:
+                results["errors"].append(f"daemon stop: {type(exc).__name__}: {exc}")
+        if tmp:
+            if args.keep_data or results["errors"]:
+                results["meta"]["kept_data_dir"] = str(tmp)
+            else:
+                shutil.rmtree(tmp, ignore_errors=True)
+    results["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=str))
+    report.render(results, out)
+    out.print(f"results written to {args.json}")
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
