@@ -30,6 +30,7 @@ class Bench:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     daemon_pid: int | None = None
     ray_address: str | None = None
+    ray_env: dict[str, str] = field(default_factory=dict)  # to join the daemon's Ray as a driver
     # events the daemon acknowledged with 2xx during this run (warm-ups included), per scenario
     accepted: dict[str, int] = field(default_factory=dict)
 

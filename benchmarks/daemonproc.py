@@ -75,6 +75,19 @@ def gcs_address(root_pid: int) -> str | None:
     return None
 
 
+def ray_join_env(root_pid: int) -> dict[str, str]:
+    """How a driver must join the daemon's cluster: its ``RAY_AUTH_MODE`` (Ray starts local clusters
+    with token authentication) and, if set, where its token file is. The token itself is not read
+    here; Ray finds it in its default location (``~/.ray/auth_token``) when the mode says ``token``.
+    """
+    for p in _tree(root_pid):
+        with contextlib.suppress(psutil.Error):
+            if p.name() in ("raylet", "gcs_server"):
+                env = p.environ()
+                return {k: env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH") if k in env}
+    return {}
+
+
 def find_daemon_pid(url: str) -> int | None:
     """For ``--url``: the ``eventlens serve`` process above whatever listens on the URL's port."""
     from urllib.parse import urlsplit

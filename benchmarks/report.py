@@ -167,8 +167,19 @@ def results_table(r: dict[str, Any]) -> Table:
 
 
 def cpu_table(r: dict[str, Any]) -> Table:
-    t = Table(title="Where the 2 cores went (CPU seconds ÷ wall seconds = cores busy)")
-    for col in ("Scenario", "wall s", "load generator", "daemon total", "top daemon processes (cores)"):
+    t = Table(
+        title="Where the 2 cores went (CPU seconds ÷ wall seconds = cores busy; "
+        "'other' = processes that are neither the runner nor the daemon)"
+    )
+    for col in (
+        "Scenario",
+        "wall s",
+        "machine busy",
+        "runner (load gen.)",
+        "daemon total",
+        "other (not ours)",
+        "top daemon processes (cores)",
+    ):
         t.add_column(col)
     for key, s in r.get("scenarios", {}).items():
         cpu = s.get("daemon_cpu") if isinstance(s, dict) else None
@@ -176,12 +187,16 @@ def cpu_table(r: dict[str, Any]) -> Table:
             continue
         wall = s.get("phase_wall_s") or 0
         top = sorted(cpu["by_role_s"].items(), key=lambda kv: -kv[1])[:5]
-        lg = s.get("loadgen_cpu_share")
+        lg = s.get("runner_cores")
+        busy = s.get("machine_cores_busy")
+        other = max(0.0, busy - cpu["cores"] - (lg or 0.0)) if busy is not None else None
         t.add_row(
             key,
             fmt_num(wall, 1),
-            fmt_num(lg, 2) if lg is not None else "—",
+            fmt_num(busy, 2),
+            fmt_num(lg, 2),
             fmt_num(cpu["cores"], 2),
+            fmt_num(other, 2),
             ", ".join(f"{k} {v / wall:.2f}" for k, v in top) if wall else "",
         )
     return t
@@ -197,7 +212,7 @@ def render(r: dict[str, Any], console: Console | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     path = Path((argv or sys.argv[1:] or [str(DEFAULT_JSON)])[0])
-    render(json.loads(path.read_text()))
+    render(json.loads(path.read_text()), Console() if sys.stdout.isatty() else Console(width=180))
     return 0
 
 

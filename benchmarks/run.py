@@ -29,8 +29,16 @@ import httpx
 from rich.console import Console
 
 from benchmarks import report
+from benchmarks._psutil import psutil
 from benchmarks.common import Bench
-from benchmarks.daemonproc import DaemonProcess, Target, find_daemon_pid, free_port, gcs_address
+from benchmarks.daemonproc import (
+    DaemonProcess,
+    Target,
+    find_daemon_pid,
+    free_port,
+    gcs_address,
+    ray_join_env,
+)
 from benchmarks.loadgen import CLIENTS, check_loopback, run_async
 from benchmarks.scenarios import ack_counted, batch, memory, noop, single
 
@@ -83,6 +91,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _busy() -> tuple[float, float]:
+    """Machine-wide busy CPU seconds (all cores) and steal seconds, from /proc/stat via psutil."""
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
+    return busy, getattr(t, "steal", 0.0)
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process: the load generator, the progress display and the sampler."""
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
 def wait_counted(bench: Bench, expected: int, since: datetime, timeout_s: float = 120.0) -> dict[str, Any]:
     """Poll /metrics until totalEvents ≥ the events acknowledged so far (bounded): the flush lag."""
     params = {"startDate": since.isoformat(timespec="microseconds").replace("+00:00", "Z")}
@@ -114,7 +135,7 @@ def wait_counted(bench: Bench, expected: int, since: datetime, timeout_s: float 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console(stderr=True)
-    out = Console()
+    out = Console() if sys.stdout.isatty() else Console(width=180)
     started = datetime.now(UTC)
     results: dict[str, Any] = {
         "meta": {
@@ -179,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             console=console,
             daemon_pid=daemon_pid,
             ray_address=ray_address,
+            ray_env=ray_join_env(daemon_pid) if daemon_pid else {},
         )
 
         def phase(key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -187,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 monitor.mark(key)
                 cpu0 = monitor.cpu_snapshot()
             t0 = time.monotonic()
+            sys0 = _busy()
+            me0 = _own_cpu()
             try:
                 res = fn()
             except Exception as exc:  # keep going: report what failed
@@ -194,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["errors"].append(f"{key}: {res['error']}")
             wall = time.monotonic() - t0
             res["phase_wall_s"] = round(wall, 2)
+            sys1 = _busy()
+            res["runner_cores"] = round((_own_cpu() - me0) / wall, 2)
+            res["machine_cores_busy"] = round((sys1[0] - sys0[0]) / wall, 2)
+            res["machine_steal_cores"] = round((sys1[1] - sys0[1]) / wall, 2)
             if monitor:
                 by_role = monitor.cpu_delta(cpu0, monitor.cpu_snapshot())
                 total = sum(by_role.values())

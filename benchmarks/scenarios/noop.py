@@ -10,6 +10,7 @@ Serve + HAProxy request path Event Lens's own work costs. The app is deleted aft
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +23,15 @@ NAME = "noop"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _helper(action: str, address: str, url: str | None, timeout_s: float = 180.0) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.noop_app", action, "--address", address]
+def _helper(bench: Bench, action: str, url: str | None, timeout_s: float = 180.0) -> dict[str, Any]:
+    assert bench.ray_address
+    cmd = [sys.executable, "-m", "benchmarks.noop_app", action, "--address", bench.ray_address]
     if url:
         cmd += ["--url", url]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s, check=False)
+    env = {**os.environ, **bench.ray_env}
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
     out: dict[str, Any] = json.loads(lines[-1]) if lines else {}
     if proc.returncode != 0:
@@ -38,13 +43,13 @@ def _helper(action: str, address: str, url: str | None, timeout_s: float = 180.0
 def deploy(bench: Bench) -> dict[str, Any]:
     if not bench.ray_address:
         raise RuntimeError("no Ray address for the daemon (pass --ray-address with --url)")
-    return _helper("deploy", bench.ray_address, bench.target.url)
+    return _helper(bench, "deploy", bench.target.url)
 
 
 def delete(bench: Bench) -> dict[str, Any]:
     if not bench.ray_address:
         return {}
-    return _helper("delete", bench.ray_address, None)
+    return _helper(bench, "delete", None)
 
 
 async def run(bench: Bench) -> dict[str, Any]:
