@@ -54,28 +54,32 @@ class ShardRouter:
             await asyncio.sleep(self.delay)
         while self.queues[shard]:
             batch, self.queues[shard] = self.queues[shard], []
-            records = [r for recs, _ in batch for r in recs]
             try:
-                reply = await self._call(shard, records)
-            except Exception as exc:  # actor restarting past the timeout, or gone
-                err = ShardUnavailable(f"shard {shard} unavailable: {type(exc).__name__}")
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(err)
-                continue
-            if not reply["ok"]:
-                err = ShardUnavailable(reply["message"], reply.get("retry_after", 5))
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(err)
-                continue
-            results = reply["results"]
-            pos = 0
-            for recs, fut in batch:
-                part = results[pos : pos + len(recs)]
-                pos += len(recs)
-                if not fut.done():
-                    fut.set_result(part)
+                self._resolve_batch(batch, await self._call(shard, [r for recs, _ in batch for r in recs]))
+            except ShardUnavailable as exc:
+                self._fail(batch, exc)
+            except Exception as exc:  # actor restarting past the timeout, gone, or a bad reply
+                self._fail(batch, ShardUnavailable(f"shard {shard} unavailable: {type(exc).__name__}"))
+
+    @staticmethod
+    def _fail(batch: list[tuple[list[Record], asyncio.Future[list[dict[str, str]]]]], exc: Exception) -> None:
+        for _, fut in batch:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    @staticmethod
+    def _resolve_batch(
+        batch: list[tuple[list[Record], asyncio.Future[list[dict[str, str]]]]], reply: dict[str, Any]
+    ) -> None:
+        if not reply["ok"]:
+            raise ShardUnavailable(reply["message"], reply.get("retry_after", 5))
+        results = reply["results"]
+        pos = 0
+        for recs, fut in batch:
+            part = results[pos : pos + len(recs)]
+            pos += len(recs)
+            if not fut.done():
+                fut.set_result(part)
 
     async def _call(self, shard: int, records: list[Record]) -> dict[str, Any]:
         try:

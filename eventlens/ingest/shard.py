@@ -2,7 +2,7 @@
 
 ``append`` makes records durable in the segment log and returns what the client is told;
 ``flush`` seals the active segment when it is due (size or age) and inserts every sealed segment,
-oldest first, with the token ``<shard>:<segment>:<table>``; a segment is deleted only after all of
+oldest first, with the token ``<shard>:<log id>:<segment>:<table>``; a segment is deleted only after all of
 its tables were inserted. The Ray actor (``eventlens.actors.buffer``) only schedules these calls.
 
 Thread-safe: appends run on the actor's threads while one flusher thread inserts. The state lock
@@ -185,7 +185,12 @@ class ShardCore:
                 records = self.wal.read(seg.number)  # a sealed segment is immutable
                 for table, rows in sorted(group_by_table(records).items()):
                     names, columns = to_columns(table, rows)
-                    self.insert(table, names, columns, f"{self.config.shard_id}:{seg.number}:{table}")
+                    self.insert(
+                        table,
+                        names,
+                        columns,
+                        f"{self.config.shard_id}:{self.wal.log_id}:{seg.number}:{table}",
+                    )
                 with self.lock:
                     self.wal.delete(seg.number)
                     self.sealed.popleft()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import struct
 import zlib
 from collections.abc import Iterable
@@ -63,6 +64,8 @@ class Segment:
 
 
 class SegmentLog(Protocol):
+    log_id: str  # random per log, so a log started afresh never reuses an old log's tokens
+
     def recover(self) -> list[Segment]: ...
     def append(self, records: list[Record]) -> None: ...
     def seal(self) -> Segment | None: ...
@@ -85,6 +88,7 @@ class FileSegmentLog:
         self._active_no = 0
         self._active_count = 0
         self._fh: Any = None
+        self.log_id = ""
 
     def _path(self, number: int) -> Path:
         return self.directory / f"{number:012d}.wal"
@@ -109,6 +113,13 @@ class FileSegmentLog:
     def recover(self) -> list[Segment]:
         """Every segment left on disk, oldest first; the next append opens a new segment."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        id_file = self.directory / "log-id"
+        if not id_file.exists():
+            tmp = self.directory / "log-id.tmp"
+            tmp.write_text(secrets.token_hex(6))
+            os.replace(tmp, id_file)
+            self._sync_dir()
+        self.log_id = id_file.read_text().strip()
         segments: list[Segment] = []
         for path in sorted(self.directory.glob("*.wal")):
             number = int(path.stem)
@@ -176,11 +187,14 @@ class RedisSegmentLog:
         self._active_no = 0
         self._active_count = 0
         self._registered = False
+        self.log_id = ""
 
     def _key(self, number: int) -> str:
         return f"{self.prefix}:seg:{number}"
 
     def recover(self) -> list[Segment]:
+        self.r.set(f"{self.prefix}:id", secrets.token_hex(6), nx=True)
+        self.log_id = self.r.get(f"{self.prefix}:id").decode()
         segments: list[Segment] = []
         numbers = sorted(int(n) for n in self.r.zrange(f"{self.prefix}:segs", 0, -1))
         for number in numbers:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,8 +24,23 @@ field_values = st.one_of(
     st.sampled_from(["", "page_view", "2024-01-01T00:00:00Z", "1700000000000", "x" * 300, "\x00", "/a?b#c"]),
 )
 payload_keys = st.sampled_from(
-    ["name", "deviceId", "sessionId", "profileId", "path", "referrer", "title", "timestamp", "id",
-     "properties", "firstName", "email", "property", "value", "alias"]
+    [
+        "name",
+        "deviceId",
+        "sessionId",
+        "profileId",
+        "path",
+        "referrer",
+        "title",
+        "timestamp",
+        "id",
+        "properties",
+        "firstName",
+        "email",
+        "property",
+        "value",
+        "alias",
+    ]
 )
 payloads = st.dictionaries(payload_keys | st.text(max_size=8), field_values, max_size=8)
 bodies = st.one_of(
@@ -38,8 +53,17 @@ bodies = st.one_of(
 header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
 extra_headers = st.dictionaries(
     st.sampled_from(
-        ["origin", "user-agent", "x-forwarded-for", "x-client-ip", "cf-connecting-ip", "content-type",
-         "openpanel-sdk-name", "forwarded", "x-real-ip"]
+        [
+            "origin",
+            "user-agent",
+            "x-forwarded-for",
+            "x-client-ip",
+            "cf-connecting-ip",
+            "content-type",
+            "openpanel-sdk-name",
+            "forwarded",
+            "x-real-ip",
+        ]
     ),
     header_text,
     max_size=4,
@@ -61,7 +85,9 @@ def _check(r: Any) -> None:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=bodies, headers=extra_headers, auth=st.sampled_from(["good", "none", "garbage"]))
-def test_track_never_5xx(embedded: Daemon, fuzz_creds: Creds, body: Any, headers: dict[str, str], auth: str) -> None:
+def test_track_never_5xx(
+    embedded: Daemon, fuzz_creds: Creds, body: Any, headers: dict[str, str], auth: str
+) -> None:
     h = dict(headers)
     if auth == "good":
         h.update(fuzz_creds.write_headers())
@@ -72,7 +98,9 @@ def test_track_never_5xx(embedded: Daemon, fuzz_creds: Creds, body: Any, headers
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    envelope=st.one_of(json_values, st.fixed_dictionaries({"events": st.lists(bodies, max_size=15) | json_values})),
+    envelope=st.one_of(
+        json_values, st.fixed_dictionaries({"events": st.lists(bodies, max_size=15) | json_values})
+    ),
     headers=extra_headers,
 )
 def test_batch_never_5xx(embedded: Daemon, fuzz_creds: Creds, envelope: Any, headers: dict[str, str]) -> None:

@@ -25,6 +25,11 @@ class StorageDown(Exception):
     pass
 
 
+def _strip_log_id(token: str) -> str:
+    shard, _log, segment, table = token.rsplit(":", 3)
+    return f"{shard}:{segment}:{table}"
+
+
 class FakeInserter:
     """Records (table, names, columns, token); fails for the tables in ``failing`` ("*" = all)."""
 
@@ -42,7 +47,12 @@ class FakeInserter:
 
     @property
     def tokens(self) -> list[str]:
-        return [c[3] for c in self.calls]
+        """Tokens without their log-id part (``shard:log:segment:table`` → ``shard:segment:table``)."""
+        return [_strip_log_id(c[3]) for c in self.calls]
+
+    @property
+    def log_ids(self) -> set[str]:
+        return {c[3].split(":")[1] for c in self.calls}
 
     def rows(self, table: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -311,7 +321,7 @@ def test_crash_replays_unflushed_segments_with_the_same_tokens(wal_dir: Path) ->
     ins.failing = {"*"}
     with pytest.raises(StorageDown):
         core.flush(force=True)  # seals segment 0, insert fails
-    tokens_before_crash = list(ins.attempts)
+    tokens_before_crash = [_strip_log_id(t) for t in ins.attempts]
     assert tokens_before_crash == [f"{SHARD}:0:events"]  # first table failed, the rest not tried
     core.append([event(2), counter(1)], now=T0 + 10)  # active segment 1, never sealed
     sealed_rows = core.wal.read(0)
@@ -329,6 +339,7 @@ def test_crash_replays_unflushed_segments_with_the_same_tokens(wal_dir: Path) ->
         f"{SHARD}:1:profile_counters",
     ]
     assert ins2.tokens[0] == tokens_before_crash[0]
+    assert ins2.calls[0][3] == ins.attempts[0]  # the very same token, log id included
     # the rows are the ones logged before the crash, byte for byte the same batch
     assert [r["id"] for r in ins2.rows("events")] == [
         r["id"] for r in sealed_rows + active_rows if r["_t"] == "events"
@@ -499,3 +510,17 @@ def test_sealed_segment_numbers_match_the_log(wal_dir: Path) -> None:
         with pytest.raises(StorageDown):
             core.flush(force=True)
     assert list(core.sealed) == [Segment(0, 1), Segment(1, 1), Segment(2, 1)]
+
+
+def test_tokens_carry_a_log_id_stable_across_restarts_and_new_for_a_fresh_log(tmp_path: Path) -> None:
+    core, ins = make(tmp_path / "a")
+    core.append([event(1)], now=T0)
+    core.flush(force=True)
+    core2, _ = make(tmp_path / "a", ins)
+    core2.append([event(2)], now=T0)
+    core2.flush(force=True)
+    assert len(ins.log_ids) == 1
+    fresh, other = make(tmp_path / "b")
+    fresh.append([event(3)], now=T0)
+    fresh.flush(force=True)
+    assert other.log_ids.isdisjoint(ins.log_ids)
