@@ -370,6 +370,7 @@ def _cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--path", default="/track")
     ap.add_argument("--method", default="POST")
     ap.add_argument("--body", default='{"type":"track","payload":{"name":"loadgen"}}')
+    ap.add_argument("--bodies-file", help="file with one JSON body per line, cycled (overrides --body)")
     ap.add_argument("-H", "--header", action="append", default=[], help="name:value (repeatable)")
     ap.add_argument("-c", "--concurrency", type=int, default=64)
     ap.add_argument("-d", "--duration", type=float, default=10.0, help="seconds")
@@ -377,6 +378,11 @@ def _cli(argv: list[str] | None = None) -> int:
     ap.add_argument("--client", choices=CLIENTS, default="httpx")
     args = ap.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)
+    if args.bodies_file:
+        with open(args.bodies_file, "rb") as f:
+            bodies = [line.strip() for line in f if line.strip()]
+    else:
+        bodies = [args.body.encode()]
 
     async def main() -> LoadResult:
         backend = make_backend(args.client, args.url, args.concurrency)
@@ -384,7 +390,7 @@ def _cli(argv: list[str] | None = None) -> int:
             return await run_load(
                 backend,
                 args.path,
-                [args.body.encode()],
+                bodies,
                 label=f"{args.method} {args.path}",
                 concurrency=args.concurrency,
                 duration_s=args.duration,

@@ -206,6 +206,9 @@ def render(r: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     console.print(results_table(r))
     console.print(cpu_table(r))
+    for key, s in r.get("scenarios", {}).items():
+        if isinstance(s, dict) and s.get("other_processes"):
+            console.print(f"[dim]other processes during {key}: " + "; ".join(s["other_processes"]) + "[/]")
     for e in r.get("errors", []):
         console.print(f"[red]error[/] {e}")
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import signal
@@ -98,6 +99,31 @@ def _busy() -> tuple[float, float]:
     return busy, getattr(t, "steal", 0.0)
 
 
+def _all_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds of every process on the machine, to name who else used the cores."""
+    out: dict[int, tuple[str, float]] = {}
+    for p in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        t = p.info.get("cpu_times")
+        if t is None:
+            continue
+        cmd = " ".join(" ".join(p.info.get("cmdline") or []).split())[:90] or (p.info.get("name") or "?")
+        out[p.pid] = (cmd, t.user + t.system)
+    return out
+
+
+def _others(
+    a: dict[int, tuple[str, float]], b: dict[int, tuple[str, float]], ours: set[int], wall: float
+) -> list[str]:
+    rows = []
+    for pid, (cmd, secs) in b.items():
+        if pid in ours:
+            continue
+        used = secs - (a[pid][1] if pid in a else 0.0)
+        if used / wall >= 0.02:
+            rows.append((used / wall, f"{pid} {cmd}"))
+    return [f"{c:.2f} cores: {name}" for c, name in sorted(rows, reverse=True)[:6]]
+
+
 def _own_cpu() -> float:
     """CPU seconds of this process: the load generator, the progress display and the sampler."""
     t = psutil.Process().cpu_times()
@@ -142,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             "started": started.isoformat(timespec="seconds"),
             "host": platform.node(),
             "python": platform.python_version(),
-            "cpus": __import__("os").cpu_count(),
+            "cpus": os.cpu_count(),
             "client": args.client,
             "duration_s": args.duration,
             "warmup_s": args.warmup,
@@ -211,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             sys0 = _busy()
             me0 = _own_cpu()
+            all0 = _all_cpu()
             try:
                 res = fn()
             except Exception as exc:  # keep going: report what failed
@@ -220,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
             res["phase_wall_s"] = round(wall, 2)
             sys1 = _busy()
             res["runner_cores"] = round((_own_cpu() - me0) / wall, 2)
+            ours = {os.getpid(), *(monitor.cpu.keys() if monitor else ())}
+            res["other_processes"] = _others(all0, _all_cpu(), ours, wall)
             res["machine_cores_busy"] = round((sys1[0] - sys0[0]) / wall, 2)
             res["machine_steal_cores"] = round((sys1[1] - sys0[1]) / wall, 2)
             if monitor:

@@ -43,6 +43,7 @@ def role_of(p: psutil.Process, root_pid: int) -> str:
     joined = " ".join(cmd)
     for marker, label in (
         ("dashboard/agent.py", "ray dashboard agent"),
+        ("dashboard/dashboard.py", "ray dashboard head"),
         ("runtime_env/agent", "ray runtime-env agent"),
         ("log_monitor.py", "ray log monitor"),
         ("monitor.py", "ray monitor"),
