@@ -7,7 +7,8 @@ Method (no other load runs meanwhile):
   id. One device means one buffer shard, and one sender means the shard logs them in the order
   they were acknowledged; shards flush their log in order, so "``totalEvents`` ≥ k" means the
   first k acknowledged events are counted.
-* One poller asks ``GET /insights/{project}/metrics?startDate=<scenario start>`` every 50 ms. The
+* One poller asks ``GET /insights/{project}/metrics?startDate=<scenario start>`` every 50 ms (back
+  to back when a poll takes longer; ``polls`` and ``poll_rtt_ms`` say what was achieved). The
   range starts when this scenario starts, so events of earlier scenarios never count (a baseline
   poll before the first send is subtracted anyway).
 * Event k's ack→counted latency is ``t(first poll answered at/after its ack whose count ≥ k) −
