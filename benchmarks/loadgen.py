@@ -375,7 +375,7 @@ def _cli(argv: list[str] | None = None) -> int:
     ap.add_argument("-c", "--concurrency", type=int, default=64)
     ap.add_argument("-d", "--duration", type=float, default=10.0, help="seconds")
     ap.add_argument("-n", "--requests", type=int, default=1_000_000, help="at most this many requests")
-    ap.add_argument("--client", choices=CLIENTS, default="httpx")
+    ap.add_argument("--client", choices=CLIENTS, default="aiohttp")
     args = ap.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)
     if args.bodies_file:

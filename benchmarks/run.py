@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--concurrency", type=int, default=64, help="connections for single /track and /noop")
     ap.add_argument("--batch-concurrency", type=int, default=16, help="connections for /track/batch")
     ap.add_argument("--max-requests", type=int, default=1_000_000, help="request bound per load scenario")
-    ap.add_argument("--client", choices=CLIENTS, default="httpx", help="HTTP client of the load generator")
+    ap.add_argument("--client", choices=CLIENTS, default="aiohttp", help="HTTP client of the load generator")
     ap.add_argument("--ack-rate", type=float, default=20.0, help="events/s in the ack→counted scenario")
     ap.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the results")

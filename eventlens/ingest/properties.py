@@ -28,6 +28,14 @@ def _scalar(v: Any) -> str:
 
 def flatten(props: dict[str, Any], *, max_keys: int, max_key_len: int, max_value_len: int) -> dict[str, str]:
     """``{"a": {"b": [1, 2]}}`` → ``{"a.b.0": "1", "a.b.1": "2"}``; raises IngestError past limits."""
+    if len(props) <= max_keys and all(type(v) is str for v in props.values()):
+        # the common case, flat string properties: no stack, one pass of checks
+        flat = {k: v for k, v in props.items() if k not in RESERVED}
+        for k, v in flat.items():
+            if len(k) > max_key_len or len(v) > max_value_len:
+                break
+        else:
+            return flat
     out: dict[str, str] = {}
     stack: list[tuple[str, Any]] = [(k, v) for k, v in reversed(props.items()) if k not in RESERVED]
     while stack:

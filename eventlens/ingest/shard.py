@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 Inserter = Callable[[str, list[str], list[list[Any]], str], Any]
 RECENT_IDS = 200_000
+# Records of sealed segments kept in memory so a flush need not re-read and decode its own log;
+# beyond this many (storage down, backlog growing) flushes read the segment back from the log.
+CACHE_RECORDS = 50_000
 
 
 class Overloaded(Exception):
@@ -60,6 +63,9 @@ class ShardCore:
         self.sealed: deque[Segment] = deque()
         self.active_count = 0
         self.active_since_ms = 0
+        self.active_records: list[Record] = []
+        self.cache: dict[int, list[Record]] = {}
+        self.cached = 0
         self.recent: OrderedDict[str, dict[str, str]] = OrderedDict()
         self.presence: list[tuple[str, str, int]] = []
         self.stats = {"appended": 0, "duplicates": 0, "flushed": 0, "flush_errors": 0, "replayed": 0}
@@ -130,6 +136,7 @@ class ShardCore:
             if not self.active_count:
                 self.active_since_ms = now
             self.active_count += len(to_log)
+            self.active_records.extend(to_log)
             self.stats["appended"] += len(to_log)
         live_after = now - 300_000
         for rec in fresh:
@@ -147,6 +154,7 @@ class ShardCore:
                 if not self.active_count:
                     self.active_since_ms = now
                 self.active_count += len(markers)
+                self.active_records.extend(markers)
         return len(markers)
 
     def take_presence(self) -> list[tuple[str, str, int]]:
@@ -169,6 +177,10 @@ class ShardCore:
         if seg is not None:
             self.sealed.append(seg)
             self.active_count = 0
+            if self.cached + seg.count <= CACHE_RECORDS:
+                self.cache[seg.number] = self.active_records
+                self.cached += seg.count
+            self.active_records = []
 
     def flush(self, force: bool = False) -> int:
         """Insert sealed segments (sealing the active one if due); raises if storage fails."""
@@ -182,7 +194,10 @@ class ShardCore:
                     if not self.sealed:
                         break
                     seg = self.sealed[0]
-                records = self.wal.read(seg.number)  # a sealed segment is immutable
+                with self.lock:
+                    records = self.cache.get(seg.number)
+                if records is None:
+                    records = self.wal.read(seg.number)  # a sealed segment is immutable
                 for table, rows in sorted(group_by_table(records).items()):
                     names, columns = to_columns(table, rows)
                     self.insert(
@@ -194,6 +209,8 @@ class ShardCore:
                 with self.lock:
                     self.wal.delete(seg.number)
                     self.sealed.popleft()
+                    if self.cache.pop(seg.number, None) is not None:
+                        self.cached -= seg.count
                     self.stats["flushed"] += seg.count
                 flushed += seg.count
             return flushed
