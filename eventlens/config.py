@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     haproxy: bool = True
     throughput_optimized: bool = True
     ip_headers: tuple[str, ...] = DEFAULT_IP_HEADERS
+    geo_database: str | None = Field(
+        default=None, description="Path to a fresher MaxMind-format city database (GeoLite2, DB-IP)"
+    )
 
     # ingest limits
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
@@ -83,6 +86,9 @@ class Settings(BaseSettings):
 
     # sessions and presence
     session_timeout_s: int = Field(default=1800, ge=60)
+    salt_rotation_s: int = Field(
+        default=86400, ge=10, description="Device-hash salt period; 86400 = a new salt each UTC day"
+    )
     live_window_s: int = Field(default=300, ge=10)
     presence_push_ms: int = Field(default=200, ge=10)
     max_future_skew_s: int = Field(default=60, ge=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ray
@@ -30,7 +31,17 @@ def open_wal(settings: Settings, index: int) -> SegmentLog:
     return FileSegmentLog(settings.wal_dir / f"shard-{index:03d}", fsync=settings.wal_fsync == "always")
 
 
-def make_inserter(settings: Settings) -> Any:
+OPEN_SESSIONS_SQL = """
+SELECT * EXCEPT (started_at, ended_at),
+    toUnixTimestamp64Milli(started_at) AS started_ms, toUnixTimestamp64Milli(ended_at) AS ended_ms
+FROM sessions FINAL
+WHERE shard = {shard:UInt16} AND is_closed = 0
+  AND started_at >= {since_start:DateTime64(3, 'UTC')} AND ended_at >= {since:DateTime64(3, 'UTC')}
+"""
+
+
+def storage_calls(settings: Settings) -> tuple[Any, Any]:
+    """(insert, query) against the chDB owner actor, or straight to a ClickHouse server."""
     if settings.embedded_clickhouse:
         from eventlens.actors.registry import warehouse_actor
 
@@ -39,10 +50,36 @@ def make_inserter(settings: Settings) -> Any:
         def insert(table: str, names: list[str], columns: list[list[Any]], token: str) -> Any:
             return ray.get(actor.insert_columns.remote(table, names, columns, token), timeout=120)
 
-        return insert
+        def query(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+            return ray.get(actor.query.remote(sql, params), timeout=120)
+
+        return insert, query
     from eventlens.storage.clickhouse import Warehouse
 
-    return Warehouse(settings.clickhouse_dsn, settings.clickhouse_database).insert_columns
+    wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
+    return wh.insert_columns, wh.query
+
+
+def open_sessions_loader(settings: Settings, index: int, query: Any) -> Any:
+    def load() -> list[dict[str, Any]]:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        params = {
+            "shard": index,
+            "since": now - timedelta(seconds=settings.session_timeout_s),
+            "since_start": now - timedelta(days=2),
+        }
+        for attempt in range(10):  # storage may still be starting; sessions restart if it stays down
+            try:
+                rows = query(OPEN_SESSIONS_SQL, params)
+                for r in rows:
+                    r["started_at"], r["ended_at"] = r.pop("started_ms"), r.pop("ended_ms")
+                return rows
+            except Exception as exc:
+                log.warning("shard %s: cannot read open sessions (%s), attempt %d", index, exc, attempt + 1)
+                time.sleep(min(0.5 * 2**attempt, 5))
+        return []
+
+    return load
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
@@ -52,13 +89,15 @@ class BufferShard:
         self.index = index
         config = ShardConfig(
             shard_id=f"{s.instance}-{index}",
+            index=index,
             flush_max_events=s.flush_max_events,
             flush_max_age_ms=s.flush_max_age_ms,
             max_pending=s.wal_max_pending_events,
             session_timeout_ms=s.session_timeout_s * 1000,
             late_bound_ms=s.late_event_bound_s * 1000,
         )
-        self.core = ShardCore(config, open_wal(s, index), make_inserter(s))
+        insert, query = storage_calls(s)
+        self.core = ShardCore(config, open_wal(s, index), insert, open_sessions_loader(s, index, query))
         self.core.recover()
         from eventlens.actors.registry import presence_actor
 

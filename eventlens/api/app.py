@@ -60,8 +60,11 @@ class IngestDeployment:
         from eventlens.api.auth import Authenticator
         from eventlens.api.handoff import ShardRouter
         from eventlens.api.ingest import IngestHandler, SaltCache
+        from eventlens.ingest.geo import GeoLookup
+        from eventlens.ingest.useragent import warm_up
 
         settings = Settings(**settings_args)
+        warm_up()  # build the user-agent parsers now, not on the first request
         store = _metadata(settings)
         self.handler = IngestHandler(
             settings,
@@ -69,8 +72,9 @@ class IngestDeployment:
             ShardRouter(
                 shard_actors(settings), settings.handoff_ms, resolve=lambda i: shard_actor(settings, i)
             ),
-            SaltCache(store),
+            SaltCache(store, settings.salt_rotation_s),
             _rate_limiter(settings),
+            GeoLookup(settings.geo_database),
         )
 
     def __serve_build_asgi_app__(self) -> Any:

@@ -24,8 +24,10 @@ from eventlens.api.ratelimit import LocalRateLimiter, RedisRateLimiter, retry_af
 from eventlens.config import Settings
 from eventlens.ingest.clientip import client_ip
 from eventlens.ingest.errors import IngestError
+from eventlens.ingest.geo import GeoLookup, enrich_geo
 from eventlens.ingest.identity import shard_of
 from eventlens.ingest.pipeline import Limits, Prepared, RequestContext, prepare
+from eventlens.ingest.useragent import parse_user_agent
 from eventlens.storage.metadata import MetadataStore
 
 log = logging.getLogger(__name__)
@@ -49,20 +51,32 @@ def cors_headers(origin: str | None) -> dict[str, str]:
     return {"access-control-allow-origin": origin, "vary": "Origin"}
 
 
+def salt_key(period: int, rotation_s: int) -> date | str:
+    """Daily rotation keys by UTC date; other periods by their number."""
+    if rotation_s == 86400:
+        return datetime.fromtimestamp(period * 86400, UTC).date()
+    return f"r{period:09d}"
+
+
 class SaltCache:
-    """Today's salt, fetched once per UTC day from the metadata database (shared by all replicas)."""
+    """The current and the previous period's salt, from the metadata database (so every replica and
+    node agrees), fetched once per period. The previous salt lets a visit survive the rotation."""
 
-    def __init__(self, store: MetadataStore) -> None:
+    def __init__(self, store: MetadataStore, rotation_s: int = 86400) -> None:
         self.store = store
-        self.day: date | None = None
-        self.salt = ""
+        self.rotation_s = rotation_s
+        self.period = -1
+        self.salts = ("", "")
 
-    async def today(self) -> str:
-        day = datetime.now(UTC).date()
-        if day != self.day:
-            self.salt = await asyncio.to_thread(self.store.get_or_create_salt, day)
-            self.day = day
-        return self.salt
+    async def current(self) -> tuple[str, str]:
+        period = int(time.time()) // self.rotation_s
+        if period != self.period:
+            now = await asyncio.to_thread(self.store.get_or_create_salt, salt_key(period, self.rotation_s))
+            prev = await asyncio.to_thread(
+                self.store.get_or_create_salt, salt_key(period - 1, self.rotation_s)
+            )
+            self.salts, self.period = (now, prev), period
+        return self.salts
 
 
 class IngestHandler:
@@ -75,8 +89,10 @@ class IngestHandler:
         router: ShardRouter,
         salts: SaltCache,
         limiter: LocalRateLimiter | RedisRateLimiter,
+        geo: GeoLookup | None = None,
     ) -> None:
         self.settings = settings
+        self.geo = geo
         self.auth = auth
         self.router = router
         self.salts = salts
@@ -217,16 +233,34 @@ class IngestHandler:
     async def _context(self, request: Request, caller: Caller) -> RequestContext:
         h: Mapping[str, str] = request.headers
         peer = request.client.host if request.client else None
+        salt, prev_salt = await self.salts.current()
+        ip = client_ip(h, self.settings.ip_headers, peer)
+        user_agent = h.get("user-agent", "")[:1024]
         return RequestContext(
             project_id=caller.project_id,
-            ip=client_ip(h, self.settings.ip_headers, peer),
-            user_agent=h.get("user-agent", "")[:1024],
+            ip=ip,
+            user_agent=user_agent,
             now_ms=int(time.time() * 1000),
-            salt=await self.salts.today(),
+            salt=salt,
+            prev_salt=prev_salt,
             server_side=caller.server_side,
             sdk_name=h.get("openpanel-sdk-name", h.get("event-lens-sdk-name", ""))[:64],
             sdk_version=h.get("openpanel-sdk-version", h.get("event-lens-sdk-version", ""))[:64],
+            origin=(h.get("origin") or "")[:512],
+            enrichment=self._enrichment(ip, user_agent, h, caller.server_side),
         )
+
+    def _enrichment(
+        self, ip: str, user_agent: str, headers: Mapping[str, str], server_side: bool
+    ) -> dict[str, Any]:
+        """User agent and geo columns, once per request (a batch shares them)."""
+        ua = parse_user_agent(user_agent).columns()
+        if server_side and ua["is_bot"]:
+            # a server-side SDK authenticated with its secret is never a bot (CONTRACT 2)
+            ua["is_bot"] = 0
+            if ua["device"] == "bot":
+                ua["device"] = ""
+        return {**ua, **enrich_geo(self.geo, ip, headers)._asdict()}
 
     async def _route(self, prepared: list[Prepared]) -> list[dict[str, str] | ShardUnavailable]:
         """Hand every record to its shard; per record the shard's answer or why it failed."""

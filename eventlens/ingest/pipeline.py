@@ -7,16 +7,18 @@ the device.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import uuid_utils
 from pydantic import ValidationError
 
 from eventlens.ingest.errors import IngestError, pydantic_details, validation_message
-from eventlens.ingest.identity import device_hash
-from eventlens.ingest.page import split_page
+from eventlens.ingest.identity import device_hash, visitor_key
+from eventlens.ingest.page import UTM_KEYS, split_page
 from eventlens.ingest.properties import flatten
+from eventlens.ingest.referrer import classify_referrer
 from eventlens.ingest.timestamps import parse_timestamp
 from eventlens.models import BODY_ADAPTER, AliasBody, IdentifyBody, IncrementBody, TrackBody
 from eventlens.storage.wal import Record
@@ -37,9 +39,13 @@ class RequestContext:
     user_agent: str
     now_ms: int
     salt: str
+    prev_salt: str = ""
     server_side: bool = False
     sdk_name: str = ""
     sdk_version: str = ""
+    origin: str = ""  # the request's Origin header: the page's site when paths come without one
+    # per-request enrichment (user agent, geo): the same for every event of a batch
+    enrichment: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,8 +117,16 @@ def prepare_track(body: TrackBody, ctx: RequestContext, limits: Limits) -> Prepa
     if ctx.server_side and (forwarded_ip := _reserved_str(props, "__ip")):
         ip = forwarded_ip  # a server-side SDK forwards its visitor's address
     created_at = parse_timestamp(raw_ts, ctx.now_ms, limits.max_future_ms)
-    if not device_id:
+    extra: Record = {}
+    if device_id:
+        shard_key = device_id
+    else:
         device_id = device_hash(ctx.project_id, ip, ctx.user_agent, ctx.salt)
+        if ctx.prev_salt:
+            # the shard continues a visit that began under the previous salt (see sessions.py)
+            extra["_prev_device"] = device_hash(ctx.project_id, ip, ctx.user_agent, ctx.prev_salt)
+        # routed without the salt, so both ids of one visitor reach the same shard
+        shard_key = "anon:" + visitor_key(ip, ctx.user_agent)
     record: Record = {
         "_t": "events",
         "id": p.id or new_id(),
@@ -124,13 +138,21 @@ def prepare_track(body: TrackBody, ctx: RequestContext, limits: Limits) -> Prepa
         "created_at": created_at,
         "received_at": ctx.now_ms,
         "title": title or "",
-        "referrer": referrer or "",
         "properties": _flat(props, limits),
         "sdk_name": ctx.sdk_name,
         "sdk_version": ctx.sdk_version,
-        **split_page(path),
+        **ctx.enrichment,
+        **extra,
     }
-    return Prepared(record, device_id, "track")
+    page = split_page(path)
+    if not page["origin"] and ctx.origin.startswith(("http://", "https://")):
+        page["origin"] = ctx.origin.lower().rstrip("/")
+    record.update(page)
+    page_url = path if page["origin"] or not ctx.origin else ctx.origin + (path or "")
+    utm = {k: page[k] for k in UTM_KEYS if page[k]}
+    ref = classify_referrer(referrer, page_url, utm)
+    record["referrer"], record["referrer_name"], record["referrer_type"] = ref
+    return Prepared(record, shard_key, "track")
 
 
 def prepare_identify(body: IdentifyBody, ctx: RequestContext, limits: Limits) -> Prepared:

@@ -1,33 +1,34 @@
 """Session assignment per device: a run of events with gaps under the timeout.
 
-Pure state machine owned by the shard that owns the device. ``assign`` returns the session id and
-the marker records to emit (``session_start`` when a session opens, ``session_end`` for the one it
-replaces); ``expire`` closes sessions idle longer than the timeout.
+Pure state machine owned by the shard that owns the device:
+- ``assign`` fills an event's ``session_id`` and returns the marker records to store with it
+  (``session_start`` when a session opens, ``session_end`` for the one it replaces);
+- ``expire`` closes sessions idle for the timeout (``session_end`` plus a final snapshot);
+- ``snapshots`` returns a ``sessions`` row for every session that changed since the last call.
+  The ``sessions`` table is a ReplacingMergeTree on ``version``: the newest snapshot of a session
+  replaces the older ones, and ``FINAL`` (or ``argMax(…, version)``) reads exactly the newest, so a
+  session that is still growing is exact at every flush. Each row is a complete state, never a
+  delta, so there is nothing to cancel and no sign/version race as with VersionedCollapsingMergeTree.
+- ``state``/``restore`` checkpoint live sessions so a restarted shard continues them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import uuid_utils
 
 from eventlens.storage.wal import Record
 
+PAGE_VIEWS = frozenset(("page_view", "screen_view"))
+MARKERS = frozenset(("session_start", "session_end"))
 
-@dataclass
-class Session:
-    session_id: str
-    started_ms: int
-    last_ms: int
-    first: Record  # the event that opened it: the markers copy its device and page fields
-
-
-MARKER_FIELDS = (
+# Copied from the first event onto markers and the sessions row.
+ENTRY_FIELDS = (
     "project_id",
     "device_id",
-    "profile_id",
     "origin",
-    "path",
     "referrer",
     "referrer_name",
     "referrer_type",
@@ -52,8 +53,40 @@ MARKER_FIELDS = (
 )
 
 
+@dataclass
+class Session:
+    session_id: str
+    started_ms: int
+    last_ms: int
+    first: Record  # entry fields of the event that opened it
+    entry_path: str = ""
+    exit_path: str = ""
+    profile_id: str = ""
+    page_views: int = 0
+    events: int = 0
+    version: int = 0
+    dirty: bool = True
+
+    def add(self, event: Record) -> None:
+        ts = event["created_at"]
+        name = event.get("name", "")
+        if name in PAGE_VIEWS:
+            self.page_views += 1
+            if event.get("path"):
+                if not self.entry_path or ts < self.started_ms:
+                    self.entry_path = event["path"]
+                if ts >= self.last_ms or not self.exit_path:
+                    self.exit_path = event["path"]
+        self.events += 1
+        if event.get("profile_id"):
+            self.profile_id = event["profile_id"]
+        self.started_ms = min(self.started_ms, ts)
+        self.last_ms = max(self.last_ms, ts)
+        self.dirty = True
+
+
 def marker(name: str, session: Session, at_ms: int, now_ms: int) -> Record:
-    rec: Record = {k: session.first[k] for k in MARKER_FIELDS if k in session.first}
+    rec: Record = {k: session.first[k] for k in ENTRY_FIELDS if k in session.first}
     rec.update(
         {
             "_t": "events",
@@ -61,6 +94,8 @@ def marker(name: str, session: Session, at_ms: int, now_ms: int) -> Record:
             "id": f"{session.session_id}:{'s' if name == 'session_start' else 'e'}",
             "name": name,
             "session_id": session.session_id,
+            "profile_id": session.profile_id,
+            "path": session.entry_path if name == "session_start" else session.exit_path,
             "created_at": at_ms,
             "received_at": now_ms,
         }
@@ -68,15 +103,46 @@ def marker(name: str, session: Session, at_ms: int, now_ms: int) -> Record:
     return rec
 
 
+def snapshot(session: Session, now_ms: int, closed: bool) -> Record:
+    session.version = max(session.version + 1, now_ms)
+    bounce = session.page_views <= 1 and session.events == session.page_views
+    row: Record = {k: session.first.get(k, "") for k in ENTRY_FIELDS}
+    row.update(
+        {
+            "_t": "sessions",
+            "session_id": session.session_id,
+            "profile_id": session.profile_id,
+            "started_at": session.started_ms,
+            "ended_at": session.last_ms,
+            "duration": (session.last_ms - session.started_ms) / 1000,
+            "entry_path": session.entry_path,
+            "exit_path": session.exit_path,
+            "page_views": session.page_views,
+            "events": session.events,
+            "is_bounce": 1 if bounce else 0,
+            "is_closed": 1 if closed else 0,
+            "version": session.version,
+        }
+    )
+    row["is_bot"] = int(session.first.get("is_bot", 0) or 0)
+    return row
+
+
 class Sessionizer:
     def __init__(self, timeout_ms: int, late_bound_ms: int) -> None:
         self.timeout_ms = timeout_ms
         self.late_bound_ms = late_bound_ms
         self.live: dict[tuple[str, str], Session] = {}
+        self.closed: list[Session] = []  # ended since the last snapshots() call
+
+    def _continues(self, session: Session, ts: int, client_sid: str) -> bool:
+        if client_sid:
+            return client_sid == session.session_id
+        return ts - session.last_ms < self.timeout_ms and session.started_ms - ts < self.timeout_ms
 
     def assign(self, event: Record, now_ms: int) -> list[Record]:
         """Fill ``event["session_id"]``; returns marker records to store alongside it."""
-        key = (event["project_id"], event["device_id"])
+        project = event["project_id"]
         ts = event["created_at"]
         client_sid = event.get("session_id") or ""
         if ts < now_ms - self.late_bound_ms:
@@ -84,27 +150,92 @@ class Sessionizer:
             if not client_sid:
                 event["session_id"] = str(uuid_utils.uuid7())
             return []
+        prev_device = event.pop("_prev_device", "")
+        key = (project, event["device_id"])
         current = self.live.get(key)
+        if current is None and prev_device:
+            # A visit that began before the salt rotated keeps its device id (and session).
+            old = self.live.get((project, prev_device))
+            if old is not None and self._continues(old, ts, client_sid):
+                event["device_id"] = prev_device
+                key, current = (project, prev_device), old
         markers: list[Record] = []
         if current is not None:
-            same = client_sid == current.session_id if client_sid else ts - current.last_ms < self.timeout_ms
-            if same:
-                current.last_ms = max(current.last_ms, ts)
+            if self._continues(current, ts, client_sid):
+                current.add(event)
                 event["session_id"] = current.session_id
                 return []
-            markers.append(marker("session_end", current, current.last_ms, now_ms))
+            markers.append(self._end(key, current, now_ms))
         sid = client_sid or str(uuid_utils.uuid7())
         event["session_id"] = sid
-        session = Session(sid, ts, ts, event)
+        session = Session(sid, ts, ts, {k: event[k] for k in ENTRY_FIELDS if k in event})
+        session.add(event)
         self.live[key] = session
         markers.append(marker("session_start", session, ts, now_ms))
         return markers
 
+    def _end(self, key: tuple[str, str], session: Session, now_ms: int) -> Record:
+        del self.live[key]
+        session.dirty = True
+        self.closed.append(session)
+        return marker("session_end", session, session.last_ms, now_ms)
+
     def expire(self, now_ms: int) -> list[Record]:
         """``session_end`` for every session idle past the timeout, and forget them."""
-        out: list[Record] = []
-        for key, s in list(self.live.items()):
-            if now_ms - s.last_ms >= self.timeout_ms:
-                out.append(marker("session_end", s, s.last_ms, now_ms))
+        return [
+            self._end(key, s, now_ms)
+            for key, s in list(self.live.items())
+            if now_ms - s.last_ms >= self.timeout_ms
+        ]
+
+    def snapshots(self, now_ms: int) -> list[Record]:
+        """A complete ``sessions`` row for every session changed since the last call."""
+        rows = [snapshot(s, now_ms, closed=True) for s in self.closed]
+        self.closed = []
+        for s in self.live.values():
+            if s.dirty:
+                rows.append(snapshot(s, now_ms, closed=False))
+                s.dirty = False
+        return rows
+
+    # recovery --------------------------------------------------------------------------------
+    def restore(self, rows: list[dict[str, Any]]) -> int:
+        """Live sessions from their newest ``sessions`` rows (what a restarted shard reads back)."""
+        for row in rows:
+            first = {k: row.get(k, "") for k in ENTRY_FIELDS}
+            s = Session(
+                session_id=row["session_id"],
+                started_ms=int(row["started_at"]),
+                last_ms=int(row["ended_at"]),
+                first=first,
+                entry_path=row.get("entry_path", ""),
+                exit_path=row.get("exit_path", ""),
+                profile_id=row.get("profile_id", ""),
+                page_views=int(row.get("page_views", 0)),
+                events=int(row.get("events", 0)),
+                version=int(row.get("version", 0)),
+                dirty=False,
+            )
+            self.live[(first["project_id"], first["device_id"])] = s
+        return len(rows)
+
+    def replay(self, record: Record) -> None:
+        """Re-apply a logged record (its session already assigned) after a restart."""
+        if record.get("_t", "events") != "events" or not record.get("session_id"):
+            return
+        key = (record["project_id"], record["device_id"])
+        name = record.get("name")
+        current = self.live.get(key)
+        if name == "session_end":
+            if current is not None and current.session_id == record["session_id"]:
                 del self.live[key]
-        return out
+            return
+        if name == "session_start":
+            if current is None or current.session_id != record["session_id"]:
+                first = {k: record[k] for k in ENTRY_FIELDS if k in record}
+                self.live[key] = Session(
+                    record["session_id"], record["created_at"], record["created_at"], first
+                )
+            return
+        if current is not None and current.session_id == record["session_id"]:
+            current.add(record)

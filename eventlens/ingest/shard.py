@@ -43,6 +43,7 @@ class Overloaded(Exception):
 @dataclass(frozen=True)
 class ShardConfig:
     shard_id: str
+    index: int = 0
     flush_max_events: int = 20_000
     flush_max_age_ms: int = 500
     max_pending: int = 1_000_000
@@ -55,8 +56,17 @@ def now_ms() -> int:
 
 
 class ShardCore:
-    def __init__(self, config: ShardConfig, wal: SegmentLog, insert: Inserter) -> None:
+    def __init__(
+        self,
+        config: ShardConfig,
+        wal: SegmentLog,
+        insert: Inserter,
+        open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.config = config
+        # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
+        # state every flushed segment left behind (see ``recover``).
+        self.open_sessions = open_sessions
         self.wal = wal
         self.insert = insert
         self.sessions = Sessionizer(config.session_timeout_ms, config.late_bound_ms)
@@ -172,7 +182,15 @@ class ShardCore:
             or now - self.active_since_ms >= self.config.flush_max_age_ms
         )
 
-    def seal(self) -> None:
+    def seal(self, now: int | None = None) -> None:
+        # every segment carries complete snapshots of the sessions it changed (see sessions.py)
+        rows = self.sessions.snapshots(now_ms() if now is None else now)
+        for row in rows:
+            row["shard"] = self.config.index
+        if rows:
+            self.wal.append(rows)
+            self.active_count += len(rows)
+            self.active_records.extend(rows)
         seg = self.wal.seal()
         if seg is not None:
             self.sealed.append(seg)

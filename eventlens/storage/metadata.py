@@ -337,10 +337,13 @@ class MetadataStore:
         return [_client(r) for r in rows]
 
     # salts -----------------------------------------------------------------------------------
-    def get_or_create_salt(self, day: date) -> str:
-        """The salt of ``day`` (UTC), created on first request. Every process gets the same value:
-        the first insert wins and everyone reads back the stored row."""
-        key = day.isoformat()
+    def get_or_create_salt(self, day: date | str) -> str:
+        """The salt of ``day`` (UTC), or of a rotation period key of at most 10 characters, created
+        on first request. Every process gets the same value: the first insert wins and everyone
+        reads back the stored row."""
+        key = day.isoformat() if isinstance(day, date) else day
+        if not 0 < len(key) <= 10:
+            raise ValueError("a salt key has 1 to 10 characters")
         rows = self._query("SELECT salt FROM salts WHERE day = ?", (key,))
         if rows:
             return str(rows[0][0])

@@ -76,11 +76,52 @@ ALIAS_COLUMNS: dict[str, Any] = {
     "event_id": "",
 }
 
+SESSION_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "session_id": "",
+    "device_id": "",
+    "profile_id": "",
+    "started_at": 0,
+    "ended_at": 0,
+    "duration": 0.0,
+    "entry_path": "",
+    "exit_path": "",
+    "origin": "",
+    "referrer": "",
+    "referrer_name": "",
+    "referrer_type": "",
+    "utm_source": "",
+    "utm_medium": "",
+    "utm_campaign": "",
+    "utm_term": "",
+    "utm_content": "",
+    "country": "",
+    "region": "",
+    "city": "",
+    "browser": "",
+    "browser_version": "",
+    "os": "",
+    "os_version": "",
+    "device": "",
+    "brand": "",
+    "model": "",
+    "is_bot": 0,
+    "sdk_name": "",
+    "sdk_version": "",
+    "page_views": 0,
+    "events": 0,
+    "is_bounce": 0,
+    "is_closed": 0,
+    "version": 0,
+    "shard": 0,
+}
+
 TABLES: dict[str, dict[str, Any]] = {
     "events": EVENT_COLUMNS,
     "profiles": PROFILE_COLUMNS,
     "profile_counters": COUNTER_COLUMNS,
     "profile_aliases": ALIAS_COLUMNS,
+    "sessions": SESSION_COLUMNS,
 }
 
 

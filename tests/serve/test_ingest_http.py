@@ -297,13 +297,22 @@ def test_browser_client_with_allowed_origin_and_cors(d: Daemon, creds: Creds) ->
     assert "event-lens-client-id" in pre.headers["access-control-allow-headers"]
     assert "POST" in pre.headers["access-control-allow-methods"]
     body = {"type": "track", "payload": {"name": "page_view"}}
+    # a real browser's user agent: httpx's own would (rightly) be classified as a bot
+    chrome = {
+        "user-agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0.0.0 Safari/537.36"
+    }
     ok = d.http.post(
-        "/track", json=body, headers={"event-lens-client-id": browser.id, "origin": "https://shop.example"}
+        "/track",
+        json=body,
+        headers={"event-lens-client-id": browser.id, "origin": "https://shop.example", **chrome},
     )
     assert ok.status_code == 200, ok.text
     assert ok.headers["access-control-allow-origin"] == "https://shop.example"
     sub = d.http.post(
-        "/track", json=body, headers={"event-lens-client-id": browser.id, "origin": "https://a.example.org"}
+        "/track",
+        json=body,
+        headers={"event-lens-client-id": browser.id, "origin": "https://a.example.org", **chrome},
     )
     assert sub.status_code == 200
     for origin in ("https://evil.example", "https://example.org", None):

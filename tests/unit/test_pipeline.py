@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from eventlens.ingest.errors import IngestError
-from eventlens.ingest.identity import device_hash
+from eventlens.ingest.identity import device_hash, visitor_key
 from eventlens.ingest.pipeline import Limits, RequestContext, prepare, validate_body
 from eventlens.storage.tables import TABLES
 
@@ -173,6 +173,9 @@ def test_track_record_shape() -> None:
         "received_at": NOW,
         "title": "Sign up",
         "referrer": "https://www.google.com/",
+        # the campaign's utm_source names the referrer (eventlens.ingest.referrer, unknown source)
+        "referrer_name": "news",
+        "referrer_type": "other",
         "properties": {"plan": "pro", "seats": "3"},
         "sdk_name": "web",
         "sdk_version": "1.2.3",
@@ -193,7 +196,9 @@ def test_minimal_track_gets_server_defaults() -> None:
     assert uuid.UUID(r["id"]).version == 7  # server-assigned, time ordered
     assert r["created_at"] == NOW
     assert r["device_id"] == device_hash("proj", "8.8.8.8", CTX.user_agent, "salt-of-the-day")
-    assert prepared.shard_key == r["device_id"]
+    # a derived device is routed by the salt-free visitor key, not by its (salted) device id
+    assert prepared.shard_key == "anon:" + visitor_key("8.8.8.8", CTX.user_agent)
+    assert "_prev_device" not in r  # no previous salt in this context
     assert r["session_id"] == "" and r["profile_id"] == ""  # the shard assigns the session
     assert r["properties"] == {}
     assert r["origin"] == r["path"] == r["title"] == r["referrer"] == ""
@@ -208,6 +213,54 @@ def test_server_ids_are_unique_and_increasing() -> None:
 def test_device_hash_changes_with_the_salt() -> None:
     other_day = RequestContext(**{**CTX.__dict__, "salt": "salt-of-tomorrow"})
     assert prep(track())["device_id"] != prep(track(), other_day)["device_id"]
+
+
+# salt rotation -----------------------------------------------------------------------------------
+
+DAY1 = RequestContext(**{**CTX.__dict__, "salt": "salt-1", "prev_salt": "salt-0"})
+DAY2 = RequestContext(**{**CTX.__dict__, "salt": "salt-2", "prev_salt": "salt-1"})
+
+
+def test_derived_device_carries_the_previous_salts_device_and_a_salt_free_shard_key() -> None:
+    day1, day2 = prepare(track(), DAY1, LIMITS), prepare(track(), DAY2, LIMITS)
+    hashed = {s: device_hash("proj", "8.8.8.8", CTX.user_agent, s) for s in ("salt-0", "salt-1", "salt-2")}
+    assert (day1.record["device_id"], day1.record["_prev_device"]) == (hashed["salt-1"], hashed["salt-0"])
+    assert (day2.record["device_id"], day2.record["_prev_device"]) == (hashed["salt-2"], hashed["salt-1"])
+    # the visitor's id of the day before is what the shard may continue a visit under
+    assert day2.record["_prev_device"] == day1.record["device_id"]
+    assert day1.record["device_id"] != day2.record["device_id"]
+    # both days route to the same shard: the key does not depend on the salt
+    key = "anon:" + visitor_key("8.8.8.8", CTX.user_agent)
+    assert day1.shard_key == day2.shard_key == key
+    assert prepare(track(), CTX, LIMITS).shard_key == key  # nor on whether there is a previous salt
+    # the routing key is never stored
+    assert visitor_key("8.8.8.8", CTX.user_agent) not in str(day1.record)
+
+
+def test_salt_free_shard_key_separates_visitors() -> None:
+    other_ua = RequestContext(**{**DAY1.__dict__, "user_agent": "curl/8.0"})
+    other_ip = RequestContext(**{**DAY1.__dict__, "ip": "9.9.9.9"})
+    keys = {prepare(track(), ctx, LIMITS).shard_key for ctx in (DAY1, other_ua, other_ip)}
+    assert len(keys) == 3
+
+
+def test_forwarded_ip_of_a_server_side_sdk_is_the_visitor_for_device_and_shard_key() -> None:
+    server = RequestContext(**{**DAY2.__dict__, "server_side": True})
+    p = prepare(track(properties={"__ip": "1.1.1.1"}), server, LIMITS)
+    assert p.record["device_id"] == device_hash("proj", "1.1.1.1", CTX.user_agent, "salt-2")
+    assert p.record["_prev_device"] == device_hash("proj", "1.1.1.1", CTX.user_agent, "salt-1")
+    assert p.shard_key == "anon:" + visitor_key("1.1.1.1", CTX.user_agent)
+
+
+@pytest.mark.parametrize(
+    "payload", [{"deviceId": "client-device"}, {"properties": {"__deviceId": "client-device"}}]
+)
+def test_explicit_device_id_has_no_previous_device_and_is_its_own_shard_key(payload: dict[str, Any]) -> None:
+    day1, day2 = prepare(track(**payload), DAY1, LIMITS), prepare(track(**payload), DAY2, LIMITS)
+    for p in (day1, day2):
+        assert p.record["device_id"] == "client-device"
+        assert "_prev_device" not in p.record
+        assert p.shard_key == "client-device"
 
 
 # OpenPanel reserved properties -------------------------------------------------------------------

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlens.ingest.sessions import MARKER_FIELDS, Sessionizer
+from eventlens.ingest.sessions import ENTRY_FIELDS, Sessionizer
+from eventlens.storage.tables import SESSION_COLUMNS
 
 MIN = 60_000
 TIMEOUT = 30 * MIN
@@ -178,14 +179,22 @@ def test_marker_copies_the_opening_event_fields_and_has_deterministic_ids() -> N
     assert start["name"] == "session_start"
     assert start["created_at"] == NOW
     assert start["received_at"] == NOW + 5
-    assert start["path"] == "/landing" and start["country"] == "DE" and start["browser"] == "Firefox"
+    assert start["path"] == "/landing"  # the entry page
+    assert start["country"] == "DE" and start["browser"] == "Firefox"
+    assert start["profile_id"] == ""
     assert "title" not in start and "properties" not in start
-    assert set(start) <= {*MARKER_FIELDS, "_t", "id", "name", "session_id", "created_at", "received_at"}
-    s.assign(ev(NOW + MIN, path="/second"), NOW + MIN)
+    marker_keys = {*ENTRY_FIELDS, "_t", "id", "name", "session_id", "profile_id", "path"}
+    assert set(start) <= marker_keys | {"created_at", "received_at"}
+    s.assign(ev(NOW + MIN, path="/second", profile_id="user-1", country="FR"), NOW + MIN)
     [end] = s.expire(NOW + MIN + TIMEOUT)
     assert end["id"] == f"{sid}:e"
-    assert end["path"] == "/landing"  # the opening event's page
+    assert end["name"] == "session_end"
+    assert end["path"] == "/second"  # the exit page
+    assert end["profile_id"] == "user-1"  # identified during the session
+    assert end["country"] == "DE"  # entry fields stay those of the opening event
     assert end["created_at"] == NOW + MIN
+    assert end["received_at"] == NOW + MIN + TIMEOUT
+    assert set(end) <= marker_keys | {"created_at", "received_at"}
 
 
 @pytest.mark.parametrize(
@@ -224,3 +233,476 @@ def test_expire_only_closes_idle_sessions() -> None:
     ended = s.expire(NOW + TIMEOUT)
     assert [m["device_id"] for m in ended] == ["old"]
     assert [k[1] for k in s.live] == ["new"]
+
+
+# snapshots (the sessions table) ------------------------------------------------------------------
+
+
+def feed(s: Sessionizer, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Assign ``events`` in order, each at its own time; returns the log as a shard writes it."""
+    log: list[dict[str, Any]] = []
+    for e in events:
+        log += s.assign(e, e["created_at"])
+        log.append(e)
+    return log
+
+
+def test_snapshot_is_a_complete_sessions_row() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(
+        s,
+        [
+            ev(NOW, path="/in", country="DE", browser="Firefox", is_bot=0, utm_source="news"),
+            ev(NOW + 10_000, name="click", path="/not-a-page"),  # not a page view: paths untouched
+            ev(NOW + 20_000, name="screen_view", path="/middle", profile_id="user-1"),
+            ev(NOW + 90_500, path="/out"),
+        ],
+    )
+    [row] = s.snapshots(NOW + 100_000)
+    sid = row["session_id"]
+    assert row == {
+        **{k: "" for k in ENTRY_FIELDS},
+        "_t": "sessions",
+        "project_id": "p1",
+        "device_id": "d1",
+        "country": "DE",
+        "browser": "Firefox",
+        "utm_source": "news",
+        "is_bot": 0,
+        "session_id": sid,
+        "profile_id": "user-1",
+        "started_at": NOW,
+        "ended_at": NOW + 90_500,
+        "duration": 90.5,
+        "entry_path": "/in",
+        "exit_path": "/out",
+        "page_views": 3,
+        "events": 4,
+        "is_bounce": 0,
+        "is_closed": 0,
+        "version": NOW + 100_000,
+    }
+    # every column of the sessions table but ``shard`` (the ShardCore adds it)
+    assert set(row) - {"_t"} == set(SESSION_COLUMNS) - {"shard"}
+
+
+@pytest.mark.parametrize(
+    ("names_", "bounce"),
+    [
+        (["page_view"], 1),
+        (["screen_view"], 1),
+        (["page_view", "page_view"], 0),
+        (["page_view", "click"], 0),
+        (["click"], 0),  # no page view but an interaction: not a bounce
+        (["signup", "click"], 0),
+    ],
+)
+def test_bounce_is_at_most_one_page_view_and_nothing_else(names_: list[str], bounce: int) -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(s, [ev(NOW + i * 1000, name=n, path=f"/{i}") for i, n in enumerate(names_)])
+    [row] = s.snapshots(NOW + MIN)
+    assert row["is_bounce"] == bounce
+    assert row["page_views"] == sum(n in ("page_view", "screen_view") for n in names_)
+    assert row["events"] == len(names_)  # the session_start marker is not an event of the session
+
+
+def test_only_changed_sessions_are_snapshotted_again_with_increasing_versions() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(s, [ev(NOW, device="a"), ev(NOW + 1, device="b")])
+    first = {r["device_id"]: r for r in s.snapshots(NOW + 10)}
+    assert set(first) == {"a", "b"}
+    assert s.snapshots(NOW + 20) == []  # nothing changed
+    feed(s, [ev(NOW + MIN, device="a", path="/next")])
+    [again] = s.snapshots(NOW + MIN)
+    assert again["device_id"] == "a" and again["session_id"] == first["a"]["session_id"]
+    assert again["events"] == 2 and again["exit_path"] == "/next"
+    assert again["version"] > first["a"]["version"]
+    assert s.snapshots(NOW + MIN) == []
+    # a clock that stands still (or steps back) still yields a strictly higher version
+    feed(s, [ev(NOW + MIN + 1, device="a")])
+    [same_ms] = s.snapshots(NOW)
+    assert same_ms["version"] == again["version"] + 1
+    feed(s, [ev(NOW + MIN + 2, device="a")])
+    [later] = s.snapshots(NOW)
+    assert later["version"] == same_ms["version"] + 1
+
+
+def test_session_end_emits_a_final_closed_snapshot() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(s, [ev(NOW, path="/a"), ev(NOW + MIN, path="/b")])
+    [open_row] = s.snapshots(NOW + MIN)
+    assert open_row["is_closed"] == 0
+    [end] = s.expire(NOW + MIN + TIMEOUT)
+    [closed] = s.snapshots(NOW + MIN + TIMEOUT)
+    assert closed["session_id"] == end["session_id"] == open_row["session_id"]
+    assert closed["is_closed"] == 1
+    assert closed["version"] > open_row["version"]
+    assert (closed["started_at"], closed["ended_at"], closed["events"]) == (NOW, NOW + MIN, 2)
+    assert (closed["entry_path"], closed["exit_path"]) == ("/a", "/b")
+    assert s.snapshots(NOW + 2 * TIMEOUT) == []  # closed once, never again
+
+
+def test_a_session_replaced_by_a_new_one_is_closed_in_the_same_snapshots_call() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    old, new = ev(NOW, path="/old"), ev(NOW + TIMEOUT, path="/new")
+    log = feed(s, [old, new])
+    assert names(log[2:]) == ["session_end", "session_start", "page_view"]
+    rows = {r["session_id"]: r for r in s.snapshots(NOW + TIMEOUT)}
+    assert rows[old["session_id"]]["is_closed"] == 1
+    assert rows[new["session_id"]]["is_closed"] == 0
+    assert rows[new["session_id"]]["entry_path"] == "/new"
+
+
+def test_late_events_do_not_touch_snapshots() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(s, [ev(NOW)])
+    s.snapshots(NOW)
+    assert s.assign(ev(NOW - LATE - 1, path="/late"), NOW) == []
+    assert s.snapshots(NOW + 1) == []
+
+
+# restore, replay ---------------------------------------------------------------------------------
+
+
+def as_read_back(row: dict[str, Any]) -> dict[str, Any]:
+    """A snapshot as a restarted shard reads it from ClickHouse: every column, epoch-ms times."""
+    out = {**SESSION_COLUMNS, **row, "shard": 3}
+    del out["_t"]
+    out["started_at"], out["ended_at"] = int(row["started_at"]), int(row["ended_at"])
+    return out
+
+
+def live_state(s: Sessionizer) -> dict[tuple[str, str], tuple[Any, ...]]:
+    return {
+        key: (
+            x.session_id,
+            x.started_ms,
+            x.last_ms,
+            x.entry_path,
+            x.exit_path,
+            x.profile_id,
+            x.page_views,
+            x.events,
+            {k: v for k, v in x.first.items() if v not in ("", 0)},  # "" and 0 are the defaults
+        )
+        for key, x in s.live.items()
+    }
+
+
+def test_restore_then_continue_the_same_session() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(
+        s,
+        [
+            ev(NOW, device="a", path="/in", country="DE"),
+            ev(NOW + MIN, device="a", name="click", profile_id="user-1"),
+            ev(NOW, device="b"),
+        ],
+    )
+    rows = s.snapshots(NOW + MIN)
+    restarted = Sessionizer(TIMEOUT, LATE)
+    assert restarted.restore([as_read_back(r) for r in rows]) == 2
+    assert live_state(restarted) == live_state(s)
+    assert restarted.snapshots(NOW + MIN) == []  # restored sessions are not changed sessions
+    nxt = ev(NOW + MIN + TIMEOUT - 1, device="a", path="/out")
+    assert restarted.assign(nxt, nxt["created_at"]) == []  # joins: no session_start
+    a_row = next(r for r in rows if r["device_id"] == "a")
+    assert nxt["session_id"] == a_row["session_id"]
+    [row] = restarted.snapshots(nxt["created_at"])
+    assert row["session_id"] == a_row["session_id"]
+    assert (row["page_views"], row["events"], row["is_bounce"]) == (2, 3, 0)
+    assert (row["entry_path"], row["exit_path"], row["profile_id"]) == ("/in", "/out", "user-1")
+    assert (row["started_at"], row["ended_at"]) == (NOW, NOW + MIN + TIMEOUT - 1)
+    assert row["country"] == "DE"
+    assert row["version"] > a_row["version"]
+    # a restored session times out like any other
+    [end] = restarted.expire(NOW + TIMEOUT)
+    assert end["session_id"] == next(r for r in rows if r["device_id"] == "b")["session_id"]
+
+
+def test_restored_session_past_the_timeout_is_replaced() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(s, [ev(NOW)])
+    restarted = Sessionizer(TIMEOUT, LATE)
+    restarted.restore([as_read_back(r) for r in s.snapshots(NOW)])
+    e = ev(NOW + TIMEOUT)
+    markers = restarted.assign(e, NOW + TIMEOUT)
+    assert names(markers) == ["session_end", "session_start"]
+    assert markers[0]["session_id"] == next(iter(s.live.values())).session_id != e["session_id"]
+
+
+def test_replay_of_the_log_rebuilds_the_live_state() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    log = feed(
+        s,
+        [
+            ev(NOW, device="a", path="/a1", country="DE"),
+            ev(NOW + MIN, device="b", name="click"),
+            ev(NOW + 2 * MIN, device="a", name="screen_view", path="/a2", profile_id="user-1"),
+            ev(NOW + 3 * MIN, device="c", path="/c1"),
+            ev(NOW + 3 * MIN + TIMEOUT, device="a", path="/a3"),  # a: session_end + new session
+            ev(NOW + 3 * MIN + TIMEOUT + 1, device="b", sid="client-b"),  # b: a client's session
+        ],
+    )
+    log.append(ev(NOW - LATE, device="a"))  # a late event (assigned at an old now): never counted
+    s.assign(log[-1], NOW + 3 * MIN + TIMEOUT)
+    log.append({"_t": "profiles", "project_id": "p1", "profile_id": "user-1"})
+    log += s.expire(NOW + 4 * MIN + TIMEOUT)  # c ends
+    log += s.snapshots(NOW + 4 * MIN + TIMEOUT)  # the sessions rows a seal appends
+    assert [r.get("name") for r in log].count("session_end") == 3
+    replayed = Sessionizer(TIMEOUT, LATE)
+    for rec in log:
+        replayed.replay(rec)
+    assert live_state(replayed) == live_state(s)
+    assert {k[1] for k in replayed.live} == {"a", "b"}
+
+
+def test_replay_after_restore_counts_only_the_unflushed_records() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(s, [ev(NOW, path="/a"), ev(NOW + MIN, path="/b")])
+    flushed = [as_read_back(r) for r in s.snapshots(NOW + MIN)]
+    unflushed = feed(s, [ev(NOW + 2 * MIN, name="click"), ev(NOW + 3 * MIN, path="/c")])
+    restarted = Sessionizer(TIMEOUT, LATE)
+    restarted.restore(flushed)
+    for rec in unflushed:
+        restarted.replay(rec)
+    assert live_state(restarted) == live_state(s)
+    [row] = restarted.snapshots(NOW + 3 * MIN)
+    assert (row["events"], row["page_views"], row["exit_path"]) == (4, 3, "/c")
+
+
+# salt rotation: _prev_device ---------------------------------------------------------------------
+
+
+def test_prev_device_continues_a_visit_across_the_salt_rotation() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    before = ev(NOW, device="old-hash", path="/in")
+    s.assign(before, NOW)
+    after = ev(NOW + MIN, device="new-hash", _prev_device="old-hash", path="/out")
+    assert s.assign(after, NOW + MIN) == []  # no new session, nothing ends
+    assert after["session_id"] == before["session_id"]
+    assert after["device_id"] == "old-hash"  # stored (and answered) under the visit's id
+    assert "_prev_device" not in after  # routing hint only, never stored
+    assert list(s.live) == [("p1", "old-hash")]
+    [row] = s.snapshots(NOW + MIN)
+    assert (row["device_id"], row["events"], row["entry_path"], row["exit_path"]) == (
+        "old-hash",
+        2,
+        "/in",
+        "/out",
+    )
+    # the visit goes on: every later event of the visitor carries both ids
+    later = ev(NOW + 2 * MIN, device="new-hash", _prev_device="old-hash")
+    assert s.assign(later, NOW + 2 * MIN) == []
+    assert (later["session_id"], later["device_id"]) == (before["session_id"], "old-hash")
+
+
+def test_prev_device_does_not_revive_a_timed_out_session() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    before = ev(NOW, device="old-hash")
+    s.assign(before, NOW)
+    after = ev(NOW + TIMEOUT, device="new-hash", _prev_device="old-hash")
+    markers = s.assign(after, NOW + TIMEOUT)
+    assert names(markers) == ["session_start"]  # the old one is left for expire(), not ended here
+    assert after["session_id"] != before["session_id"]
+    assert after["device_id"] == "new-hash"
+    assert "_prev_device" not in after
+    assert set(s.live) == {("p1", "old-hash"), ("p1", "new-hash")}
+    [end] = s.expire(NOW + TIMEOUT)
+    assert end["session_id"] == before["session_id"]
+
+
+def test_prev_device_is_ignored_when_the_new_device_has_a_session() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    s.assign(ev(NOW, device="old-hash"), NOW)
+    current = ev(NOW + 1, device="new-hash")
+    s.assign(current, NOW + 1)
+    e = ev(NOW + 2, device="new-hash", _prev_device="old-hash")
+    assert s.assign(e, NOW + 2) == []
+    assert (e["session_id"], e["device_id"]) == (current["session_id"], "new-hash")
+
+
+def test_prev_device_without_a_previous_session_opens_one_under_the_new_id() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    e = ev(NOW, device="new-hash", _prev_device="old-hash")
+    assert names(s.assign(e, NOW)) == ["session_start"]
+    assert e["device_id"] == "new-hash" and "_prev_device" not in e
+    assert list(s.live) == [("p1", "new-hash")]
+
+
+@pytest.mark.parametrize("matches", [True, False])
+def test_prev_device_with_a_client_session_id(matches: bool) -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    before = ev(NOW, device="old-hash", sid="client-1")
+    s.assign(before, NOW)
+    # past the timeout: only the client's id decides whether it is the same visit
+    after = ev(
+        NOW + 2 * TIMEOUT,
+        device="new-hash",
+        _prev_device="old-hash",
+        sid="client-1" if matches else "client-2",
+    )
+    markers = s.assign(after, NOW + 2 * TIMEOUT)
+    if matches:
+        assert markers == []
+        assert (after["session_id"], after["device_id"]) == ("client-1", "old-hash")
+    else:
+        assert names(markers) == ["session_start"]
+        assert (after["session_id"], after["device_id"]) == ("client-2", "new-hash")
+
+
+def test_prev_device_continuation_replays_to_the_same_state() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    log = feed(
+        s,
+        [
+            ev(NOW, device="old-hash"),
+            ev(NOW + MIN, device="new-hash", _prev_device="old-hash"),
+            ev(NOW + 2 * MIN, device="new-hash", _prev_device="old-hash", name="click"),
+        ],
+    )
+    replayed = Sessionizer(TIMEOUT, LATE)
+    for rec in log:
+        replayed.replay(rec)
+    assert live_state(replayed) == live_state(s)
+    assert next(iter(replayed.live.values())).events == 3
+
+
+# property: snapshots agree with a direct computation ---------------------------------------------
+
+DEVICES = ("a", "b", "c")
+EVENT_NAMES = ("page_view", "screen_view", "click", "signup")
+PATHS = ("", "/", "/x", "/y")
+step = st.tuples(
+    st.sampled_from(DEVICES),
+    st.sampled_from([0, 1, 1000, MIN, TIMEOUT - 1, TIMEOUT, 2 * TIMEOUT]),  # gap before the event
+    st.sampled_from(EVENT_NAMES),
+    st.sampled_from(PATHS),
+    st.sampled_from(("", "", "user-1", "user-2")),  # profile id
+    st.booleans(),  # seal (take snapshots) after this event
+)
+
+
+def expected_sessions(events: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """Sessions of each device computed directly: maximal runs with gaps under the timeout."""
+    out: list[tuple[Any, ...]] = []
+    for device in DEVICES:
+        mine = [e for e in events if e["device_id"] == device]
+        runs: list[list[dict[str, Any]]] = []
+        for e in mine:
+            if runs and e["created_at"] - runs[-1][-1]["created_at"] < TIMEOUT:
+                runs[-1].append(e)
+            else:
+                runs.append([e])
+        for run in runs:
+            views = [e for e in run if e["name"] in ("page_view", "screen_view")]
+            paths = [e["path"] for e in views if e["path"]]
+            profiles = [e["profile_id"] for e in run if e["profile_id"]]
+            start, end = run[0]["created_at"], run[-1]["created_at"]
+            out.append(
+                (
+                    device,
+                    start,
+                    end,
+                    (end - start) / 1000,
+                    len(views),
+                    len(run),
+                    int(len(views) <= 1 and len(run) == len(views)),
+                    paths[0] if paths else "",
+                    paths[-1] if paths else "",
+                    profiles[-1] if profiles else "",
+                )
+            )
+    return sorted(out)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(step, min_size=1, max_size=60))
+def test_newest_snapshots_agree_with_a_direct_computation(steps: list[tuple[Any, ...]]) -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    t = NOW
+    for i, (device, gap, name, path, profile, seal) in enumerate(steps):
+        t += gap
+        e = ev(t, device=device, name=name, path=path, profile_id=profile)
+        e["id"] = f"e{i}"
+        s.assign(e, t)
+        events.append(e)
+        s.expire(t)  # idle sessions of other devices end as time goes by
+        if seal:
+            rows += s.snapshots(t)
+    rows += s.snapshots(t)
+    # version strictly increases per session, in the order rows were written
+    versions: dict[str, list[int]] = {}
+    for r in rows:
+        versions.setdefault(r["session_id"], []).append(r["version"])
+    assert all(v == sorted(set(v)) for v in versions.values())
+    newest = {
+        sid: max((r for r in rows if r["session_id"] == sid), key=lambda r: r["version"]) for sid in versions
+    }
+    # every session an event was assigned to has a newest row, and nothing else has one
+    assert set(newest) == {e["session_id"] for e in events}
+    got = sorted(
+        (
+            r["device_id"],
+            r["started_at"],
+            r["ended_at"],
+            r["duration"],
+            r["page_views"],
+            r["events"],
+            r["is_bounce"],
+            r["entry_path"],
+            r["exit_path"],
+            r["profile_id"],
+        )
+        for r in newest.values()
+    )
+    assert got == expected_sessions(events)
+    # a session is closed exactly when it is no longer live
+    live_ids = {x.session_id for x in s.live.values()}
+    assert {sid for sid, r in newest.items() if not r["is_closed"]} == live_ids
+    # and after everything expires, the final rows are all closed with the same content
+    s.expire(t + TIMEOUT)
+    final = s.snapshots(t + TIMEOUT)
+    assert {r["session_id"] for r in final} == live_ids
+    for r in final:
+        assert r["is_closed"] == 1 and r["version"] > newest[r["session_id"]]["version"]
+        assert {k: v for k, v in r.items() if k not in ("is_closed", "version")} == {
+            k: v for k, v in newest[r["session_id"]].items() if k not in ("is_closed", "version")
+        }
+
+
+# known gaps (strict xfail: they pass once the source is fixed, and then must lose the mark) -----
+
+
+@pytest.mark.xfail(strict=True, reason="entry/exit path compare against any event's time, not page views'")
+def test_entry_and_exit_paths_follow_page_view_time_not_arrival_order() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    # out of order but within the session: a click at the start, the page views arrive swapped
+    feed(s, [ev(NOW + 10_000, path="/second"), ev(NOW, name="click"), ev(NOW + 5_000, path="/first")])
+    s.assign(ev(NOW + 20_000, name="click"), NOW + 20_000)
+    s.assign(ev(NOW + 15_000, path="/last"), NOW + 20_000)
+    [row] = s.snapshots(NOW + 20_000)
+    assert (row["entry_path"], row["exit_path"]) == ("/first", "/last")
+
+
+@pytest.mark.xfail(strict=True, reason="replay counts a late event carrying the live session's client id")
+def test_replay_skips_late_events_like_assign_does() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    log = feed(s, [ev(NOW, sid="client-1")])
+    late = ev(NOW - LATE - MIN, sid="client-1", path="/offline-queue")
+    log += s.assign(late, NOW)
+    log.append(late)
+    replayed = Sessionizer(TIMEOUT, LATE)
+    for rec in log:
+        replayed.replay(rec)
+    assert live_state(replayed) == live_state(s)
+
+
+@pytest.mark.xfail(strict=True, reason="assign returns for late events before popping _prev_device")
+def test_late_event_never_keeps_the_prev_device_hint() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    late = ev(NOW - LATE - 1, device="new-hash", _prev_device="old-hash")
+    assert s.assign(late, NOW) == []
+    assert "_prev_device" not in late

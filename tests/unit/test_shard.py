@@ -7,6 +7,7 @@ fail, per table or for all. A "crash" is a new ShardCore (and log) on the same d
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -106,14 +107,29 @@ def counter(i: int) -> dict[str, Any]:
 
 
 def make(
-    directory: Path, inserter: FakeInserter | None = None, **overrides: Any
+    directory: Path,
+    inserter: FakeInserter | None = None,
+    open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
+    **overrides: Any,
 ) -> tuple[ShardCore, FakeInserter]:
     options: dict[str, Any] = {"flush_max_events": 1_000_000, "flush_max_age_ms": 10**12}
     options.update(overrides)
     ins = inserter or FakeInserter()
-    core = ShardCore(ShardConfig(shard_id=SHARD, **options), FileSegmentLog(directory, fsync=False), ins)
+    core = ShardCore(
+        ShardConfig(shard_id=SHARD, **options), FileSegmentLog(directory, fsync=False), ins, open_sessions
+    )
     core.recover()
     return core, ins
+
+
+def newest_sessions(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """What ``sessions FINAL`` reads: per session the highest version (the later insert on a tie)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        kept = out.get(row["session_id"])
+        if kept is None or row["version"] >= kept["version"]:
+            out[row["session_id"]] = row
+    return out
 
 
 def logged(core: ShardCore) -> list[dict[str, Any]]:
@@ -255,13 +271,15 @@ def test_nothing_to_flush(wal_dir: Path) -> None:
 def test_records_of_several_tables_go_to_their_tables_with_segment_tokens(wal_dir: Path) -> None:
     core, ins = make(wal_dir)
     core.append([event(1), profile(1), counter(1), event(2)], now=T0)
-    assert core.flush(force=True) == 5  # 2 events + 1 session_start + profile + counter
+    # 2 events + 1 session_start + profile + counter + the snapshot of the session they changed
+    assert core.flush(force=True) == 6
     core.append([counter(2)], now=T0)
-    assert core.flush(force=True) == 1
+    assert core.flush(force=True) == 1  # no track event: no session changed, no snapshot
     assert ins.tokens == [
         f"{SHARD}:0:events",
         f"{SHARD}:0:profile_counters",
         f"{SHARD}:0:profiles",
+        f"{SHARD}:0:sessions",
         f"{SHARD}:1:profile_counters",
     ]
     table, names, columns, _ = ins.calls[0]
@@ -275,29 +293,52 @@ def test_records_of_several_tables_go_to_their_tables_with_segment_tokens(wal_di
     assert [r["event_id"] for r in ins.rows("profile_counters")] == ["pc-1", "pc-2"]
     assert ins.rows("profiles")[0]["properties"] == {"plan": "pro"}
     assert "_t" not in names
+    [snap] = ins.rows("sessions")
+    assert snap["session_id"] == sent[0]["session_id"] == sent[1]["session_id"] == sent[2]["session_id"]
+    assert (snap["device_id"], snap["started_at"], snap["ended_at"]) == ("dev-1", T0, T0)
+    assert (snap["page_views"], snap["events"], snap["is_bounce"], snap["is_closed"]) == (2, 2, 0, 0)
+    assert (snap["entry_path"], snap["exit_path"]) == ("/p/1", "/p/2")
+    assert snap["shard"] == 0  # the default ShardConfig.index
+    sessions_call = next(c for c in ins.calls if c[0] == "sessions")
+    assert sessions_call[1] == list(TABLES["sessions"])
 
 
 def test_failing_insert_keeps_the_segment_and_retries_with_the_same_token(wal_dir: Path) -> None:
     core, ins = make(wal_dir)
     core.append([event(1), profile(1)], now=T0)
-    pending = core.pending
+    assert core.pending == 3
     ins.failing = {"*"}
     with pytest.raises(StorageDown):
         core.flush(force=True)
-    assert core.pending == pending
+    # sealing added the snapshot of the session the segment changed: it is part of the segment
+    assert core.pending == 4
+    assert names_of(core.wal.read(0)) == ["session_start", "page_view", "profiles", "sessions"]
     assert [s.number for s in core.sealed] == [0]
     assert len(list(wal_dir.glob("*.wal"))) == 1
     core.append([event(2)], now=T0 + 10)  # keeps accepting into the next segment
-    assert core.pending == pending + 1
+    assert core.pending == 5
     with pytest.raises(StorageDown):
         core.flush(force=True)
     assert [s.number for s in core.sealed] == [0, 1]
+    assert names_of(core.wal.read(1)) == ["page_view", "sessions"]
     ins.failing = set()
-    assert core.flush() == pending + 1  # sealed segments are always due
-    assert ins.tokens == [f"{SHARD}:0:events", f"{SHARD}:0:profiles", f"{SHARD}:1:events"]
+    assert core.flush() == 6  # sealed segments are always due
+    assert ins.tokens == [
+        f"{SHARD}:0:events",
+        f"{SHARD}:0:profiles",
+        f"{SHARD}:0:sessions",
+        f"{SHARD}:1:events",
+        f"{SHARD}:1:sessions",
+    ]
+    # one session, two complete snapshots: the newer one has the higher version and both events
+    first, second = ins.rows("sessions")
+    assert first["session_id"] == second["session_id"]
+    assert (first["events"], second["events"]) == (1, 2)
+    assert (first["ended_at"], second["ended_at"]) == (T0, T0)
+    assert second["version"] > first["version"]
     assert core.pending == 0
     assert list(wal_dir.glob("*.wal")) == []
-    assert core.stats["flushed"] == pending + 1
+    assert core.stats["flushed"] == 6
 
 
 def test_partial_failure_reinserts_the_whole_segment_with_the_same_tokens(wal_dir: Path) -> None:
@@ -306,13 +347,21 @@ def test_partial_failure_reinserts_the_whole_segment_with_the_same_tokens(wal_di
     ins.failing = {"profiles"}
     with pytest.raises(StorageDown):
         core.flush(force=True)
-    assert ins.tokens == [f"{SHARD}:0:events"]  # events went in, profiles did not
-    assert core.pending == 3
+    assert ins.tokens == [f"{SHARD}:0:events"]  # events went in, profiles (and sessions) did not
+    assert ins.attempts[1:] == [ins.attempts[0].replace(":events", ":profiles")]
+    assert core.pending == 4  # session_start, page_view, profile, sessions snapshot
     ins.failing = set()
-    core.flush()
+    assert core.flush() == 4
     # events are sent again with the same token: ClickHouse drops the repeat
-    assert ins.tokens == [f"{SHARD}:0:events", f"{SHARD}:0:events", f"{SHARD}:0:profiles"]
+    assert ins.tokens == [
+        f"{SHARD}:0:events",
+        f"{SHARD}:0:events",
+        f"{SHARD}:0:profiles",
+        f"{SHARD}:0:sessions",
+    ]
     assert ins.calls[0][2] == ins.calls[1][2]
+    [snap] = ins.rows("sessions")
+    assert (snap["events"], snap["page_views"], snap["is_bounce"]) == (1, 1, 1)
 
 
 def test_crash_replays_unflushed_segments_with_the_same_tokens(wal_dir: Path) -> None:
@@ -320,23 +369,28 @@ def test_crash_replays_unflushed_segments_with_the_same_tokens(wal_dir: Path) ->
     [answer] = core.append([event(1), profile(1)], now=T0)[:1]
     ins.failing = {"*"}
     with pytest.raises(StorageDown):
-        core.flush(force=True)  # seals segment 0, insert fails
+        core.flush(force=True)  # seals segment 0 (with its sessions snapshot), insert fails
     tokens_before_crash = [_strip_log_id(t) for t in ins.attempts]
     assert tokens_before_crash == [f"{SHARD}:0:events"]  # first table failed, the rest not tried
     core.append([event(2), counter(1)], now=T0 + 10)  # active segment 1, never sealed
     sealed_rows = core.wal.read(0)
     active_rows = core.wal.read(1)
+    assert names_of(sealed_rows) == ["session_start", "page_view", "profiles", "sessions"]
+    assert names_of(active_rows) == ["page_view", "profile_counters"]  # no snapshot: never sealed
     # crash: no drain, no close; a new shard opens the same directory
     restarted, ins2 = make(wal_dir)
     assert restarted.stats["replayed"] == len(sealed_rows) + len(active_rows)
     assert [s.number for s in restarted.sealed] == [0, 1]
     assert restarted.pending == len(sealed_rows) + len(active_rows)
-    assert restarted.flush() == restarted.stats["replayed"]
+    # the replayed log rebuilt the live session; its first flush adds the snapshot segment 1 lacked
+    assert restarted.flush() == restarted.stats["replayed"] + 1
     assert ins2.tokens == [
         f"{SHARD}:0:events",
         f"{SHARD}:0:profiles",
+        f"{SHARD}:0:sessions",
         f"{SHARD}:1:events",
         f"{SHARD}:1:profile_counters",
+        f"{SHARD}:2:sessions",
     ]
     assert ins2.tokens[0] == tokens_before_crash[0]
     assert ins2.calls[0][3] == ins.attempts[0]  # the very same token, log id included
@@ -344,6 +398,10 @@ def test_crash_replays_unflushed_segments_with_the_same_tokens(wal_dir: Path) ->
     assert [r["id"] for r in ins2.rows("events")] == [
         r["id"] for r in sealed_rows + active_rows if r["_t"] == "events"
     ]
+    before, after = ins2.rows("sessions")
+    assert before["session_id"] == after["session_id"] == answer["sessionId"]
+    assert (before["events"], after["events"]) == (1, 2)
+    assert after["version"] > before["version"]
     # a client retry of a pre-crash event is recognised and answered as the first time
     [again] = restarted.append([event(1)], now=T0 + 20)
     assert again == answer
@@ -351,7 +409,7 @@ def test_crash_replays_unflushed_segments_with_the_same_tokens(wal_dir: Path) ->
     # new segments continue after the replayed ones
     restarted.append([profile(2)], now=T0 + 30)
     restarted.flush(force=True)
-    assert ins2.tokens[-1] == f"{SHARD}:2:profiles"
+    assert ins2.tokens[-1] == f"{SHARD}:3:profiles"
 
 
 def test_crash_before_any_seal_replays_with_the_token_a_flush_would_have_used(wal_dir: Path) -> None:
@@ -524,3 +582,115 @@ def test_tokens_carry_a_log_id_stable_across_restarts_and_new_for_a_fresh_log(tm
     fresh.append([event(3)], now=T0)
     fresh.flush(force=True)
     assert other.log_ids.isdisjoint(ins.log_ids)
+
+
+def read_back_open_sessions(ins: FakeInserter, shard: int) -> list[dict[str, Any]]:
+    """What ``open_sessions`` returns: the newest row of each open session of ``shard`` as read from
+    ClickHouse (every column; started_at/ended_at as epoch milliseconds)."""
+    rows = newest_sessions(ins.rows("sessions")).values()
+    out = [dict(r) for r in rows if r["shard"] == shard and not r["is_closed"]]
+    for r in out:
+        r["started_at"], r["ended_at"] = int(r["started_at"]), int(r["ended_at"])
+    return out
+
+
+def crash_then_flush_some(wal_dir: Path) -> tuple[FakeInserter, dict[str, str]]:
+    """A shard that flushed some segments (sessions rows included), then lost its storage and
+    crashed with one sealed and one active segment unflushed. Returns its inserter and the session
+    id of each device."""
+    core, ins = make(wal_dir, index=3, session_timeout_ms=30 * MIN)
+    sid: dict[str, str] = {}
+    answers = core.append(
+        [event(1, at=T0), event(2, device="dev-2", at=T0), event(3, device="dev-3", at=T0)], now=T0
+    )
+    sid.update({f"dev-{n}": a["sessionId"] for n, a in zip((1, 2, 3), answers, strict=True)})
+    assert core.flush(force=True) == 9  # 3 session_start, 3 page views, 3 snapshots
+    core.append([event(4, at=T0 + 10 * MIN, name="click")], now=T0 + 10 * MIN)
+    [d4] = core.append([event(10, device="dev-4", at=T0 + 20 * MIN)], now=T0 + 20 * MIN)
+    sid["dev-4"] = d4["sessionId"]
+    assert core.flush(force=True) == 5  # click, dev-4's start and page view, 2 snapshots
+    assert core.expire_sessions(now=T0 + 30 * MIN) == 2  # dev-2 and dev-3
+    assert core.flush(force=True) == 4  # 2 session_end, 2 closed snapshots
+    assert [(r["device_id"], r["events"], r["is_closed"]) for r in ins.rows("sessions")] == [
+        ("dev-1", 1, 0),
+        ("dev-2", 1, 0),
+        ("dev-3", 1, 0),
+        ("dev-1", 2, 0),
+        ("dev-4", 1, 0),
+        ("dev-2", 1, 1),
+        ("dev-3", 1, 1),
+    ]
+    assert {r["shard"] for r in ins.rows("sessions")} == {3}
+    # storage goes away: one sealed segment and the active one stay in the log
+    ins.failing = {"*"}
+    core.append([event(5, at=T0 + 31 * MIN)], now=T0 + 31 * MIN)
+    with pytest.raises(StorageDown):
+        core.flush(force=True)
+    _, d5 = core.append(
+        [event(6, device="dev-4", at=T0 + 32 * MIN), event(7, device="dev-5", at=T0 + 32 * MIN)],
+        now=T0 + 32 * MIN,
+    )
+    sid["dev-5"] = d5["sessionId"]
+    assert names_of(logged(core)) == ["page_view", "sessions", "page_view", "session_start", "page_view"]
+    ins.failing = set()
+    return ins, sid  # crash: no drain, no close
+
+
+def test_restart_continues_live_sessions_from_storage_and_the_log(wal_dir: Path) -> None:
+    ins, sid = crash_then_flush_some(wal_dir)
+    stored = read_back_open_sessions(ins, 3)
+    assert sorted((r["device_id"], r["events"]) for r in stored) == [("dev-1", 2), ("dev-4", 1)]
+    loads: list[int] = []
+
+    def open_sessions() -> list[dict[str, Any]]:
+        loads.append(1)
+        return copy.deepcopy(stored)
+
+    restarted, ins2 = make(wal_dir, open_sessions=open_sessions, index=3, session_timeout_ms=30 * MIN)
+    assert loads == [1]
+    live = {k[1]: v for k, v in restarted.sessions.live.items()}
+    assert {d: live[d].session_id for d in live} == {d: sid[d] for d in ("dev-1", "dev-4", "dev-5")}
+    # restored counts plus the replayed unflushed events (dev-5 opened in the unflushed log)
+    assert {d: live[d].events for d in live} == {"dev-1": 3, "dev-4": 2, "dev-5": 1}
+    # dev-1 comes back 9 minutes after its replayed event (a whole timeout after the last flushed
+    # one): the same session, no session_start
+    [a] = restarted.append([event(8, at=T0 + 40 * MIN)], now=T0 + 40 * MIN)
+    [b] = restarted.append([event(9, device="dev-4", at=T0 + 40 * MIN)], now=T0 + 40 * MIN)
+    assert (a["sessionId"], b["sessionId"]) == (sid["dev-1"], sid["dev-4"])
+    assert names_of(restarted.wal.read(restarted.wal._active_no)) == ["page_view", "page_view"]  # type: ignore[attr-defined]
+    # a client retry of an unflushed pre-crash event gets its original answer
+    [retry] = restarted.append([event(5, at=T0 + 31 * MIN)], now=T0 + 41 * MIN)
+    assert retry == {"deviceId": "dev-1", "sessionId": sid["dev-1"]}
+    restarted.flush(force=True)
+    assert ins2.tokens == [
+        f"{SHARD}:3:events",
+        f"{SHARD}:3:sessions",
+        f"{SHARD}:4:events",
+        f"{SHARD}:5:events",
+        f"{SHARD}:5:sessions",
+    ]
+    starts = [r["session_id"] for r in ins2.rows("events") if r["name"] == "session_start"]
+    assert starts == [sid["dev-5"]]  # only the session that opened in the unflushed log
+    # what the sessions table reads (FINAL) across both lifetimes of the shard
+    final = newest_sessions(ins.rows("sessions") + ins2.rows("sessions"))
+    assert set(final) == set(sid.values())
+    dev1 = final[sid["dev-1"]]
+    assert (dev1["page_views"], dev1["events"], dev1["is_bounce"], dev1["is_closed"]) == (3, 4, 0, 0)
+    assert (dev1["started_at"], dev1["ended_at"], dev1["duration"]) == (T0, T0 + 40 * MIN, 40 * 60.0)
+    assert (dev1["entry_path"], dev1["exit_path"]) == ("/p/1", "/p/8")
+    assert (final[sid["dev-4"]]["events"], final[sid["dev-4"]]["exit_path"]) == (3, "/p/9")
+    assert (final[sid["dev-5"]]["events"], final[sid["dev-5"]]["is_bounce"]) == (1, 1)
+    assert [final[sid[d]]["is_closed"] for d in ("dev-2", "dev-3")] == [1, 1]
+    assert {r["shard"] for r in ins2.rows("sessions")} == {3}
+
+
+def test_restart_without_stored_sessions_cannot_continue_a_flushed_session(tmp_path: Path) -> None:
+    """The control: the same crash, but nothing read back from storage. dev-1's session started in a
+    flushed segment, so the log alone cannot continue it."""
+    wal_dir = tmp_path / "shard"
+    _, sid = crash_then_flush_some(wal_dir)
+    restarted, _ = make(wal_dir, index=3, session_timeout_ms=30 * MIN)
+    assert {k[1] for k in restarted.sessions.live} == {"dev-5"}
+    [a] = restarted.append([event(8, at=T0 + 40 * MIN)], now=T0 + 40 * MIN)
+    assert a["sessionId"] != sid["dev-1"]
+    assert names_of(restarted.wal.read(restarted.wal._active_no)) == ["session_start", "page_view"]  # type: ignore[attr-defined]

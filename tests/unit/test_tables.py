@@ -100,6 +100,20 @@ def sample(table: str, i: int) -> dict[str, Any]:
             "created_at": ts,
             "event_id": f"a{i}",
         },
+        "sessions": {
+            "project_id": "p",
+            "session_id": f"s{i}",
+            "device_id": "d",
+            "started_at": ts - 60_000,
+            "ended_at": ts,
+            "duration": 60.0,
+            "entry_path": "/in",
+            "exit_path": "/out",
+            "page_views": 2,
+            "events": 3,
+            "version": ts,
+            "shard": 3,
+        },
     }[table]
 
 
@@ -130,3 +144,34 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
     )
     assert row == [{"id": "e1", "ms": 1_750_000_000_001, "properties": {"k": "1"}}]
     assert warehouse.insert_columns("events", *to_columns("events", []), "test:empty") == 0
+
+    # sessions: the newest version of a session replaces the older snapshots when read FINAL
+    newer = {
+        **sample("sessions", 1),
+        "ended_at": 1_750_000_120_001,
+        "page_views": 5,
+        "version": 1_750_000_200_000,
+    }
+    older = {**sample("sessions", 1), "page_views": 1, "version": 1_750_000_100_000}
+    warehouse.insert_columns("sessions", *to_columns("sessions", [newer]), "test:2:sessions")
+    warehouse.insert_columns("sessions", *to_columns("sessions", [older]), "test:3:sessions")  # arrives late
+    final = warehouse.query(
+        "SELECT session_id, page_views, toUnixTimestamp64Milli(started_at) AS start_ms,"
+        " toUnixTimestamp64Milli(ended_at) AS end_ms, shard FROM sessions FINAL ORDER BY session_id"
+    )
+    assert final == [
+        {
+            "session_id": "s1",
+            "page_views": 5,
+            "start_ms": 1_749_999_940_001,
+            "end_ms": 1_750_000_120_001,
+            "shard": 3,
+        },
+        {
+            "session_id": "s2",
+            "page_views": 2,
+            "start_ms": 1_749_999_940_002,
+            "end_ms": 1_750_000_000_002,
+            "shard": 3,
+        },
+    ]
