@@ -60,6 +60,21 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
     return wh.insert_columns, wh.query
 
 
+PROFILE_SQL = """
+SELECT first_name, last_name, email, avatar, properties, toUnixTimestamp64Milli(updated_at) AS updated_at
+FROM profiles FINAL
+WHERE project_id = {p:String} AND profile_id = {id:String}
+"""
+
+
+def profile_loader(query: Any) -> Any:
+    def load(project: str, profile_id: str) -> dict[str, Any] | None:
+        rows = query(PROFILE_SQL, {"p": project, "id": profile_id})
+        return rows[0] if rows else None
+
+    return load
+
+
 def open_sessions_loader(settings: Settings, index: int, query: Any) -> Any:
     def load() -> list[dict[str, Any]]:
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -97,7 +112,9 @@ class BufferShard:
             late_bound_ms=s.late_event_bound_s * 1000,
         )
         insert, query = storage_calls(s)
-        self.core = ShardCore(config, open_wal(s, index), insert, open_sessions_loader(s, index, query))
+        self.core = ShardCore(
+            config, open_wal(s, index), insert, open_sessions_loader(s, index, query), profile_loader(query)
+        )
         self.core.recover()
         from eventlens.actors.registry import presence_actor
 

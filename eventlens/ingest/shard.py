@@ -62,8 +62,12 @@ class ShardCore:
         wal: SegmentLog,
         insert: Inserter,
         open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
+        load_profile: Callable[[str, str], dict[str, Any] | None] | None = None,
     ) -> None:
         self.config = config
+        # The stored state of a profile this shard has not seen lately (identify merges into it).
+        self.load_profile = load_profile
+        self.profiles: OrderedDict[tuple[str, str], Record] = OrderedDict()
         # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
         # state every flushed segment left behind (see ``recover``).
         self.open_sessions = open_sessions
@@ -85,15 +89,23 @@ class ShardCore:
 
     # recovery --------------------------------------------------------------------------------
     def recover(self) -> int:
-        """Queue every segment left in the log for flushing; rebuild the recent-id index."""
+        """Queue every segment left in the log for flushing; rebuild recent ids, sessions, profiles.
+
+        Live sessions come back in two steps: the newest ``sessions`` rows in ClickHouse hold the
+        state as of the last flushed segment (each segment carries snapshots of the sessions it
+        changed), then the records of the segments still in the log are replayed on top.
+        """
         segments = self.wal.recover()
+        if self.open_sessions is not None:
+            self.sessions.restore(self.open_sessions())
         for seg in segments:
             self.sealed.append(seg)
             for rec in self.wal.read(seg.number):
-                if rec.get("_t", "events") == "events" and rec.get("name") not in (
-                    "session_start",
-                    "session_end",
-                ):
+                self.sessions.replay(rec)
+                table = rec.get("_t", "events")
+                if table == "profiles":
+                    self._cache_profile(rec)
+                elif table == "events" and rec.get("name") not in ("session_start", "session_end"):
                     self._remember(rec)
         replayed = sum(s.count for s in segments)
         self.stats["replayed"] += replayed
@@ -126,8 +138,9 @@ class ShardCore:
         # ids first seen in this call: a retry racing its original can share one (coalesced) call
         in_call: dict[str, dict[str, str]] = {}
         for rec in records:
-            if rec.get("_t", "events") != "events":
-                to_log.append(rec)
+            table = rec.get("_t", "events")
+            if table != "events":
+                to_log.append(self._merge_profile(rec) if table == "profiles" else rec)
                 results.append({})
                 continue
             key = f"{rec['project_id']}\x00{rec['id']}"
@@ -154,6 +167,34 @@ class ShardCore:
             if rec["created_at"] >= live_after:
                 self.presence.append((rec["project_id"], rec["device_id"], rec["created_at"]))
         return results
+
+    def _merge_profile(self, rec: Record) -> Record:
+        """identify upserts: fields it leaves out and properties it does not name keep their values.
+
+        Exact because every identify of a profile goes through this one shard, in order.
+        """
+        key = (rec["project_id"], rec["profile_id"])
+        prev = self.profiles.get(key)
+        if prev is None and self.load_profile is not None:
+            prev = self.load_profile(*key)
+        if prev:
+            merged = dict(rec)
+            for f in ("first_name", "last_name", "email", "avatar"):
+                if not merged.get(f):
+                    merged[f] = prev.get(f, "")
+            merged["properties"] = {**(prev.get("properties") or {}), **(rec.get("properties") or {})}
+            # the newest row must win in the ReplacingMergeTree even within one millisecond
+            merged["updated_at"] = max(int(rec["updated_at"]), int(prev.get("updated_at", 0)) + 1)
+            rec = merged
+        self._cache_profile(rec)
+        return rec
+
+    def _cache_profile(self, rec: Record) -> None:
+        key = (rec["project_id"], rec["profile_id"])
+        self.profiles[key] = rec
+        self.profiles.move_to_end(key)
+        if len(self.profiles) > RECENT_IDS // 4:
+            self.profiles.popitem(last=False)
 
     def expire_sessions(self, now: int | None = None) -> int:
         now = now_ms() if now is None else now

@@ -690,8 +690,9 @@ def test_entry_and_exit_paths_follow_page_view_time_not_arrival_order() -> None:
 @pytest.mark.xfail(strict=True, reason="replay counts a late event carrying the live session's client id")
 def test_replay_skips_late_events_like_assign_does() -> None:
     s = Sessionizer(TIMEOUT, LATE)
-    log = feed(s, [ev(NOW, sid="client-1")])
-    late = ev(NOW - LATE - MIN, sid="client-1", path="/offline-queue")
+    log = feed(s, [ev(NOW, sid="client-1", received_at=NOW)])
+    # an offline queue flushed: the client's session id, received now (as the pipeline stamps it)
+    late = ev(NOW - LATE - MIN, sid="client-1", path="/offline-queue", received_at=NOW)
     log += s.assign(late, NOW)
     log.append(late)
     replayed = Sessionizer(TIMEOUT, LATE)
