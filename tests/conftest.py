@@ -163,6 +163,8 @@ class DaemonManager:
                 # low enough that a test can exceed it, shared through Redis
                 rate_limit_per_second=50,
                 rate_limit_burst=100,
+                # a salt period short enough to watch a rotation ("midnight") within a test
+                salt_rotation_s=20,
             )
         common.update(overrides)
         return Settings(**common)

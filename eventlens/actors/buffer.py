@@ -32,11 +32,10 @@ def open_wal(settings: Settings, index: int) -> SegmentLog:
 
 
 OPEN_SESSIONS_SQL = """
-SELECT * EXCEPT (started_at, ended_at),
+SELECT * EXCEPT (opened_at, started_at, ended_at), toUnixTimestamp64Milli(opened_at) AS opened_ms,
     toUnixTimestamp64Milli(started_at) AS started_ms, toUnixTimestamp64Milli(ended_at) AS ended_ms
 FROM sessions FINAL
-WHERE shard = {shard:UInt16} AND is_closed = 0
-  AND started_at >= {since_start:DateTime64(3, 'UTC')} AND ended_at >= {since:DateTime64(3, 'UTC')}
+WHERE shard = {shard:UInt16} AND is_closed = 0 AND opened_at >= {since_start:DateTime64(3, 'UTC')}
 """
 
 
@@ -78,15 +77,14 @@ def profile_loader(query: Any) -> Any:
 def open_sessions_loader(settings: Settings, index: int, query: Any) -> Any:
     def load() -> list[dict[str, Any]]:
         now = datetime.now(UTC).replace(tzinfo=None)
-        params = {
-            "shard": index,
-            "since": now - timedelta(seconds=settings.session_timeout_s),
-            "since_start": now - timedelta(days=2),
-        }
+        # sessions that timed out while the shard was down come back too: the first expire()
+        # closes them with a session_end and a final snapshot
+        params = {"shard": index, "since_start": now - timedelta(days=2)}
         for attempt in range(10):  # storage may still be starting; sessions restart if it stays down
             try:
                 rows = query(OPEN_SESSIONS_SQL, params)
                 for r in rows:
+                    r["opened_at"] = r.pop("opened_ms")
                     r["started_at"], r["ended_at"] = r.pop("started_ms"), r.pop("ended_ms")
                 return rows
             except Exception as exc:

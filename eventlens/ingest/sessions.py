@@ -66,6 +66,13 @@ class Session:
     events: int = 0
     version: int = 0
     dirty: bool = True
+    entry_ms: int | None = None  # time of the page view that gave entry_path
+    exit_ms: int | None = None
+    opened_ms: int = 0  # the opening event's time: fixed, so it can key the sessions table
+
+    def __post_init__(self) -> None:
+        if not self.opened_ms:
+            self.opened_ms = self.started_ms
 
     def add(self, event: Record) -> None:
         ts = event["created_at"]
@@ -73,10 +80,10 @@ class Session:
         if name in PAGE_VIEWS:
             self.page_views += 1
             if event.get("path"):
-                if not self.entry_path or ts < self.started_ms:
-                    self.entry_path = event["path"]
-                if ts >= self.last_ms or not self.exit_path:
-                    self.exit_path = event["path"]
+                if self.entry_ms is None or ts < self.entry_ms:
+                    self.entry_path, self.entry_ms = event["path"], ts
+                if self.exit_ms is None or ts >= self.exit_ms:
+                    self.exit_path, self.exit_ms = event["path"], ts
         self.events += 1
         if event.get("profile_id"):
             self.profile_id = event["profile_id"]
@@ -112,6 +119,7 @@ def snapshot(session: Session, now_ms: int, closed: bool) -> Record:
             "_t": "sessions",
             "session_id": session.session_id,
             "profile_id": session.profile_id,
+            "opened_at": session.opened_ms,
             "started_at": session.started_ms,
             "ended_at": session.last_ms,
             "duration": (session.last_ms - session.started_ms) / 1000,
@@ -145,12 +153,12 @@ class Sessionizer:
         project = event["project_id"]
         ts = event["created_at"]
         client_sid = event.get("session_id") or ""
+        prev_device = event.pop("_prev_device", "")
         if ts < now_ms - self.late_bound_ms:
             # Late: stored with its own time, never opens or extends a live session.
             if not client_sid:
                 event["session_id"] = str(uuid_utils.uuid7())
             return []
-        prev_device = event.pop("_prev_device", "")
         key = (project, event["device_id"])
         current = self.live.get(key)
         if current is None and prev_device:
@@ -215,14 +223,26 @@ class Sessionizer:
                 events=int(row.get("events", 0)),
                 version=int(row.get("version", 0)),
                 dirty=False,
+                entry_ms=int(row["started_at"]) if row.get("entry_path") else None,
+                exit_ms=int(row["ended_at"]) if row.get("exit_path") else None,
+                opened_ms=int(row.get("opened_at") or row["started_at"]),
             )
             self.live[(first["project_id"], first["device_id"])] = s
         return len(rows)
 
     def replay(self, record: Record) -> None:
         """Re-apply a logged record (its session already assigned) after a restart."""
-        if record.get("_t", "events") != "events" or not record.get("session_id"):
+        table = record.get("_t", "events")
+        if table == "sessions":
+            # a logged snapshot's version must stay below the next one we write
+            live = self.live.get((record.get("project_id", ""), record.get("device_id", "")))
+            if live is not None and live.session_id == record.get("session_id"):
+                live.version = max(live.version, int(record.get("version", 0)))
             return
+        if table != "events" or not record.get("session_id"):
+            return
+        if record["created_at"] < record.get("received_at", record["created_at"]) - self.late_bound_ms:
+            return  # a late event never joined a live session (see assign)
         key = (record["project_id"], record["device_id"])
         name = record.get("name")
         current = self.live.get(key)

@@ -96,12 +96,22 @@ class ShardCore:
         changed), then the records of the segments still in the log are replayed on top.
         """
         segments = self.wal.recover()
-        if self.open_sessions is not None:
-            self.sessions.restore(self.open_sessions())
+        stored = self.open_sessions() if self.open_sessions is not None else []
+        self.sessions.restore(stored)
+        stored_version = {r["session_id"]: int(r["version"]) for r in stored}
         for seg in segments:
             self.sealed.append(seg)
-            for rec in self.wal.read(seg.number):
-                self.sessions.replay(rec)
+            records = self.wal.read(seg.number)
+            # a segment whose sessions rows already reached storage is counted in the restored
+            # state: replaying its events again would count them twice
+            counted = {
+                r["session_id"]
+                for r in records
+                if r.get("_t") == "sessions" and stored_version.get(r["session_id"], -1) >= int(r["version"])
+            }
+            for rec in records:
+                if rec.get("session_id") not in counted:
+                    self.sessions.replay(rec)
                 table = rec.get("_t", "events")
                 if table == "profiles":
                     self._cache_profile(rec)

@@ -81,6 +81,7 @@ SESSION_COLUMNS: dict[str, Any] = {
     "session_id": "",
     "device_id": "",
     "profile_id": "",
+    "opened_at": 0,
     "started_at": 0,
     "ended_at": 0,
     "duration": 0.0,

@@ -9,6 +9,9 @@ CREATE TABLE IF NOT EXISTS sessions
     session_id String,
     device_id String,
     profile_id String,
+    -- time of the event that opened the session; never changes, so it can key the table
+    -- (started_at is the earliest event and may move back when an earlier event arrives late)
+    opened_at DateTime64(3, 'UTC'),
     started_at DateTime64(3, 'UTC'),
     ended_at DateTime64(3, 'UTC'),
     duration Float64,
@@ -45,6 +48,6 @@ CREATE TABLE IF NOT EXISTS sessions
     shard UInt16
 )
 ENGINE = ReplacingMergeTree(version)
-PARTITION BY toYYYYMM(started_at)
-ORDER BY (project_id, toDate(started_at), session_id)
+PARTITION BY toYYYYMM(opened_at)
+ORDER BY (project_id, toDate(opened_at), session_id)
 SETTINGS non_replicated_deduplication_window = 10000;

@@ -271,6 +271,7 @@ def test_snapshot_is_a_complete_sessions_row() -> None:
         "is_bot": 0,
         "session_id": sid,
         "profile_id": "user-1",
+        "opened_at": NOW,
         "started_at": NOW,
         "ended_at": NOW + 90_500,
         "duration": 90.5,
@@ -673,10 +674,9 @@ def test_newest_snapshots_agree_with_a_direct_computation(steps: list[tuple[Any,
         }
 
 
-# known gaps (strict xfail: they pass once the source is fixed, and then must lose the mark) -----
+# formerly known gaps, fixed: regression tests ------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="entry/exit path compare against any event's time, not page views'")
 def test_entry_and_exit_paths_follow_page_view_time_not_arrival_order() -> None:
     s = Sessionizer(TIMEOUT, LATE)
     # out of order but within the session: a click at the start, the page views arrive swapped
@@ -687,7 +687,6 @@ def test_entry_and_exit_paths_follow_page_view_time_not_arrival_order() -> None:
     assert (row["entry_path"], row["exit_path"]) == ("/first", "/last")
 
 
-@pytest.mark.xfail(strict=True, reason="replay counts a late event carrying the live session's client id")
 def test_replay_skips_late_events_like_assign_does() -> None:
     s = Sessionizer(TIMEOUT, LATE)
     log = feed(s, [ev(NOW, sid="client-1", received_at=NOW)])
@@ -701,7 +700,6 @@ def test_replay_skips_late_events_like_assign_does() -> None:
     assert live_state(replayed) == live_state(s)
 
 
-@pytest.mark.xfail(strict=True, reason="assign returns for late events before popping _prev_device")
 def test_late_event_never_keeps_the_prev_device_hint() -> None:
     s = Sessionizer(TIMEOUT, LATE)
     late = ev(NOW - LATE - 1, device="new-hash", _prev_device="old-hash")

@@ -700,9 +700,6 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.xfail(
-    strict=True, reason="recover replays a segment whose sessions rows already reached storage"
-)
 def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir: Path) -> None:
     """Every table of a segment was inserted, then the shard died before deleting the segment: the
     sessions rows read back already contain its events, so replaying them must not add them again."""
