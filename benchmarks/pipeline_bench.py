@@ -1,0 +1,90 @@
+"""Per-event cost of the ingest pipeline, with and without enrichment: µs per event.
+
+    .venv/bin/python -m benchmarks.pipeline_bench [--events 20000]
+
+Times, single-threaded in this process, what an ingest replica does per event before the shard
+hand-off: validation, properties, timestamp, device id, page/UTM split, referrer classification
+(``ingest.pipeline.prepare``) and, once per request, user agent + geo (``IngestHandler._enrichment``).
+
+- bare: enrichment switched off (empty user agent, no geo database) — the foundation's path;
+- enriched, warm: realistic traffic, where user agents, IPs and referrers repeat (caches hit);
+- enriched, cold: every event with a user agent, IP and referrer never seen before.
+
+Bounded: a few seconds of one core. Not a test; prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from benchmarks.enrichment_bench import make_agents
+from eventlens.config import Settings
+from eventlens.ingest.geo import GeoLookup, enrich_geo
+from eventlens.ingest.pipeline import Limits, RequestContext, prepare
+from eventlens.ingest.useragent import parse_user_agent, warm_up
+
+REFERRERS = ["https://www.google.com/", "https://t.co/x", "", "https://news.ycombinator.com/", "https://shop.example/a"]
+
+
+def _body(i: int, referrer: str) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "payload": {
+            "name": "page_view" if i % 3 else "add_to_cart",
+            "path": f"https://shop.example/p/{i % 500}?utm_source=news&utm_medium=email",
+            "referrer": referrer,
+            "properties": {"plan": "pro", "sku": f"s{i % 97}", "price": "9.99"},
+        },
+    }
+
+
+def _ip(i: int) -> str:
+    return f"{(i * 7919) % 200 + 11}.{(i * 104729) % 250}.{(i // 250) % 250}.{i % 250 + 1}"
+
+
+def run(n: int, mode: str, geo: GeoLookup, agents: list[str]) -> float:
+    limits = Limits()
+    rnd = random.Random(1)
+    start = time.perf_counter()
+    for i in range(n):
+        if mode == "bare":
+            ua, ip, ref = "", "203.0.113.9", REFERRERS[i % len(REFERRERS)]
+            enrichment: dict[str, Any] = {}
+        else:
+            if mode == "cold":
+                ua, ip, ref = agents[i % len(agents)] + f" b{i}", _ip(i), f"https://site{i}.example/post"
+            else:
+                ua, ip, ref = agents[rnd.randrange(50)], _ip(rnd.randrange(300)), REFERRERS[i % len(REFERRERS)]
+            enrichment = {**parse_user_agent(ua).columns(), **enrich_geo(geo, ip, {})._asdict()}
+        ctx = RequestContext(
+            project_id="p1", ip=ip, user_agent=ua, now_ms=1_790_000_000_000, salt="s" * 64,
+            prev_salt="t" * 64, origin="https://shop.example", enrichment=enrichment,
+        )
+        prepare(_body(i, ref), ctx, limits)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=20_000)
+    args = ap.parse_args(argv)
+    n = min(max(args.events, 1000), 200_000)
+    warm_up()
+    geo = GeoLookup(Settings().geo_database)
+    agents = make_agents(2000)
+    run(2000, "warm", geo, agents)  # first-use costs out of the way
+    bare = run(n, "bare", geo, agents)
+    warm = run(n, "warm", geo, agents)
+    cold = run(min(n, 5000), "cold", geo, agents)
+    print(f"{'path':<28}{'µs/event':>10}{'events/s/core':>16}")
+    for label, us in (("bare (no enrichment)", bare), ("enriched, warm caches", warm), ("enriched, all unseen", cold)):
+        print(f"{label:<28}{us:>10.1f}{1e6 / us:>16,.0f}")
+    print(f"enrichment cost per event: warm {warm - bare:.1f} µs, cold {cold - bare:.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
