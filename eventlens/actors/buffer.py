@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import ray
 
 from eventlens.config import Settings
@@ -47,7 +48,10 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
         actor = warehouse_actor(settings)
 
         def insert(table: str, names: list[str], columns: list[list[Any]], token: str) -> Any:
-            return ray.get(actor.insert_columns.remote(table, names, columns, token), timeout=120)
+            # one JSON blob: cheaper than Ray's pickling of long lists of small values
+            return ray.get(
+                actor.insert_columns.remote(table, names, orjson.dumps(columns), token), timeout=120
+            )
 
         def query(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
             return ray.get(actor.query.remote(sql, params), timeout=120)
@@ -122,7 +126,10 @@ class BufferShard:
         self._thread.start()
 
     # called by ingest replicas ---------------------------------------------------------------
-    def append(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+    def append(self, records: bytes | list[dict[str, Any]]) -> dict[str, Any]:
+        """Log records (a JSON array from ``api.handoff.encode``, or a list) and answer per record."""
+        if isinstance(records, bytes):
+            records = orjson.loads(records)
         try:
             return {"ok": True, "results": self.core.append(records)}
         except Overloaded as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import ray
 
 from eventlens.config import Settings
@@ -23,7 +24,11 @@ class WarehouseActor:
         self.applied = self.wh.migrate()
         self.paused = False
 
-    def insert_columns(self, table: str, names: list[str], columns: list[list[Any]], token: str) -> int:
+    def insert_columns(
+        self, table: str, names: list[str], columns: bytes | list[list[Any]], token: str
+    ) -> int:
+        if isinstance(columns, bytes):
+            columns = orjson.loads(columns)
         if self.paused:
             raise StorageUnavailable("writes are paused (maintenance)")
         return self.wh.insert_columns(table, names, columns, token)

@@ -12,6 +12,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from eventlens.storage.wal import Record
 
 
@@ -83,12 +85,18 @@ class ShardRouter:
 
     async def _call(self, shard: int, records: list[Record]) -> dict[str, Any]:
         try:
-            return await asyncio.wait_for(self.shards[shard].append.remote(records), self.timeout_s)
+            return await asyncio.wait_for(self.shards[shard].append.remote(encode(records)), self.timeout_s)
         except Exception as exc:
             if self.resolve is None or not _actor_gone(exc):
                 raise
         self.shards[shard] = await asyncio.to_thread(self.resolve, shard)
-        return await asyncio.wait_for(self.shards[shard].append.remote(records), self.timeout_s)
+        return await asyncio.wait_for(self.shards[shard].append.remote(encode(records)), self.timeout_s)
+
+
+def encode(records: list[Record]) -> bytes:
+    """Records travel to the shard as one JSON blob: orjson is several times cheaper than Ray's
+    pickling of many small dicts on both sides (py-spy: ~18% of a shard's time before)."""
+    return orjson.dumps(records)
 
 
 def _actor_gone(exc: BaseException) -> bool:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
 UTM_KEYS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
 
 
 def split_page(url: str | None) -> dict[str, str]:
+    """A fresh dict per call (callers may change it); the parse itself is cached: pages repeat."""
+    return dict(_split_page(url))
+
+
+@lru_cache(maxsize=20_000)
+def _split_page(url: str | None) -> dict[str, str]:
     out = {"origin": "", "path": "", **dict.fromkeys(UTM_KEYS, "")}
     if not url:
         return out

@@ -10,6 +10,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import orjson
 import pytest
 
 from eventlens.api.handoff import ShardRouter, ShardUnavailable
@@ -31,7 +32,9 @@ class FakeShard:
         self.max_in_flight = 0
         self.append = SimpleNamespace(remote=self._remote)
 
-    def _remote(self, records: list[dict[str, Any]]) -> Any:
+    def _remote(self, records: bytes | list[dict[str, Any]]) -> Any:
+        if isinstance(records, bytes):  # the router sends one JSON blob (api.handoff.encode)
+            records = orjson.loads(records)
         self.calls.append(list(records))
         return self._reply(list(records), self.mode)
 
@@ -234,7 +237,9 @@ class DeadShard(FakeShard):
         super().__init__("dead")
         self.exc = exc
 
-    def _remote(self, records: list[dict[str, Any]]) -> Any:
+    def _remote(self, records: bytes | list[dict[str, Any]]) -> Any:
+        if isinstance(records, bytes):  # the router sends one JSON blob (api.handoff.encode)
+            records = orjson.loads(records)
         self.calls.append(list(records))
 
         async def fail() -> dict[str, Any]:
