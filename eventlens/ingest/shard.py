@@ -137,9 +137,11 @@ class ShardCore:
     def append(self, records: Sequence[Record], now: int | None = None) -> list[dict[str, str]]:
         """Durably log ``records``; returns per record what the client is told."""
         with self.lock:
-            return self._append(records, now_ms() if now is None else now)
+            results, ticket = self._append(records, now_ms() if now is None else now)
+        self.wal.sync(ticket)  # outside the lock: concurrent appends share one fsync
+        return results
 
-    def _append(self, records: Sequence[Record], now: int) -> list[dict[str, str]]:
+    def _append(self, records: Sequence[Record], now: int) -> tuple[list[dict[str, str]], int]:
         if self.pending + len(records) > self.config.max_pending:
             raise Overloaded(self.pending, self.config.max_pending, retry_after_s=5)
         to_log: list[Record] = []
@@ -164,8 +166,10 @@ class ShardCore:
             fresh.append(rec)
             in_call[key] = {"deviceId": rec["device_id"], "sessionId": rec["session_id"]}
             results.append(in_call[key])
+        # written now, durable once ``sync(ticket)`` returns (before the caller is answered); a
+        # retried duplicate waits for the same ticket, so it is never answered before its original
+        ticket = self.wal.write(to_log)
         if to_log:
-            self.wal.append(to_log)  # durable from here on
             if not self.active_count:
                 self.active_since_ms = now
             self.active_count += len(to_log)
@@ -176,7 +180,7 @@ class ShardCore:
             self._remember(rec)
             if rec["created_at"] >= live_after:
                 self.presence.append((rec["project_id"], rec["device_id"], rec["created_at"]))
-        return results
+        return results, ticket
 
     def _merge_profile(self, rec: Record) -> Record:
         """identify upserts: fields it leaves out and properties it does not name keep their values.

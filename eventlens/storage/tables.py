@@ -7,6 +7,7 @@ A WAL record names its table in ``"_t"``; any column it lacks takes the default 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from eventlens.storage.wal import Record
@@ -130,8 +131,17 @@ def to_columns(table: str, records: Sequence[Record]) -> tuple[list[str], list[l
     """Column-oriented values of ``records`` for ``table``, defaults filled in."""
     spec = TABLES[table]
     names = list(spec)
-    columns = [[r.get(name, default) for r in records] for name, default in spec.items()]
-    return names, columns
+    if not records:
+        return names, [[] for _ in names]
+    getter = itemgetter(*names)
+    rows = []
+    for r in records:
+        try:
+            rows.append(getter(r))  # complete records (most of them): one C call
+        except KeyError:
+            rows.append(getter({**spec, **r}))
+    # transposing in C beats one Python comprehension per column (py-spy: 10-15% of a shard)
+    return names, [list(col) for col in zip(*rows, strict=True)]
 
 
 def group_by_table(records: Sequence[Record]) -> dict[str, list[Record]]:
