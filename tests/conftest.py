@@ -165,6 +165,8 @@ class DaemonManager:
                 rate_limit_burst=100,
                 # a salt period short enough to watch a rotation ("midnight") within a test
                 salt_rotation_s=20,
+                # the shortest session timeout allowed, so session_end can be watched within a test
+                session_timeout_s=60,
             )
         common.update(overrides)
         return Settings(**common)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Iterator
@@ -383,3 +384,43 @@ def test_redis_separate_prefixes_are_independent(redis_client: Any, redis_prefix
     b.append([rec(2)])
     assert a.read(0) == [rec(1)]
     assert b.read(0) == [rec(2)]
+
+
+def test_group_commit_shares_fsyncs_and_every_write_is_synced(tmp_path: Path, monkeypatch: Any) -> None:
+    """Concurrent writers each get durability before returning, with fewer fsyncs than writes."""
+    import threading
+    import time as _time
+
+    import eventlens.storage.wal as wal_mod
+
+    calls: list[int] = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd: int) -> None:
+        calls.append(fd)
+        _time.sleep(0.005)  # a disk flush takes a while: writers pile up behind it
+        real_fsync(fd)
+
+    monkeypatch.setattr(wal_mod.os, "fsync", slow_fsync)
+    log = FileSegmentLog(tmp_path / "gc", fsync=True)
+    log.recover()
+    lock = threading.Lock()  # the shard's lock: writes are serialised, syncs are not
+
+    def writer(k: int) -> None:
+        for i in range(20):
+            with lock:
+                ticket = log.write([{"k": k, "i": i}])
+            log.sync(ticket)
+            assert log._synced >= ticket
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    writes = 8 * 20
+    file_syncs = len(calls) - 2  # the segment's directory entry and the `next` file
+    assert file_syncs < writes
+    seg = log.seal()
+    assert seg is not None and seg.count == writes
+    assert len(log.read(seg.number)) == writes
