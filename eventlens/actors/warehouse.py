@@ -12,7 +12,7 @@ from eventlens.storage.clickhouse import Warehouse
 
 
 class StorageUnavailable(RuntimeError):
-    pass
+    """Inserts are refused for now (maintenance pause); shards keep the events in their logs."""
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=8)

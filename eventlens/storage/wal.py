@@ -277,7 +277,7 @@ class RedisSegmentLog:
         pipe.execute()
 
     def close(self) -> None:
-        pass
+        """Nothing to release: the Redis client's pool belongs to the caller."""
 
 
 def count_records(segments: Iterable[Segment]) -> int:
