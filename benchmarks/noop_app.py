@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                             ready = True
                             break
                     except httpx.HTTPError:
-                        pass
+                        ready = False  # not routed yet: poll again
                     time.sleep(0.25)
             if not ready:
                 print(json.dumps({"error": f"POST {ROUTE} did not answer 200 within {args.timeout}s"}))

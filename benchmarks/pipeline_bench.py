@@ -27,7 +27,13 @@ from eventlens.ingest.geo import GeoLookup, enrich_geo
 from eventlens.ingest.pipeline import Limits, RequestContext, prepare
 from eventlens.ingest.useragent import parse_user_agent, warm_up
 
-REFERRERS = ["https://www.google.com/", "https://t.co/x", "", "https://news.ycombinator.com/", "https://shop.example/a"]
+REFERRERS = [
+    "https://www.google.com/",
+    "https://t.co/x",
+    "",
+    "https://news.ycombinator.com/",
+    "https://shop.example/a",
+]
 
 
 def _body(i: int, referrer: str) -> dict[str, Any]:
@@ -58,11 +64,21 @@ def run(n: int, mode: str, geo: GeoLookup, agents: list[str]) -> float:
             if mode == "cold":
                 ua, ip, ref = agents[i % len(agents)] + f" b{i}", _ip(i), f"https://site{i}.example/post"
             else:
-                ua, ip, ref = agents[rnd.randrange(50)], _ip(rnd.randrange(300)), REFERRERS[i % len(REFERRERS)]
+                ua, ip, ref = (
+                    agents[rnd.randrange(50)],
+                    _ip(rnd.randrange(300)),
+                    REFERRERS[i % len(REFERRERS)],
+                )
             enrichment = {**parse_user_agent(ua).columns(), **enrich_geo(geo, ip, {})._asdict()}
         ctx = RequestContext(
-            project_id="p1", ip=ip, user_agent=ua, now_ms=1_790_000_000_000, salt="s" * 64,
-            prev_salt="t" * 64, origin="https://shop.example", enrichment=enrichment,
+            project_id="p1",
+            ip=ip,
+            user_agent=ua,
+            now_ms=1_790_000_000_000,
+            salt="s" * 64,
+            prev_salt="t" * 64,
+            origin="https://shop.example",
+            enrichment=enrichment,
         )
         prepare(_body(i, ref), ctx, limits)
     return (time.perf_counter() - start) / n * 1e6
@@ -81,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     warm = run(n, "warm", geo, agents)
     cold = run(min(n, 5000), "cold", geo, agents)
     print(f"{'path':<28}{'µs/event':>10}{'events/s/core':>16}")
-    for label, us in (("bare (no enrichment)", bare), ("enriched, warm caches", warm), ("enriched, all unseen", cold)):
+    for label, us in (
+        ("bare (no enrichment)", bare),
+        ("enriched, warm caches", warm),
+        ("enriched, all unseen", cold),
+    ):
         print(f"{label:<28}{us:>10.1f}{1e6 / us:>16,.0f}")
     print(f"enrichment cost per event: warm {warm - bare:.1f} µs, cold {cold - bare:.1f} µs")
 

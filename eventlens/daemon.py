@@ -171,7 +171,7 @@ def stop(
     try:
         wh = ray.get_actor(settings.actor_name("warehouse"), namespace=settings.namespace)
         ray.get(wh.close.remote(), timeout=30)
-    except Exception:
-        pass
+    except Exception as exc:  # already gone: killing it below is all that is left to do
+        log.warning("warehouse did not close cleanly: %s", exc)
     registry.kill_all(settings)
     return states

@@ -63,8 +63,8 @@ def serve_command(
             typer.echo(f"    read client id:      {d.read_client_id}")
             typer.echo(f"    read client secret:  {d.read_secret}")
         typer.echo("Press Ctrl-C to stop.")
-    while not stop.wait(1.0):
-        pass
+    while not stop.is_set():
+        stop.wait(1.0)  # short waits so the signal handler runs promptly
     typer.echo("stopping: draining buffers…", err=True)
     states = daemon.stop(settings)
     left = sum(int(s.get("pending", 0)) for s in states)

@@ -33,6 +33,7 @@ Pure and never raising on bad input; per-host work is cached.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import re
@@ -195,11 +196,9 @@ def _site(host: str) -> str:
     """Registrable domain (eTLD+1) of a host; the host itself (without www.) for IPs,
     single labels and hosts under no known suffix."""
     if ":" in host or _IPV4ISH.match(host):
-        try:
+        with contextlib.suppress(ValueError):  # looks like an address but is not one: a hostname
             ipaddress.ip_address(host)
             return host
-        except ValueError:
-            pass
     try:
         site = _extractor()(host).top_domain_under_public_suffix
     except Exception:

@@ -60,7 +60,7 @@ class SQLiteBackend:
         self._conn.execute("COMMIT")
 
     def ensure_connected(self) -> None:
-        pass
+        """A SQLite file cannot drop its connection: nothing to check."""
 
     def close(self) -> None:
         self._conn.close()
@@ -70,7 +70,7 @@ _ER_BAD_DB_ERROR = 1049
 
 
 class _UnknownDatabase(Exception):
-    pass
+    """The MySQL database named in the URL does not exist yet (it is then created)."""
 
 
 class MySQLBackend:
