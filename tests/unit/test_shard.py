@@ -23,7 +23,7 @@ SHARD = "test-3"
 
 
 class StorageDown(Exception):
-    pass
+    """The fake ClickHouse refuses an insert."""
 
 
 def _strip_log_id(token: str) -> str:
@@ -697,7 +697,7 @@ def test_restart_without_stored_sessions_cannot_continue_a_flushed_session(tmp_p
 
 
 class Killed(Exception):
-    pass
+    """The process dies at this point (simulated crash between two inserts)."""
 
 
 def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir: Path) -> None:
