@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     ingest_replicas: int = Field(default=2, ge=1)
     insights_replicas: int = Field(default=1, ge=1)
     max_ongoing_requests: int = Field(default=256, ge=1)
+    insights_cache_ttl_s: int = Field(
+        default=300, ge=0, le=300, description="Insight response cache lifetime; 0 turns caching off"
+    )
     haproxy: bool = True
     throughput_optimized: bool = True
     ip_headers: tuple[str, ...] = DEFAULT_IP_HEADERS

@@ -60,7 +60,22 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
     from eventlens.storage.clickhouse import Warehouse
 
     wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
-    return wh.insert_columns, wh.query
+    if not settings.redis_url:
+        return wh.insert_columns, wh.query
+    import redis
+
+    from eventlens.insights.cache import bump_redis, projects_in, redis_versions_key
+
+    client = redis.Redis.from_url(settings.redis_url)
+    key = redis_versions_key(settings.instance)
+
+    def insert_and_bump(table: str, names: list[str], columns: list[list[Any]], token: str) -> Any:
+        sent = wh.insert_columns(table, names, columns, token)
+        # insight caches key on the project's data version: bump it once the rows are stored
+        bump_redis(client, key, projects_in(table, names, columns))
+        return sent
+
+    return insert_and_bump, wh.query
 
 
 PROFILE_SQL = """

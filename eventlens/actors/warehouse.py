@@ -8,6 +8,7 @@ import orjson
 import ray
 
 from eventlens.config import Settings
+from eventlens.insights.cache import VersionCounter, projects_in
 from eventlens.storage.clickhouse import Warehouse
 
 
@@ -23,6 +24,8 @@ class WarehouseActor:
         # Migrations run in the owning process: no other process may open the chDB directory.
         self.applied = self.wh.migrate()
         self.paused = False
+        # per-project data versions: insight caches key on them, so a flush invalidates
+        self.versions = VersionCounter()
 
     def insert_columns(
         self, table: str, names: list[str], columns: bytes | list[list[Any]], token: str
@@ -31,7 +34,12 @@ class WarehouseActor:
             columns = orjson.loads(columns)
         if self.paused:
             raise StorageUnavailable("writes are paused (maintenance)")
-        return self.wh.insert_columns(table, names, columns, token)
+        sent = self.wh.insert_columns(table, names, columns, token)
+        self.versions.bump(projects_in(table, names, columns))
+        return sent
+
+    def data_version(self, project: str) -> str:
+        return self.versions.get(project)
 
     def pause_writes(self, paused: bool) -> None:
         """Maintenance switch: refuse inserts (shards keep events in their logs) and report not ready."""

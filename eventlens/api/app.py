@@ -35,6 +35,32 @@ def _metadata(settings: Settings) -> Any:
     return store
 
 
+def _insight_cache(settings: Settings) -> Any:
+    """Responses in Redis when configured, else in this replica; versions from the writers' side."""
+    from eventlens.insights import cache
+
+    client = None
+    if settings.redis_url:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(settings.redis_url)
+    versions: Any
+    if settings.embedded_clickhouse:
+        from eventlens.actors.registry import warehouse_actor
+
+        versions = cache.ActorVersions(warehouse_actor(settings))
+    elif client is not None:
+        versions = cache.RedisVersions(client, cache.redis_versions_key(settings.instance))
+    else:
+        versions = cache.NoVersions()  # no shared place for versions: do not cache
+    store: Any = (
+        cache.RedisStore(client, f"eventlens:{settings.instance}:insights:")
+        if client is not None
+        else cache.LocalStore(max(settings.insights_cache_ttl_s, 1))
+    )
+    return cache.InsightCache(store, versions, settings.insights_cache_ttl_s)
+
+
 async def _lifespan(receive: Any, send: Any) -> None:
     while True:
         message = await receive()
@@ -107,11 +133,12 @@ class ApiDeployment:
         self.auth = Authenticator(self.store)
         self.querier = Querier(settings)
         self.presence = presence_actor(settings)
+        self.cache = _insight_cache(settings)
 
     def __serve_build_asgi_app__(self) -> Any:
         from eventlens.api.insights import create_api
 
-        return create_api(self.auth, self.querier, self.presence, self.store.ping)
+        return create_api(self.auth, self.querier, self.presence, self.store.ping, self.cache)
 
 
 def build_ingest_app(args: dict[str, Any]) -> Application:

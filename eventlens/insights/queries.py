@@ -1,71 +1,376 @@
-"""SQL for insight endpoints. Values are always bound parameters; identifiers are constants."""
+"""SQL builders and result shapers for the insight endpoints (pure: no I/O).
+
+Every builder returns ``(sql, params)``. Values are bound parameters; identifiers are constants
+or whitelisted column names. Raw-table counts are distinct event ids, so a duplicate row (a
+client retry that reached ClickHouse twice) never counts twice; sessions are read ``FINAL`` so
+only the newest snapshot of each session counts.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from eventlens.insights.params import Range
+from eventlens.insights.buckets import CH_BUCKET, buckets, label
+from eventlens.insights.filters import COLUMNS
+from eventlens.insights.scope import RANGE, Scope, event_where, session_where
 
-MARKERS = ("session_start", "session_end")
-PAGE_VIEWS = ("screen_view", "page_view")
+Sql = tuple[str, dict[str, Any]]
 
-
-def base_params(project_id: str, rng: Range, include_bots: bool) -> dict[str, Any]:
-    return {
-        "project": project_id,
-        "start": rng.start.replace(tzinfo=None),
-        "end": rng.end.replace(tzinfo=None),
-        "bots": 1 if include_bots else 0,
-        "markers": list(MARKERS),
-        "page_views": list(PAGE_VIEWS),
-    }
-
-
-BASE_WHERE = (
-    "project_id = {project:String}"
-    " AND created_at >= {start:DateTime64(3, 'UTC')} AND created_at < {end:DateTime64(3, 'UTC')}"
-    " AND (is_bot = 0 OR {bots:UInt8} = 1)"
+ROLLUP_WHERE = (
+    "project_id = {project:String} AND " + RANGE.format(col="hour") + " AND (is_bot = 0 OR {bots:UInt8} = 1)"
 )
 
 
-def metrics_sql() -> str:
-    """Totals over the range. Event counts are distinct ids, so a duplicate row never counts twice."""
-    return f"""
-WITH sessions AS (
-    SELECT
-        session_id,
-        countIf(name IN {{page_views:Array(String)}}) AS views,
-        countIf(name NOT IN {{page_views:Array(String)}} AND name NOT IN {{markers:Array(String)}}) AS others,
-        dateDiff('millisecond', min(created_at), max(created_at)) / 1000 AS duration,
-        minIf(created_at, name = 'session_start') AS started
-    FROM (SELECT * FROM events WHERE {BASE_WHERE} LIMIT 1 BY id)
-    GROUP BY session_id
-    HAVING countIf(name = 'session_start') > 0
-)
-SELECT
-    (SELECT uniqExact(device_id) FROM events WHERE {BASE_WHERE} AND name NOT IN {{markers:Array(String)}})
-        AS uniqueVisitors,
-    (SELECT uniqExact(id) FROM events WHERE {BASE_WHERE} AND name NOT IN {{markers:Array(String)}})
-        AS totalEvents,
-    (SELECT uniqExact(id) FROM events WHERE {BASE_WHERE} AND name IN {{page_views:Array(String)}})
-        AS totalPageViews,
-    (SELECT count() FROM sessions) AS totalSessions,
-    (SELECT countIf(views <= 1 AND others = 0) FROM sessions) AS bouncedSessions,
-    (SELECT sumIf(duration, NOT (views <= 1 AND others = 0)) FROM sessions) AS totalDuration
-"""
+def _rate(part: float, whole: float) -> float:
+    return round(part * 100 / whole, 2) if whole else 0
+
+
+def _ratio(part: float, whole: float) -> float:
+    return round(part / whole, 2) if whole else 0
+
+
+# metrics ---------------------------------------------------------------------------------------
+def metrics_sql(scope: Scope) -> Sql:
+    params = scope.params()
+    if scope.rollup_ok():
+        events = f"""
+    SELECT uniqExactMerge(visitors) AS uniqueVisitors, sum(events) AS totalEvents,
+           sum(page_views) AS totalPageViews
+    FROM events_hourly WHERE {ROLLUP_WHERE}"""
+    else:
+        events = f"""
+    SELECT uniqExact(device_id) AS uniqueVisitors, uniqExact(id) AS totalEvents,
+           uniqExactIf(id, name IN {{page_views:Array(String)}}) AS totalPageViews
+    FROM events WHERE {event_where(scope, params)}"""
+    sql = f"""
+SELECT e.uniqueVisitors, e.totalEvents, e.totalPageViews,
+       s.totalSessions, s.bouncedSessions, s.totalDuration
+FROM ({events}) AS e
+CROSS JOIN (
+    SELECT count() AS totalSessions, countIf(is_bounce = 1) AS bouncedSessions,
+           sumIf(duration, is_bounce = 0) AS totalDuration
+    FROM sessions FINAL WHERE {session_where(scope, params)}
+) AS s"""
+    return sql, params
 
 
 def shape_metrics(row: dict[str, Any]) -> dict[str, Any]:
     sessions = int(row.get("totalSessions") or 0)
     views = int(row.get("totalPageViews") or 0)
-    bounced = int(row.get("bouncedSessions") or 0)
-    duration = float(row.get("totalDuration") or 0.0)
     return {
         "uniqueVisitors": int(row.get("uniqueVisitors") or 0),
         "totalSessions": sessions,
         "totalPageViews": views,
         "totalEvents": int(row.get("totalEvents") or 0),
-        "viewsPerSession": round(views / sessions, 2) if sessions else 0,
-        "bounceRate": round(bounced * 100 / sessions, 2) if sessions else 0,
-        "avgSessionDuration": round(duration / sessions, 2) if sessions else 0,
+        "viewsPerSession": _ratio(views, sessions),
+        "bounceRate": _rate(int(row.get("bouncedSessions") or 0), sessions),
+        "avgSessionDuration": _ratio(float(row.get("totalDuration") or 0.0), sessions),
     }
+
+
+def compare(current: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """Change in percent from the previous period per number (None where it was zero)."""
+    out: dict[str, Any] = {}
+    for key, now in current.items():
+        if isinstance(now, int | float) and isinstance(previous.get(key), int | float):
+            before = previous[key]
+            out[key] = round((now - before) * 100 / before, 2) if before else None
+    return out
+
+
+# timeseries ------------------------------------------------------------------------------------
+def _epoch(expr: str) -> str:
+    return f"toInt64(toUnixTimestamp(toDateTime({expr})))"
+
+
+def timeseries_sql(scope: Scope, interval: str) -> tuple[Sql, Sql]:
+    """Two queries (events per bucket, sessions per bucket), both keyed by the bucket's epoch."""
+    params = scope.params()
+    if interval != "minute" and scope.rollup_ok():
+        bucket = _epoch(CH_BUCKET[interval].format(col="hour"))
+        events = f"""
+SELECT {bucket} AS bucket, uniqExactMerge(visitors) AS uniqueVisitors,
+       sum(events) AS totalEvents, sum(page_views) AS totalPageViews
+FROM events_hourly WHERE {ROLLUP_WHERE}
+GROUP BY bucket"""
+    else:
+        bucket = _epoch(CH_BUCKET[interval].format(col="created_at"))
+        events = f"""
+SELECT {bucket} AS bucket, uniqExact(device_id) AS uniqueVisitors, uniqExact(id) AS totalEvents,
+       uniqExactIf(id, name IN {{page_views:Array(String)}}) AS totalPageViews
+FROM events WHERE {event_where(scope, params)}
+GROUP BY bucket"""
+    sparams = scope.params()
+    sbucket = _epoch(CH_BUCKET[interval].format(col="opened_at"))
+    sessions = f"""
+SELECT {sbucket} AS bucket, count() AS totalSessions
+FROM sessions FINAL WHERE {session_where(scope, sparams)}
+GROUP BY bucket"""
+    return (events, params), (sessions, sparams)
+
+
+def shape_timeseries(
+    scope: Scope, interval: str, event_rows: list[dict[str, Any]], session_rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    tz = scope.tz
+    by_bucket = {int(r["bucket"]): r for r in event_rows}
+    sessions = {int(r["bucket"]): int(r["totalSessions"]) for r in session_rows}
+    out = []
+    for b in buckets(scope.rng.start, scope.rng.end, interval, tz):
+        epoch = int(b.timestamp())
+        r = by_bucket.get(epoch, {})
+        out.append(
+            {
+                "date": label(b, interval, tz),
+                "uniqueVisitors": int(r.get("uniqueVisitors") or 0),
+                "totalSessions": sessions.get(epoch, 0),
+                "totalPageViews": int(r.get("totalPageViews") or 0),
+                "totalEvents": int(r.get("totalEvents") or 0),
+            }
+        )
+    return out
+
+
+def bucket_label(epoch: int, scope: Scope, interval: str) -> str:
+    return label(datetime.fromtimestamp(epoch, UTC), interval, scope.tz)
+
+
+# pages, referrers, devices, geo, breakdown ------------------------------------------------------
+def pages_sql(scope: Scope, kind: str, limit: int) -> Sql:
+    params = scope.params()
+    params["limit"] = limit
+    if kind == "all":
+        sql = f"""
+SELECT path, uniqExact(id) AS views, uniqExact(device_id) AS uniqueVisitors
+FROM events WHERE {event_where(scope, params)} AND name IN {{page_views:Array(String)}}
+GROUP BY path ORDER BY views DESC, path LIMIT {{limit:UInt32}}"""
+    else:
+        column = "entry_path" if kind == "entry" else "exit_path"
+        sql = f"""
+SELECT {column} AS path, count() AS views, uniqExact(device_id) AS uniqueVisitors
+FROM sessions FINAL WHERE {session_where(scope, params)} AND {column} != ''
+GROUP BY path ORDER BY views DESC, path LIMIT {{limit:UInt32}}"""
+    return sql, params
+
+
+def referrers_sql(scope: Scope, limit: int) -> Sql:
+    params = scope.params()
+    params["limit"] = limit
+    sql = f"""
+SELECT referrer_name AS referrerName, referrer_type AS referrerType, count() AS visits,
+       uniqExact(device_id) AS uniqueVisitors
+FROM sessions FINAL WHERE {session_where(scope, params)}
+GROUP BY referrerName, referrerType
+ORDER BY visits DESC, referrerName, referrerType LIMIT {{limit:UInt32}}"""
+    return sql, params
+
+
+def _grouped_events(scope: Scope, columns: dict[str, str], limit: int) -> Sql:
+    params = scope.params()
+    params["limit"] = limit
+    select = ", ".join(f"{expr} AS {alias}" for alias, expr in columns.items())
+    keys = ", ".join(columns)
+    sql = f"""
+SELECT {select}, uniqExact(id) AS count, uniqExact(device_id) AS uniqueVisitors
+FROM events WHERE {event_where(scope, params)}
+GROUP BY {keys} ORDER BY count DESC, {keys} LIMIT {{limit:UInt32}}"""
+    return sql, params
+
+
+def devices_sql(scope: Scope, limit: int) -> Sql:
+    return _grouped_events(scope, {"device": "device", "browser": "browser", "os": "os"}, limit)
+
+
+def geo_sql(scope: Scope, limit: int) -> Sql:
+    return _grouped_events(scope, {"country": "country", "region": "region", "city": "city"}, limit)
+
+
+BREAKDOWN_DIMENSIONS = sorted(COLUMNS - {"device_id", "session_id", "profile_id"})
+
+
+def breakdown_sql(scope: Scope, dimension: str, limit: int) -> Sql:
+    """Events and visitors per value of a whitelisted column or of ``properties.<key>``."""
+    params = scope.params()
+    params["limit"] = limit
+    if dimension.startswith("properties."):
+        params["bk"] = dimension[len("properties.") :]
+        expr = "properties[{bk:String}]"
+    else:
+        expr = dimension  # caller checked it against BREAKDOWN_DIMENSIONS
+    sql = f"""
+SELECT {expr} AS value, uniqExact(id) AS count, uniqExact(device_id) AS uniqueVisitors
+FROM events WHERE {event_where(scope, params)}
+GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
+    return sql, params
+
+
+def int_rows(rows: list[dict[str, Any]], *counts: str) -> list[dict[str, Any]]:
+    for r in rows:
+        for c in counts:
+            r[c] = int(r[c])
+    return rows
+
+
+# funnel ----------------------------------------------------------------------------------------
+UNITS = {"device": "device_id", "session": "session_id", "profile": "profile_id"}
+
+
+def funnel_sql(scope: Scope, steps: list[str], window_s: int, group_by: str) -> Sql:
+    """Units reaching each level: steps in order, strictly later in time, all within the window."""
+    params = scope.params()
+    unit = UNITS[group_by]
+    conds = []
+    for i, step in enumerate(steps):
+        params[f"s{i}"] = step
+        conds.append(f"name = {{s{i}:String}}")
+    params["steps"] = steps
+    params["window_ms"] = window_s * 1000
+    sql = f"""
+SELECT level, count() AS units FROM (
+    SELECT {unit} AS unit,
+           windowFunnel({{window_ms:UInt64}}, 'strict_increase')(
+               toUInt64(toUnixTimestamp64Milli(created_at)), {", ".join(conds)}) AS level
+    FROM events
+    WHERE {event_where(scope, params)} AND name IN {{steps:Array(String)}} AND {unit} != ''
+    GROUP BY unit
+)
+WHERE level > 0 GROUP BY level"""
+    return sql, params
+
+
+def shape_funnel(steps: list[str], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    reached = {int(r["level"]): int(r["units"]) for r in rows}
+    counts = [sum(n for level, n in reached.items() if level >= i + 1) for i in range(len(steps))]
+    out = []
+    for i, name in enumerate(steps):
+        prev = counts[i - 1] if i else counts[0]
+        out.append(
+            {
+                "name": name,
+                "count": counts[i],
+                "conversion": _rate(counts[i], counts[0]) if i else (100.0 if counts[0] else 0),
+                "conversionFromPrevious": _rate(counts[i], prev) if i else (100.0 if counts[0] else 0),
+                "dropoff": prev - counts[i] if i else 0,
+            }
+        )
+    return out
+
+
+# retention -------------------------------------------------------------------------------------
+PERIODS = {
+    "day": ("toDate(created_at, {tz:String})", "day"),
+    "week": ("toMonday(toDate(created_at, {tz:String}))", "week"),
+    "month": ("toStartOfMonth(toDate(created_at, {tz:String}))", "month"),
+}
+
+
+def retention_sql(scope: Scope, period: str) -> Sql:
+    """Cohorts by the period of each user's first event in range; users active k periods later."""
+    params = scope.params()
+    start_expr, unit = PERIODS[period]
+    sql = f"""
+WITH active AS (
+    SELECT if(profile_id != '', profile_id, device_id) AS user, {start_expr} AS p
+    FROM events WHERE {event_where(scope, params)}
+    GROUP BY user, p
+),
+cohorts AS (SELECT user, min(p) AS cohort FROM active GROUP BY user)
+SELECT toString(c.cohort) AS cohortDate, dateDiff('{unit}', c.cohort, a.p) AS periodNumber,
+       uniqExact(a.user) AS retainedUsers
+FROM active AS a INNER JOIN cohorts AS c ON a.user = c.user
+GROUP BY cohortDate, periodNumber
+ORDER BY cohortDate, periodNumber"""
+    return sql, params
+
+
+def shape_retention(rows: list[dict[str, Any]], last_period: str, period: str) -> list[dict[str, Any]]:
+    """Every (cohort, k) up to the range's last period, zeros included; k = 0 is the cohort."""
+    from datetime import date
+
+    by_cohort: dict[str, dict[int, int]] = {}
+    for r in rows:
+        by_cohort.setdefault(r["cohortDate"], {})[int(r["periodNumber"])] = int(r["retainedUsers"])
+    last = date.fromisoformat(last_period)
+    out = []
+    for cohort in sorted(by_cohort):
+        counts = by_cohort[cohort]
+        size = counts.get(0, 0)
+        c = date.fromisoformat(cohort)
+        if period == "day":
+            span = (last - c).days
+        elif period == "week":
+            span = (last - c).days // 7
+        else:
+            span = (last.year - c.year) * 12 + last.month - c.month
+        for k in range(span + 1):
+            n = counts.get(k, 0)
+            out.append(
+                {
+                    "cohortDate": cohort,
+                    "periodNumber": k,
+                    "retainedUsers": n,
+                    "cohortSize": size,
+                    "retentionRate": _rate(n, size),
+                }
+            )
+    return out
+
+
+# filter pickers --------------------------------------------------------------------------------
+CATALOG_WHERE = (
+    "project_id = {project:String} AND day >= toDate({start:DateTime64(3, 'UTC')})"
+    " AND day <= toDate({end:DateTime64(3, 'UTC')}) AND (is_bot = 0 OR {bots:UInt8} = 1)"
+)
+
+
+def event_names_sql(scope: Scope, limit: int) -> Sql:
+    params = scope.params()
+    params["limit"] = limit
+    sql = f"""
+SELECT name, toUInt64(sum(events)) AS count FROM event_catalog
+WHERE {CATALOG_WHERE} AND property_key = ''
+GROUP BY name ORDER BY count DESC, name LIMIT {{limit:UInt32}}"""
+    return sql, params
+
+
+def property_keys_sql(scope: Scope, event_name: str | None, limit: int) -> Sql:
+    params = scope.params()
+    params["limit"] = limit
+    where = CATALOG_WHERE + " AND property_key != ''"
+    if event_name:
+        params["event"] = event_name
+        where += " AND name = {event:String}"
+    sql = f"""
+SELECT property_key AS key, toUInt64(sum(events)) AS count FROM event_catalog
+WHERE {where}
+GROUP BY key ORDER BY count DESC, key LIMIT {{limit:UInt32}}"""
+    return sql, params
+
+
+def property_values_sql(scope: Scope, key: str, event_name: str | None, limit: int) -> Sql:
+    params = scope.params()
+    params["limit"] = limit
+    params["key"] = key
+    where = event_where(scope, params) + " AND mapContains(properties, {key:String})"
+    if event_name:
+        params["event"] = event_name
+        where += " AND name = {event:String}"
+    sql = f"""
+SELECT properties[{{key:String}}] AS value, uniqExact(id) AS count FROM events
+WHERE {where}
+GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
+    return sql, params
+
+
+def column_values_sql(scope: Scope, column: str, limit: int, page_views_only: bool = False) -> Sql:
+    params = scope.params()
+    params["limit"] = limit
+    where = event_where(scope, params) + f" AND {column} != ''"
+    if page_views_only:
+        where += " AND name IN {page_views:Array(String)}"
+    sql = f"""
+SELECT {column} AS value, uniqExact(id) AS count FROM events
+WHERE {where}
+GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
+    return sql, params

@@ -1,0 +1,144 @@
+"""Insight response cache, keyed by every parameter and by the project's data version.
+
+A flush bumps the version of every project it wrote, so a cached answer is never older than the
+newest flushed data: the next request after a flush misses and recomputes. The version lives
+where every writer and reader can see it: in the chDB owner actor (embedded mode: all inserts go
+through it) or in Redis (a ClickHouse server with Redis). A server without Redis has no shared
+place for it, so responses are not cached there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+import orjson
+from cachetools import TTLCache
+
+VERSIONED_TABLES = frozenset({"events", "sessions"})
+
+
+def projects_in(table: str, names: Sequence[str], columns: Sequence[Sequence[Any]]) -> set[str]:
+    """Projects an insert touches (empty for tables no insight reads)."""
+    if table not in VERSIONED_TABLES or "project_id" not in names:
+        return set()
+    return set(columns[list(names).index("project_id")])
+
+
+class VersionCounter:
+    """Per-project versions held in one process; a boot id keeps versions unique across restarts."""
+
+    def __init__(self) -> None:
+        self.boot = uuid.uuid4().hex[:12]
+        self.counts: dict[str, int] = {}
+
+    def bump(self, projects: Iterable[str]) -> None:
+        for p in projects:
+            self.counts[p] = self.counts.get(p, 0) + 1
+
+    def get(self, project: str) -> str:
+        return f"{self.boot}:{self.counts.get(project, 0)}"
+
+
+def redis_versions_key(instance: str) -> str:
+    return f"eventlens:{instance}:data-version"
+
+
+def bump_redis(client: Any, key: str, projects: Iterable[str]) -> None:
+    """Synchronous bump after a direct insert into a ClickHouse server (shards)."""
+    projects = list(projects)
+    if not projects:
+        return
+    pipe = client.pipeline(transaction=False)
+    for p in projects:
+        pipe.hincrby(key, p, 1)
+    pipe.execute()
+
+
+class Versions(Protocol):
+    async def get(self, project: str) -> str | None: ...
+
+
+class ActorVersions:
+    def __init__(self, actor: Any) -> None:
+        self.actor = actor
+
+    async def get(self, project: str) -> str | None:
+        return await self.actor.data_version.remote(project)
+
+
+class RedisVersions:
+    def __init__(self, client: Any, key: str) -> None:
+        self.client = client
+        self.key = key
+
+    async def get(self, project: str) -> str | None:
+        raw = await self.client.hget(self.key, project)
+        return (raw or b"0").decode()
+
+
+class NoVersions:
+    async def get(self, project: str) -> str | None:
+        return None
+
+
+class Store(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, ttl_s: int) -> None: ...
+
+
+class LocalStore:
+    def __init__(self, ttl_s: int, maxsize: int = 4096) -> None:
+        self.data: TTLCache[str, bytes] = TTLCache(maxsize=maxsize, ttl=ttl_s)
+
+    async def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: bytes, ttl_s: int) -> None:
+        self.data[key] = value
+
+
+class RedisStore:
+    def __init__(self, client: Any, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.client.get(self.prefix + key)
+
+    async def set(self, key: str, value: bytes, ttl_s: int) -> None:
+        await self.client.set(self.prefix + key, value, ex=ttl_s)
+
+
+class InsightCache:
+    def __init__(self, store: Store | None, versions: Versions, ttl_s: int) -> None:
+        self.store = store if ttl_s > 0 else None
+        self.versions = versions
+        self.ttl_s = ttl_s
+        self.hits = 0
+        self.misses = 0
+
+    async def key(self, route: str, project: str, params: dict[str, Any]) -> str | None:
+        if self.store is None:
+            return None
+        version = await self.versions.get(project)
+        if version is None:
+            return None
+        blob = orjson.dumps([route, project, version, params], option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()
+
+    async def get(self, key: str | None) -> bytes | None:
+        if key is None or self.store is None:
+            return None
+        value = await self.store.get(key)
+        if value is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return value
+
+    async def set(self, key: str | None, value: bytes) -> None:
+        if key is not None and self.store is not None:
+            await self.store.set(key, value, self.ttl_s)

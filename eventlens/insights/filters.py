@@ -1,0 +1,217 @@
+"""The ``filters`` parameter: a JSON list of ``{field, operator, value}`` turned into a SQL condition.
+
+Field names come only from ``COLUMNS`` (or ``properties.<key>``, whose key is bound as a value);
+every value is a bound parameter. Anything else is a 400 that names the bad part.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from eventlens.api.errors import ApiError
+
+# Event columns a filter or breakdown may name (all String or LowCardinality(String)).
+COLUMNS = frozenset(
+    {
+        "name",
+        "device_id",
+        "profile_id",
+        "session_id",
+        "origin",
+        "path",
+        "title",
+        "referrer",
+        "referrer_name",
+        "referrer_type",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "country",
+        "region",
+        "city",
+        "browser",
+        "browser_version",
+        "os",
+        "os_version",
+        "device",
+        "brand",
+        "model",
+        "sdk_name",
+        "sdk_version",
+    }
+)
+# camelCase spellings SDKs and the original service use
+ALIASES = {
+    "deviceId": "device_id",
+    "profileId": "profile_id",
+    "sessionId": "session_id",
+    "referrerName": "referrer_name",
+    "referrerType": "referrer_type",
+    "browserVersion": "browser_version",
+    "osVersion": "os_version",
+    "sdkName": "sdk_name",
+    "sdkVersion": "sdk_version",
+    "event": "name",
+    "utmSource": "utm_source",
+    "utmMedium": "utm_medium",
+    "utmCampaign": "utm_campaign",
+    "utmTerm": "utm_term",
+    "utmContent": "utm_content",
+}
+OPERATORS = (
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "nin",
+    "contains",
+    "notContains",
+    "startsWith",
+    "endsWith",
+    "isNull",
+    "isNotNull",
+)
+COMPARE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+MAX_FILTERS = 20
+MAX_VALUES = 100
+MAX_VALUE_LEN = 1000
+MAX_KEY_LEN = 200
+
+
+@dataclass(frozen=True)
+class Filter:
+    column: str  # a name from COLUMNS, or "" for a property
+    key: str  # the property key when column == ""
+    operator: str
+    value: Any  # str | float | list[str] | None
+
+
+def _bad(message: str, index: int | None = None) -> ApiError:
+    where = f"filters[{index}]: " if index is not None else "filters: "
+    return ApiError(400, "invalid_filter", where + message)
+
+
+def _scalar(value: Any, index: int) -> str | float:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise _bad("value must be a finite number", index)
+        return float(value)
+    if isinstance(value, str):
+        if len(value) > MAX_VALUE_LEN:
+            raise _bad(f"value is longer than {MAX_VALUE_LEN} characters", index)
+        return value
+    raise _bad("value must be a string or a number", index)
+
+
+def _as_text(value: str | float) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def parse_filters(raw: str | list[Any] | None) -> list[Filter]:
+    """Validate the filters parameter (JSON text or an already decoded list)."""
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, str):
+        try:
+            raw = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise _bad("not valid JSON; expected a list of {field, operator, value}") from None
+    if not isinstance(raw, list):
+        raise _bad("expected a JSON list of {field, operator, value}")
+    if len(raw) > MAX_FILTERS:
+        raise _bad(f"at most {MAX_FILTERS} filters")
+    out: list[Filter] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise _bad("each filter is an object {field, operator, value}", i)
+        field = item.get("field")
+        op = item.get("operator")
+        if not isinstance(field, str) or not field:
+            raise _bad("field is missing", i)
+        if op not in OPERATORS:
+            raise _bad(f"unknown operator {str(op)[:40]!r}; use one of {', '.join(OPERATORS)}", i)
+        column, key = "", ""
+        if field.startswith("properties."):
+            key = field[len("properties.") :]
+            if not key or len(key) > MAX_KEY_LEN:
+                raise _bad(f"property key must be 1-{MAX_KEY_LEN} characters", i)
+        else:
+            column = ALIASES.get(field, field)
+            if column not in COLUMNS:
+                raise _bad(
+                    f"unknown field {field[:60]!r}; use an event column such as path, country,"
+                    " browser or properties.<key>",
+                    i,
+                )
+        value: Any = item.get("value")
+        if op in ("isNull", "isNotNull"):
+            value = None
+        elif op in ("in", "nin"):
+            if not isinstance(value, list) or not value:
+                raise _bad(f"{op} needs a non-empty list value", i)
+            if len(value) > MAX_VALUES:
+                raise _bad(f"{op} takes at most {MAX_VALUES} values", i)
+            value = [_as_text(_scalar(v, i)) for v in value]
+        else:
+            if value is None:
+                raise _bad(f"{op} needs a value", i)
+            value = _scalar(value, i)
+            if op not in COMPARE:
+                value = _as_text(value)
+        out.append(Filter(column, key, op, value))
+    return out
+
+
+def filter_sql(filters: list[Filter], params: dict[str, Any], prefix: str = "f") -> str:
+    """AND of the filters as SQL on the events table; adds their bound values to ``params``."""
+    parts: list[str] = []
+    for i, f in enumerate(filters):
+        p = f"{prefix}{i}"
+        if f.column:
+            expr = f.column
+        else:
+            params[f"{p}k"] = f.key
+            expr = f"properties[{{{p}k:String}}]"
+        op = f.operator
+        if op == "isNull":
+            parts.append(f"NOT mapContains(properties, {{{p}k:String}})" if not f.column else f"{expr} = ''")
+            continue
+        if op == "isNotNull":
+            parts.append(f"mapContains(properties, {{{p}k:String}})" if not f.column else f"{expr} != ''")
+            continue
+        params[p] = f.value
+        if op == "eq":
+            parts.append(f"{expr} = {{{p}:String}}")
+        elif op == "ne":
+            parts.append(f"{expr} != {{{p}:String}}")
+        elif op == "in":
+            parts.append(f"{expr} IN {{{p}:Array(String)}}")
+        elif op == "nin":
+            parts.append(f"{expr} NOT IN {{{p}:Array(String)}}")
+        elif op == "contains":
+            parts.append(f"position({expr}, {{{p}:String}}) > 0")
+        elif op == "notContains":
+            parts.append(f"position({expr}, {{{p}:String}}) = 0")
+        elif op == "startsWith":
+            parts.append(f"startsWith({expr}, {{{p}:String}})")
+        elif op == "endsWith":
+            parts.append(f"endsWith({expr}, {{{p}:String}})")
+        elif isinstance(f.value, float):
+            # numbers compare as numbers; a value that is not a number never matches
+            parts.append(f"toFloat64OrNull({expr}) {COMPARE[op]} {{{p}:Float64}}")
+        else:
+            parts.append(f"{expr} {COMPARE[op]} {{{p}:String}}")
+    return " AND ".join(parts)
