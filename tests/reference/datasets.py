@@ -1,0 +1,209 @@
+"""hypothesis strategies for insight data sets, and their rows as the shards would store them.
+
+Events are generated per device (gaps around the session timeout, across midnights, DST changes
+and month ends), run through the real ``Sessionizer`` in time order as a shard would (markers,
+snapshot rows at several versions, some sessions left open), and returned as the rows of the
+``events`` and ``sessions`` tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hypothesis import strategies as st
+
+from eventlens.ingest.sessions import Sessionizer
+
+TIMEOUT_MS = 30 * 60_000
+# near the EU spring-forward and fall-back nights, a month end on a Monday, a year end
+BASES = [
+    datetime(2026, 3, 28, 18, tzinfo=UTC),
+    datetime(2026, 10, 24, 20, tzinfo=UTC),
+    datetime(2026, 11, 29, 19, tzinfo=UTC),
+    datetime(2026, 12, 31, 21, tzinfo=UTC),
+]
+# whole hours (rollups apply), half and quarter hours (raw table), both hemispheres' DST
+ZONES = [
+    "UTC",
+    "Europe/Berlin",
+    "America/New_York",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Australia/Adelaide",
+    "Pacific/Auckland",
+    "America/St_Johns",
+]
+NAMES = ["page_view", "screen_view", "signup", "purchase", "click"]
+PATHS = ["/", "/pricing", "/docs/a", "/Docs", ""]
+COUNTRIES = ["DE", "FR", "US", ""]
+BROWSERS = ["Chrome", "Firefox", "Safari"]
+OSES = ["Windows", "Mac OS X", "Android"]
+DEVICES = ["desktop", "mobile", "tablet"]
+REFERRERS = [("", "direct"), ("Google", "search"), ("Facebook", "social"), ("Newsletter", "email")]
+PLANS = ["free", "pro", "10", "2.5", "-3", "", "x'); DROP TABLE events; --"]
+GAPS_MS = [1_000, 5 * 60_000, 29 * 60_000, 31 * 60_000, 2 * 3600_000, 11 * 3600_000, 26 * 3600_000]
+
+
+@dataclass
+class Dataset:
+    events: list[dict[str, Any]]  # client events and markers, as stored
+    sessions: list[dict[str, Any]]  # sessions rows (several versions per session)
+    first_ms: int
+    last_ms: int
+    names: list[str] = field(default_factory=list)
+
+
+@st.composite
+def device_events(draw: st.DrawFn, index: int, base_ms: int) -> list[dict[str, Any]]:
+    bot = draw(st.integers(0, 9)) == 0
+    attrs = {
+        "device_id": f"dev{index}",
+        "country": draw(st.sampled_from(COUNTRIES)),
+        "region": "",
+        "city": "",
+        "browser": draw(st.sampled_from(BROWSERS)),
+        "os": draw(st.sampled_from(OSES)),
+        "device": "bot" if bot else draw(st.sampled_from(DEVICES)),
+        "is_bot": 1 if bot else 0,
+    }
+    profile = draw(st.sampled_from(["", "", f"user{index % 3}"]))
+    t = base_ms + draw(st.integers(0, 36 * 3600_000)) // 1000 * 1000 + index  # unique ms per device
+    out = []
+    for k in range(draw(st.integers(1, 9))):
+        if k:
+            t += draw(st.sampled_from(GAPS_MS)) + draw(st.integers(0, 50)) * 1000
+        ref_name, ref_type = draw(st.sampled_from(REFERRERS))
+        props = {}
+        if draw(st.booleans()):
+            props["plan"] = draw(st.sampled_from(PLANS))
+        out.append(
+            {
+                "_t": "events",
+                "id": f"e{index}-{k}",
+                "name": draw(st.sampled_from(NAMES)),
+                "path": draw(st.sampled_from(PATHS)),
+                "profile_id": profile if draw(st.booleans()) else "",
+                "created_at": t,
+                "received_at": t,
+                "referrer_name": ref_name,
+                "referrer_type": ref_type,
+                "properties": props,
+                **attrs,
+            }
+        )
+    return out
+
+
+@st.composite
+def datasets(draw: st.DrawFn, project_id: str = "p") -> Dataset:
+    base = draw(st.sampled_from(BASES))
+    base_ms = int(base.timestamp() * 1000)
+    events: list[dict[str, Any]] = []
+    for i in range(draw(st.integers(1, 5))):
+        events.extend(draw(device_events(i, base_ms)))
+    events.sort(key=lambda e: e["created_at"])
+    sz = Sessionizer(TIMEOUT_MS, 3600_000)
+    rows: list[dict[str, Any]] = []
+    sessions: list[dict[str, Any]] = []
+    for n, ev in enumerate(events):
+        ev["project_id"] = project_id
+        now = ev["created_at"]
+        rows.extend(sz.expire(now))
+        rows.extend(sz.assign(ev, now))
+        rows.append(ev)
+        if n % 3 == 2:
+            sessions.extend(sz.snapshots(now))  # older versions that FINAL must look past
+    last = events[-1]["created_at"]
+    if draw(st.booleans()):
+        rows.extend(sz.expire(last + TIMEOUT_MS))  # else some sessions stay open
+    sessions.extend(sz.snapshots(last + TIMEOUT_MS + 1))
+    for r in sessions:
+        r["shard"] = 0
+    return Dataset(rows, sessions, events[0]["created_at"], last, sorted({e["name"] for e in events}))
+
+
+@dataclass(frozen=True)
+class RangeChoice:
+    start: str  # as sent to the API
+    end: str
+    start_ms: int  # what it means
+    end_ms: int
+
+
+def local_midnight_ms(d: date, tz: ZoneInfo) -> int:
+    return int(datetime.combine(d, time.min, tz).timestamp() * 1000)
+
+
+@st.composite
+def ranges(draw: st.DrawFn, data: Dataset, tz_name: str) -> RangeChoice:
+    tz = ZoneInfo(tz_name)
+    first = datetime.fromtimestamp(data.first_ms / 1000, UTC)
+    if draw(st.booleans()):
+        # date-only: the start day's midnight to the end of the end day, in the zone
+        d0 = first.astimezone(tz).date() - timedelta(days=draw(st.integers(0, 1)))
+        d1 = d0 + timedelta(days=draw(st.sampled_from([0, 1, 2, 6, 40])))
+        return RangeChoice(
+            d0.isoformat(),
+            d1.isoformat(),
+            local_midnight_ms(d0, tz),
+            local_midnight_ms(d1 + timedelta(days=1), tz),
+        )
+    start = first + timedelta(minutes=draw(st.integers(-180, 600)))
+    start = start.replace(second=0, microsecond=0)
+    end = start + timedelta(minutes=draw(st.sampled_from([30, 90, 6 * 60, 36 * 60, 9 * 24 * 60])))
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    return RangeChoice(
+        start.strftime(fmt), end.strftime(fmt), int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    )
+
+
+FILTER_FIELDS = {
+    "country": COUNTRIES,
+    "path": [*PATHS, "/docs"],
+    "browser": BROWSERS,
+    "name": NAMES,
+    "properties.plan": PLANS,
+    "referrer_type": [t for _, t in REFERRERS],
+}
+OPERATORS = [
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "in",
+    "nin",
+    "contains",
+    "notContains",
+    "startsWith",
+    "endsWith",
+    "isNull",
+    "isNotNull",
+]
+
+
+@st.composite
+def filters(draw: st.DrawFn) -> list[dict[str, Any]]:
+    out = []
+    for _ in range(draw(st.integers(0, 2))):
+        fld = draw(st.sampled_from(sorted(FILTER_FIELDS)))
+        op = draw(st.sampled_from(OPERATORS))
+        pool = FILTER_FIELDS[fld]
+        value: Any
+        if op in ("in", "nin"):
+            value = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
+        elif op in ("gt", "gte", "lt", "lte") and draw(st.booleans()):
+            value = draw(st.sampled_from([0, 2.5, 10, -3]))
+        elif op in ("contains", "notContains", "startsWith", "endsWith"):
+            value = draw(st.sampled_from(["/d", "o", "pro", "", "'"]))
+        else:
+            value = draw(st.sampled_from(pool))
+        f: dict[str, Any] = {"field": fld, "operator": op}
+        if op not in ("isNull", "isNotNull"):
+            f["value"] = value
+        out.append(f)
+    return out

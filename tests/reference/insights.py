@@ -1,0 +1,388 @@
+"""A brute-force reference for every insight endpoint, in plain Python, from the stored events.
+
+It reads only the event rows (client events plus the server's ``session_start``/``session_end``
+markers) and follows CONTRACT 3's definitions literally; it shares no code with the SQL builders
+(no ``eventlens.insights`` import), so an answer both agree on is checked twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+MARKERS = {"session_start", "session_end"}
+PAGE_VIEWS = {"page_view", "screen_view"}
+NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+@dataclass
+class Query:
+    start_ms: int
+    end_ms: int
+    tz: str = "UTC"
+    filters: list[dict[str, Any]] = field(default_factory=list)
+    include_bots: bool = False
+
+
+def rate(part: float, whole: float) -> float:
+    return round(part * 100 / whole, 2) if whole else 0
+
+
+def ratio(part: float, whole: float) -> float:
+    return round(part / whole, 2) if whole else 0
+
+
+# filters ---------------------------------------------------------------------------------------
+def _value(ev: dict[str, Any], fld: str) -> str | None:
+    if fld.startswith("properties."):
+        return (ev.get("properties") or {}).get(fld[len("properties.") :])
+    return str(ev.get(fld, "") or "")
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def matches(ev: dict[str, Any], f: dict[str, Any]) -> bool:
+    fld, op, want = f["field"], f["operator"], f.get("value")
+    raw = _value(ev, fld)
+    if op == "isNull":
+        return raw is None if fld.startswith("properties.") else raw == ""
+    if op == "isNotNull":
+        return raw is not None if fld.startswith("properties.") else raw != ""
+    v = raw or ""  # a missing property reads as ""
+    if op == "eq":
+        return v == _text(want)
+    if op == "ne":
+        return v != _text(want)
+    if op == "in":
+        return v in {_text(w) for w in want}
+    if op == "nin":
+        return v not in {_text(w) for w in want}
+    if op == "contains":
+        return _text(want) in v
+    if op == "notContains":
+        return _text(want) not in v
+    if op == "startsWith":
+        return v.startswith(_text(want))
+    if op == "endsWith":
+        return v.endswith(_text(want))
+    cmp = {
+        "gt": lambda a, b: a > b,
+        "gte": lambda a, b: a >= b,
+        "lt": lambda a, b: a < b,
+        "lte": lambda a, b: a <= b,
+    }[op]
+    if isinstance(want, int | float) and not isinstance(want, bool):
+        return bool(NUMBER.match(v)) and cmp(float(v), float(want))
+    return cmp(v.encode(), _text(want).encode())
+
+
+# selections ------------------------------------------------------------------------------------
+def _distinct(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[str, dict[str, Any]] = {}
+    for e in events:
+        seen.setdefault(e["id"], e)
+    return list(seen.values())
+
+
+def selected(events: list[dict[str, Any]], q: Query) -> list[dict[str, Any]]:
+    """Client events in range, bots per the query, every filter true; one per id."""
+    return _distinct(
+        e
+        for e in events
+        if e["name"] not in MARKERS
+        and q.start_ms <= e["created_at"] < q.end_ms
+        and (q.include_bots or not e.get("is_bot"))
+        and all(matches(e, f) for f in q.filters)
+    )
+
+
+@dataclass
+class Sess:
+    sid: str
+    start: int
+    device: str
+    is_bot: int
+    referrer_name: str
+    referrer_type: str
+    times: list[int] = field(default_factory=list)
+    views: list[tuple[int, str]] = field(default_factory=list)
+    others: int = 0
+
+    @property
+    def page_views(self) -> int:
+        return len(self.views)
+
+    @property
+    def bounce(self) -> bool:
+        return self.page_views <= 1 and self.others == 0
+
+    @property
+    def duration(self) -> float:
+        return (max(self.times) - min(self.times)) / 1000 if self.times else 0.0
+
+    def entry(self) -> str:
+        with_path = [v for v in self.views if v[1]]
+        return min(with_path, key=lambda v: v[0])[1] if with_path else ""
+
+    def exit(self) -> str:
+        with_path = [v for v in self.views if v[1]]
+        return max(with_path, key=lambda v: v[0])[1] if with_path else ""
+
+
+def sessions_of(events: list[dict[str, Any]]) -> dict[str, Sess]:
+    """Sessions the server opened (those with a ``session_start`` marker), from their events."""
+    out: dict[str, Sess] = {}
+    for e in events:
+        if e["name"] == "session_start":
+            out[e["session_id"]] = Sess(
+                e["session_id"],
+                e["created_at"],
+                e["device_id"],
+                int(e.get("is_bot", 0)),
+                e.get("referrer_name", ""),
+                e.get("referrer_type", ""),
+            )
+    for e in _distinct(events):
+        s = out.get(e.get("session_id", ""))
+        if s is None or e["name"] in MARKERS:
+            continue
+        s.times.append(e["created_at"])
+        if e["name"] in PAGE_VIEWS:
+            s.views.append((e["created_at"], e.get("path", "")))
+        else:
+            s.others += 1
+    return out
+
+
+def sessions_in(events: list[dict[str, Any]], q: Query) -> list[Sess]:
+    """Sessions started in range; with filters, those holding a matching event in range."""
+    sel = {e["session_id"] for e in selected(events, q)} if q.filters else None
+    return [
+        s
+        for s in sessions_of(events).values()
+        if q.start_ms <= s.start < q.end_ms
+        and (q.include_bots or not s.is_bot)
+        and (sel is None or s.sid in sel)
+    ]
+
+
+# endpoints -------------------------------------------------------------------------------------
+def metrics(events: list[dict[str, Any]], q: Query) -> dict[str, Any]:
+    ev = selected(events, q)
+    ss = sessions_in(events, q)
+    views = sum(1 for e in ev if e["name"] in PAGE_VIEWS)
+    n = len(ss)
+    return {
+        "uniqueVisitors": len({e["device_id"] for e in ev}),
+        "totalSessions": n,
+        "totalPageViews": views,
+        "totalEvents": len(ev),
+        "viewsPerSession": ratio(views, n),
+        "bounceRate": rate(sum(1 for s in ss if s.bounce), n),
+        "avgSessionDuration": ratio(sum(s.duration for s in ss if not s.bounce), n),
+    }
+
+
+def bucket_label(ms: int, interval: str, tz: ZoneInfo) -> str:
+    local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz)
+    if interval == "minute":
+        return local.replace(second=0, microsecond=0).isoformat(timespec="seconds")
+    if interval == "hour":
+        return local.replace(minute=0, second=0, microsecond=0).isoformat(timespec="seconds")
+    d = local.date()
+    if interval == "week":
+        d -= timedelta(days=d.weekday())
+    elif interval == "month":
+        d = d.replace(day=1)
+    return d.isoformat()
+
+
+def all_labels(q: Query, interval: str) -> list[str]:
+    tz = ZoneInfo(q.tz)
+    # every bucket starts on a quarter hour (zone offsets are multiples of 15 minutes): the range
+    # start and each quarter-hour instant inside the range meet every bucket
+    step = 60_000 if interval == "minute" else 15 * 60_000
+    points = [q.start_ms, *range(q.start_ms - q.start_ms % step + step, q.end_ms, step)]
+    labels: list[str] = []
+    for t in points:
+        lab = bucket_label(t, interval, tz)
+        if not labels or labels[-1] != lab:
+            labels.append(lab)
+    return labels
+
+
+def timeseries(events: list[dict[str, Any]], q: Query, interval: str) -> list[dict[str, Any]]:
+    tz = ZoneInfo(q.tz)
+    rows = {
+        lab: {"date": lab, "visitors": set(), "totalSessions": 0, "totalPageViews": 0, "totalEvents": 0}
+        for lab in all_labels(q, interval)
+    }
+    for e in selected(events, q):
+        r = rows[bucket_label(e["created_at"], interval, tz)]
+        r["visitors"].add(e["device_id"])
+        r["totalEvents"] += 1
+        r["totalPageViews"] += e["name"] in PAGE_VIEWS
+    for s in sessions_in(events, q):
+        rows[bucket_label(s.start, interval, tz)]["totalSessions"] += 1
+    return [
+        {
+            "date": r["date"],
+            "uniqueVisitors": len(r["visitors"]),
+            "totalSessions": r["totalSessions"],
+            "totalPageViews": r["totalPageViews"],
+            "totalEvents": r["totalEvents"],
+        }
+        for r in rows.values()
+    ]
+
+
+def _top(
+    groups: dict[tuple[Any, ...], dict[str, Any]], keys: tuple[str, ...], count: str, limit: int
+) -> list[dict[str, Any]]:
+    rows = []
+    for key, g in groups.items():
+        row = dict(zip(keys, key, strict=True))
+        row[count] = len(g["ids"])
+        row["uniqueVisitors"] = len(g["devices"])
+        rows.append(row)
+    rows.sort(key=lambda r: (-r[count], *[r[k].encode() for k in keys]))
+    return rows[:limit]
+
+
+def _group(items: Iterable[tuple[tuple[Any, ...], str, str]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    groups: dict[tuple[Any, ...], dict[str, Any]] = defaultdict(lambda: {"ids": set(), "devices": set()})
+    for key, ident, device in items:
+        groups[key]["ids"].add(ident)
+        groups[key]["devices"].add(device)
+    return groups
+
+
+def pages(events: list[dict[str, Any]], q: Query, kind: str = "all", limit: int = 50) -> list[dict[str, Any]]:
+    if kind == "all":
+        items = [
+            ((e.get("path", ""),), e["id"], e["device_id"])
+            for e in selected(events, q)
+            if e["name"] in PAGE_VIEWS
+        ]
+    else:
+        items = []
+        for s in sessions_in(events, q):
+            path = s.entry() if kind == "entry" else s.exit()
+            if path:
+                items.append(((path,), s.sid, s.device))
+    return _top(_group(items), ("path",), "views", limit)
+
+
+def referrers(events: list[dict[str, Any]], q: Query, limit: int = 50) -> list[dict[str, Any]]:
+    items = [((s.referrer_name, s.referrer_type), s.sid, s.device) for s in sessions_in(events, q)]
+    return _top(_group(items), ("referrerName", "referrerType"), "visits", limit)
+
+
+def grouped(
+    events: list[dict[str, Any]], q: Query, columns: tuple[str, ...], limit: int = 50
+) -> list[dict[str, Any]]:
+    items = [
+        (tuple(str(e.get(c, "") or "") for c in columns), e["id"], e["device_id"])
+        for e in selected(events, q)
+    ]
+    return _top(_group(items), columns, "count", limit)
+
+
+def breakdown(
+    events: list[dict[str, Any]], q: Query, dimension: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    items = [(((_value(e, dimension) or ""),), e["id"], e["device_id"]) for e in selected(events, q)]
+    return _top(_group(items), ("value",), "count", limit)
+
+
+def funnel(
+    events: list[dict[str, Any]], q: Query, steps: list[str], window_s: int = 86400, group_by: str = "device"
+) -> list[dict[str, Any]]:
+    unit_of = {"device": "device_id", "session": "session_id", "profile": "profile_id"}[group_by]
+    per_unit: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for e in selected(events, q):
+        if e.get(unit_of):
+            per_unit[e[unit_of]].append((e["created_at"], e["name"]))
+    window = window_s * 1000
+    counts = [0] * len(steps)
+    for evs in per_unit.values():
+        evs.sort()
+        best = 0
+        for t0, name in evs:
+            if name != steps[0]:
+                continue
+            level, last = 1, t0
+            for step in steps[1:]:
+                nxt = next((t for t, n in evs if n == step and last < t <= t0 + window), None)
+                if nxt is None:
+                    break
+                level, last = level + 1, nxt
+            best = max(best, level)
+        for i in range(best):
+            counts[i] += 1
+    out = []
+    for i, name in enumerate(steps):
+        prev = counts[i - 1] if i else counts[0]
+        first = 100.0 if counts[0] else 0
+        out.append(
+            {
+                "name": name,
+                "count": counts[i],
+                "conversion": rate(counts[i], counts[0]) if i else first,
+                "conversionFromPrevious": rate(counts[i], prev) if i else first,
+                "dropoff": prev - counts[i] if i else 0,
+            }
+        )
+    return out
+
+
+def _period_start(ms: int, period: str, tz: ZoneInfo) -> date:
+    d = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).date()
+    if period == "week":
+        return d - timedelta(days=d.weekday())
+    if period == "month":
+        return d.replace(day=1)
+    return d
+
+
+def _periods_between(a: date, b: date, period: str) -> int:
+    if period == "day":
+        return (b - a).days
+    if period == "week":
+        return (b - a).days // 7
+    return (b.year - a.year) * 12 + b.month - a.month
+
+
+def retention(events: list[dict[str, Any]], q: Query, period: str = "day") -> list[dict[str, Any]]:
+    tz = ZoneInfo(q.tz)
+    active: dict[str, set[date]] = defaultdict(set)
+    for e in selected(events, q):
+        active[e.get("profile_id") or e["device_id"]].add(_period_start(e["created_at"], period, tz))
+    last = _period_start(q.end_ms - 1, period, tz)
+    cohorts: dict[date, list[set[date]]] = defaultdict(list)
+    for periods in active.values():
+        cohorts[min(periods)].append(periods)
+    out = []
+    for cohort in sorted(cohorts):
+        members = cohorts[cohort]
+        for k in range(_periods_between(cohort, last, period) + 1):
+            n = sum(1 for ps in members if any(_periods_between(cohort, p, period) == k for p in ps))
+            out.append(
+                {
+                    "cohortDate": cohort.isoformat(),
+                    "periodNumber": k,
+                    "retainedUsers": n,
+                    "cohortSize": len(members),
+                    "retentionRate": rate(n, len(members)),
+                }
+            )
+    return out

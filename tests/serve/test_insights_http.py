@@ -1,0 +1,308 @@
+"""Every insight endpoint over HTTP equals the brute-force reference on hypothesis data sets.
+
+Rows are written the way the shards write them (events with markers, several snapshot versions
+per session) straight through the chDB owner actor, into a fresh project per example; the
+answers come from the running daemon over HTTP and must equal ``tests.reference.insights``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+import ray
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from eventlens.storage.tables import to_columns
+from tests.conftest import Creds, Daemon
+from tests.reference import insights as ref
+from tests.reference.datasets import ZONES, Dataset, datasets, filters, ranges
+
+pytestmark = pytest.mark.ray
+
+
+def load(daemon: Daemon, creds: Creds, data: Dataset) -> None:
+    """Insert the rows through the chDB owner, as a shard's flush would."""
+    wh = daemon.actor("warehouse")
+    for table, rows in (("events", data.events), ("sessions", data.sessions)):
+        for r in rows:
+            r["project_id"] = creds.project_id
+        names, cols = to_columns(table, rows)
+        ray.get(wh.insert_columns.remote(table, names, orjson.dumps(cols), f"t-{uuid.uuid4().hex}"))
+
+
+def get(daemon: Daemon, creds: Creds, route: str, **params: Any) -> Any:
+    r = daemon.http.get(f"/insights/{creds.project_id}/{route}", params=params, headers=creds.read_headers())
+    assert r.status_code == 200, (route, params, r.text)
+    return r.json()
+
+
+@pytest.fixture(scope="module")
+def daemon(embedded: Daemon) -> Daemon:
+    return embedded
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=datasets(), tz=st.sampled_from(ZONES), choice=st.data())
+def test_every_endpoint_equals_the_reference(
+    daemon: Daemon, data: Dataset, tz: str, choice: st.DataObject
+) -> None:
+    creds = daemon.new_project("ref")
+    load(daemon, creds, data)
+    rng = choice.draw(ranges(data, tz))
+    flt = choice.draw(filters())
+    bots = choice.draw(st.booleans())
+    q = ref.Query(rng.start_ms, rng.end_ms, tz, flt, bots)
+    events = data.events
+    common = {"startDate": rng.start, "endDate": rng.end, "timezone": tz, "includeBots": str(bots).lower()}
+    if flt:
+        common["filters"] = json.dumps(flt)
+    ctx = {"range": rng, "filters": flt, "tz": tz}
+
+    assert get(daemon, creds, "metrics", **common) == ref.metrics(events, q), ctx
+
+    span_h = (rng.end_ms - rng.start_ms) / 3600_000
+    intervals = ["hour", "day", "week", "month"] + (["minute"] if span_h <= 6 else [])
+    interval = choice.draw(st.sampled_from(intervals))
+    assert get(daemon, creds, "timeseries", interval=interval, **common) == ref.timeseries(
+        events, q, interval
+    ), ctx
+
+    for kind in ("all", "entry", "exit"):
+        assert get(daemon, creds, "pages", type=kind, **common) == ref.pages(events, q, kind), (kind, ctx)
+    assert get(daemon, creds, "referrers", **common) == ref.referrers(events, q), ctx
+    assert get(daemon, creds, "devices", **common) == ref.grouped(events, q, ("device", "browser", "os")), ctx
+    assert get(daemon, creds, "geo", **common) == ref.grouped(events, q, ("country", "region", "city")), ctx
+    dim = choice.draw(
+        st.sampled_from(["browser", "country", "path", "name", "referrer_type", "properties.plan"])
+    )
+    assert get(daemon, creds, "breakdown", dimension=dim, **common) == ref.breakdown(events, q, dim), (
+        dim,
+        ctx,
+    )
+
+    steps = choice.draw(st.lists(st.sampled_from([*data.names, "never"]), min_size=1, max_size=4))
+    window = choice.draw(st.sampled_from([60, 1800, 7200, 86400]))
+    group = choice.draw(st.sampled_from(["device", "session", "profile"]))
+    body = {"steps": steps, "startDate": rng.start, "endDate": rng.end, "timezone": tz, "window": window}
+    body.update(groupBy=group, includeBots=bots, filters=flt)
+    r = daemon.http.post(f"/insights/{creds.project_id}/funnel", json=body, headers=creds.read_headers())
+    assert r.status_code == 200, r.text
+    assert r.json() == ref.funnel(events, q, steps, window, group), (body, ctx)
+
+    period = choice.draw(st.sampled_from(["day", "week", "month"]))
+    assert get(daemon, creds, "retention", period=period, **common) == ref.retention(events, q, period), ctx
+
+
+# every route, for isolation and hostile-input checks -------------------------------------------
+GET_ROUTES = [
+    ("insights", "metrics", {}),
+    ("insights", "timeseries", {"interval": "day"}),
+    ("insights", "pages", {}),
+    ("insights", "referrers", {}),
+    ("insights", "devices", {}),
+    ("insights", "geo", {}),
+    ("insights", "breakdown", {"dimension": "browser"}),
+    ("insights", "retention", {}),
+    ("insights", "live", {}),
+    ("filters", "event-names", {}),
+    ("filters", "property-keys", {}),
+    ("filters", "property-values", {"key": "plan"}),
+    ("filters", "paths", {}),
+    ("filters", "countries", {}),
+]
+
+
+def test_a_read_client_of_one_project_gets_403_on_every_route_of_another(daemon: Daemon) -> None:
+    mine, other = daemon.new_project("a"), daemon.new_project("b")
+    for prefix, route, params in GET_ROUTES:
+        r = daemon.http.get(
+            f"/{prefix}/{other.project_id}/{route}", params=params, headers=mine.read_headers()
+        )
+        assert r.status_code == 403, (route, r.text)
+        assert r.json()["error"] == "wrong_project"
+    r = daemon.http.post(
+        f"/insights/{other.project_id}/funnel", json={"steps": ["a"]}, headers=mine.read_headers()
+    )
+    assert r.status_code == 403
+    # and a write client may not read at all
+    r = daemon.http.get(f"/insights/{mine.project_id}/metrics", headers=mine.write_headers())
+    assert r.status_code == 403
+
+
+def test_an_empty_project_answers_zeros_on_every_route(daemon: Daemon) -> None:
+    creds = daemon.new_project("empty")
+    for prefix, route, params in GET_ROUTES:
+        r = daemon.http.get(
+            f"/{prefix}/{creds.project_id}/{route}", params=params, headers=creds.read_headers()
+        )
+        assert r.status_code == 200, (route, r.text)
+    m = get(daemon, creds, "metrics")
+    assert set(m.values()) == {0}
+    series = get(daemon, creds, "timeseries", startDate="2026-01-01", endDate="2026-01-07", interval="day")
+    assert next(row["date"] for row in series) == "2026-01-01" and len(series) == 7
+    assert all(row["totalEvents"] == 0 for row in series)
+    r = daemon.http.post(
+        f"/insights/{creds.project_id}/funnel", json={"steps": ["a", "b"]}, headers=creds.read_headers()
+    )
+    assert r.json() == [
+        {"name": "a", "count": 0, "conversion": 0, "conversionFromPrevious": 0, "dropoff": 0},
+        {"name": "b", "count": 0, "conversion": 0, "conversionFromPrevious": 0, "dropoff": 0},
+    ]
+
+
+HOSTILE = [
+    (
+        "metrics",
+        {"filters": '[{"field": "country) OR 1=1 --", "operator": "eq", "value": "x"}]'},
+        400,
+        "unknown field",
+    ),
+    (
+        "metrics",
+        {"filters": '[{"field": "country", "operator": "=1 OR", "value": "x"}]'},
+        400,
+        "unknown operator",
+    ),
+    ("metrics", {"filters": "[{"}, 400, "not valid JSON"),
+    ("metrics", {"startDate": "2000-01-01", "endDate": "2030-01-01"}, 400, "at most"),
+    ("metrics", {"startDate": "yesterday"}, 400, "startDate"),
+    ("metrics", {"startDate": "2026-02-01", "endDate": "2026-01-01"}, 400, "before endDate"),
+    ("metrics", {"timezone": "Mars/Olympus"}, 400, "IANA"),
+    ("metrics", {"timezone": "../../etc/passwd"}, 400, "IANA"),
+    ("metrics", {"compare": "always"}, 422, "compare"),
+    ("timeseries", {"interval": "fortnight"}, 400, "interval"),
+    (
+        "timeseries",
+        {"interval": "minute", "startDate": "2026-01-01", "endDate": "2026-01-31"},
+        400,
+        "buckets",
+    ),
+    ("pages", {"limit": "0"}, 422, "limit"),
+    ("pages", {"type": "middle"}, 422, "type"),
+    ("breakdown", {"dimension": "browser; DROP TABLE events"}, 400, "dimension"),
+    ("breakdown", {}, 422, "dimension"),
+    ("retention", {"period": "year"}, 422, "period"),
+    ("retention", {"period": "day", "startDate": "2020-01-01", "endDate": "2026-01-01"}, 400, "period"),
+]
+
+
+@pytest.mark.parametrize(("route", "params", "status", "fragment"), HOSTILE)
+def test_hostile_parameters_are_4xx_with_a_message(
+    daemon: Daemon, hostile_project: Creds, route: str, params: dict[str, str], status: int, fragment: str
+) -> None:
+    r = daemon.http.get(
+        f"/insights/{hostile_project.project_id}/{route}",
+        params=params,
+        headers=hostile_project.read_headers(),
+    )
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error", "message", "details"}
+    assert fragment in body["message"], body
+
+
+@pytest.fixture(scope="module")
+def hostile_project(daemon: Daemon) -> Creds:
+    creds = daemon.new_project("hostile")
+    data = Dataset(
+        events=[
+            {
+                "_t": "events",
+                "id": f"h{i}",
+                "name": "page_view",
+                "device_id": f"d{i}",
+                "path": "/x",
+                "created_at": 1_780_000_000_000 + i,
+                "received_at": 1_780_000_000_000 + i,
+                "properties": {"plan": "pro"},
+                "country": "DE",
+            }
+            for i in range(3)
+        ],
+        sessions=[],
+        first_ms=1_780_000_000_000,
+        last_ms=1_780_000_000_002,
+    )
+    load(daemon, creds, data)
+    return creds
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["' OR 1=1 --", "DE' OR '1'='1", "\\'; DROP TABLE events; --", "{f0:String}", "DE\x00", "%", "_"],
+)
+def test_sql_in_filter_values_is_only_a_value(daemon: Daemon, hostile_project: Creds, value: str) -> None:
+    common = {"startDate": "2026-05-01", "endDate": "2026-06-30"}
+    assert get(daemon, hostile_project, "metrics", **common)["totalEvents"] == 3
+    for field in ("country", "properties.plan", "properties.' OR 1=1 --"):
+        flt = json.dumps([{"field": field, "operator": "eq", "value": value}])
+        assert get(daemon, hostile_project, "metrics", filters=flt, **common)["totalEvents"] == 0
+    r = daemon.http.get(
+        f"/filters/{hostile_project.project_id}/property-values",
+        params={"key": value, **common},
+        headers=hostile_project.read_headers(),
+    )
+    assert r.status_code == 200 and r.json() == {"success": True, "data": []}
+    # nothing changed: the data is all still there
+    assert get(daemon, hostile_project, "metrics", **common)["totalEvents"] == 3
+
+
+def test_hostile_funnel_bodies_are_4xx(daemon: Daemon, hostile_project: Creds) -> None:
+    url = f"/insights/{hostile_project.project_id}/funnel"
+    for body, status in [
+        ({"steps": []}, 422),
+        ({"steps": ["a"] * 21}, 422),
+        ({"steps": [""]}, 400),
+        ({"steps": ["a"], "window": 0}, 422),
+        ({"steps": ["a"], "groupBy": "ip"}, 422),
+        ({"steps": ["a"], "filters": [{"field": "1=1", "operator": "eq", "value": 1}]}, 400),
+        ({"steps": "a"}, 422),
+        ({"steps": ["a"], "extra": 1}, 422),
+    ]:
+        r = daemon.http.post(url, json=body, headers=hostile_project.read_headers())
+        assert r.status_code == status, (body, r.text)
+    r = daemon.http.post(
+        url,
+        content=b"{not json",
+        headers={**hostile_project.read_headers(), "content-type": "application/json"},
+    )
+    assert r.status_code == 422
+
+
+def test_answers_are_cached_until_new_data_is_flushed(daemon: Daemon) -> None:
+    creds = daemon.new_project("cache")
+    first = daemon.http.get(f"/insights/{creds.project_id}/metrics", headers=creds.read_headers())
+    again = daemon.http.get(f"/insights/{creds.project_id}/metrics", headers=creds.read_headers())
+    assert first.headers["x-cache"] == "miss" and again.headers["x-cache"] == "hit"
+    assert again.json() == first.json() and first.json()["totalEvents"] == 0
+    assert daemon.track(creds, {"name": "page_view", "deviceId": "cache-dev", "path": "/"}).status_code == 200
+    # the flush bumps the project's data version: the next dashboard refresh sees the event
+    daemon.wait_metric(creds, "totalEvents", 1, timeout=15)
+    live = daemon.http.get(f"/insights/{creds.project_id}/live", headers=creds.read_headers())
+    assert "x-cache" not in live.headers
+
+
+def test_shared_mode_caches_in_redis(shared: Daemon) -> None:
+    import redis
+
+    creds = shared.new_project("cache")
+    for expected in ("miss", "hit"):
+        r = shared.http.get(f"/insights/{creds.project_id}/pages", headers=creds.read_headers())
+        assert r.status_code == 200 and r.headers["x-cache"] == expected
+    keys = list(
+        redis.Redis.from_url(shared.settings.redis_url).scan_iter(
+            f"eventlens:{shared.settings.instance}:insights:*"
+        )
+    )
+    assert keys
+    assert shared.track(creds, {"name": "page_view", "deviceId": "cache-dev", "path": "/"}).status_code == 200
+    shared.wait_metric(creds, "totalPageViews", 1, timeout=15)
