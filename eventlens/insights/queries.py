@@ -1,9 +1,9 @@
 """SQL builders and result shapers for the insight endpoints (pure: no I/O).
 
 Every builder returns ``(sql, params)``. Values are bound parameters; identifiers are constants
-or whitelisted column names. Raw-table counts are distinct event ids, so a duplicate row (a
-client retry that reached ClickHouse twice) never counts twice; sessions are read ``FINAL`` so
-only the newest snapshot of each session counts.
+or whitelisted column names. Raw ``events`` are read ``FINAL``, so a duplicate row (a client
+retry that reached ClickHouse twice) counts once; ``sessions`` are read ``FINAL`` so only the
+newest snapshot of each session counts.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def metrics_sql(scope: Scope) -> Sql:
     FROM events_hourly WHERE {ROLLUP_WHERE}"""
     else:
         events = f"""
-    SELECT uniqExact(device_id) AS uniqueVisitors, uniqExact(id) AS totalEvents,
-           uniqExactIf(id, name IN {{page_views:Array(String)}}) AS totalPageViews
-    FROM events WHERE {event_where(scope, params)}"""
+    SELECT uniqExact(device_id) AS uniqueVisitors, count() AS totalEvents,
+           countIf(name IN {{page_views:Array(String)}}) AS totalPageViews
+    FROM events FINAL WHERE {event_where(scope, params)}"""
     sql = f"""
 SELECT e.uniqueVisitors, e.totalEvents, e.totalPageViews,
        s.totalSessions, s.bouncedSessions, s.totalDuration
@@ -97,9 +97,9 @@ GROUP BY bucket"""
     else:
         bucket = _epoch(CH_BUCKET[interval].format(col="created_at"))
         events = f"""
-SELECT {bucket} AS bucket, uniqExact(device_id) AS uniqueVisitors, uniqExact(id) AS totalEvents,
-       uniqExactIf(id, name IN {{page_views:Array(String)}}) AS totalPageViews
-FROM events WHERE {event_where(scope, params)}
+SELECT {bucket} AS bucket, uniqExact(device_id) AS uniqueVisitors, count() AS totalEvents,
+       countIf(name IN {{page_views:Array(String)}}) AS totalPageViews
+FROM events FINAL WHERE {event_where(scope, params)}
 GROUP BY bucket"""
     sparams = scope.params()
     sbucket = _epoch(CH_BUCKET[interval].format(col="opened_at"))
@@ -142,8 +142,8 @@ def pages_sql(scope: Scope, kind: str, limit: int) -> Sql:
     params["limit"] = limit
     if kind == "all":
         sql = f"""
-SELECT path, uniqExact(id) AS views, uniqExact(device_id) AS uniqueVisitors
-FROM events WHERE {event_where(scope, params)} AND name IN {{page_views:Array(String)}}
+SELECT path, count() AS views, uniqExact(device_id) AS uniqueVisitors
+FROM events FINAL WHERE {event_where(scope, params)} AND name IN {{page_views:Array(String)}}
 GROUP BY path ORDER BY views DESC, path LIMIT {{limit:UInt32}}"""
     else:
         column = "entry_path" if kind == "entry" else "exit_path"
@@ -172,8 +172,8 @@ def _grouped_events(scope: Scope, columns: dict[str, str], limit: int) -> Sql:
     select = ", ".join(f"{expr} AS {alias}" for alias, expr in columns.items())
     keys = ", ".join(columns)
     sql = f"""
-SELECT {select}, uniqExact(id) AS count, uniqExact(device_id) AS uniqueVisitors
-FROM events WHERE {event_where(scope, params)}
+SELECT {select}, count() AS count, uniqExact(device_id) AS uniqueVisitors
+FROM events FINAL WHERE {event_where(scope, params)}
 GROUP BY {keys} ORDER BY count DESC, {keys} LIMIT {{limit:UInt32}}"""
     return sql, params
 
@@ -199,8 +199,8 @@ def breakdown_sql(scope: Scope, dimension: str, limit: int) -> Sql:
     else:
         expr = dimension  # caller checked it against BREAKDOWN_DIMENSIONS
     sql = f"""
-SELECT {expr} AS value, uniqExact(id) AS count, uniqExact(device_id) AS uniqueVisitors
-FROM events WHERE {event_where(scope, params)}
+SELECT {expr} AS value, count() AS count, uniqExact(device_id) AS uniqueVisitors
+FROM events FINAL WHERE {event_where(scope, params)}
 GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
     return sql, params
 
@@ -214,25 +214,38 @@ def int_rows(rows: list[dict[str, Any]], *counts: str) -> list[dict[str, Any]]:
 
 # funnel ----------------------------------------------------------------------------------------
 UNITS = {"device": "device_id", "session": "session_id", "profile": "profile_id"}
+NARROW_UNITS = {"device": "device", "session": "session", "profile": "profile"}
 
 
 def funnel_sql(scope: Scope, steps: list[str], window_s: int, group_by: str) -> Sql:
-    """Units reaching each level: steps in order, strictly later in time, all within the window."""
+    """Units reaching each level: steps in order, strictly later in time, all within the window.
+
+    Without filters it reads ``funnel_events`` (narrow, sorted by device and time); filters need
+    the event columns, so they read the raw table.
+    """
     params = scope.params()
-    unit = UNITS[group_by]
     conds = []
     for i, step in enumerate(steps):
         params[f"s{i}"] = step
         conds.append(f"name = {{s{i}:String}}")
     params["steps"] = steps
     params["window_ms"] = window_s * 1000
+    if scope.filters:
+        unit = UNITS[group_by]
+        source = f"events WHERE {event_where(scope, params)} AND {unit} != ''"
+    else:
+        unit = NARROW_UNITS[group_by]
+        source = (
+            "funnel_events WHERE project_id = {project:String} AND "
+            + RANGE.format(col="created_at")
+            + f" AND (is_bot = 0 OR {{bots:UInt8}} = 1) AND {unit} != 0"
+        )
     sql = f"""
 SELECT level, count() AS units FROM (
     SELECT {unit} AS unit,
            windowFunnel({{window_ms:UInt64}}, 'strict_increase')(
                toUInt64(toUnixTimestamp64Milli(created_at)), {", ".join(conds)}) AS level
-    FROM events
-    WHERE {event_where(scope, params)} AND name IN {{steps:Array(String)}} AND {unit} != ''
+    FROM {source} AND name IN {{steps:Array(String)}}
     GROUP BY unit
 )
 WHERE level > 0 GROUP BY level"""
@@ -259,26 +272,29 @@ def shape_funnel(steps: list[str], rows: list[dict[str, Any]]) -> list[dict[str,
 
 # retention -------------------------------------------------------------------------------------
 PERIODS = {
-    "day": ("toDate(created_at, {tz:String})", "day"),
-    "week": ("toMonday(toDate(created_at, {tz:String}))", "week"),
-    "month": ("toStartOfMonth(toDate(created_at, {tz:String}))", "month"),
+    "day": ("toDate({col}, {{tz:String}})", "day"),
+    "week": ("toMonday(toDate({col}, {{tz:String}}))", "week"),
+    "month": ("toStartOfMonth(toDate({col}, {{tz:String}}))", "month"),
 }
 
 
 def retention_sql(scope: Scope, period: str) -> Sql:
-    """Cohorts by the period of each user's first event in range; users active k periods later."""
+    """Cohorts by the period of each user's first event in range; users active k periods later.
+
+    Reads the hourly set of active users when the rollups apply, else the raw events.
+    """
     params = scope.params()
-    start_expr, unit = PERIODS[period]
+    expr, unit = PERIODS[period]
+    if scope.rollup_ok():
+        source = f"SELECT user, {expr.format(col='hour')} AS p FROM user_hours WHERE {ROLLUP_WHERE}"
+    else:
+        user = "if(profile_id != '', profile_id, device_id)"
+        source = f"SELECT {user} AS user, {expr.format(col='created_at')} AS p FROM events WHERE {event_where(scope, params)}"
     sql = f"""
-WITH active AS (
-    SELECT if(profile_id != '', profile_id, device_id) AS user, {start_expr} AS p
-    FROM events WHERE {event_where(scope, params)}
-    GROUP BY user, p
-),
-cohorts AS (SELECT user, min(p) AS cohort FROM active GROUP BY user)
-SELECT toString(c.cohort) AS cohortDate, dateDiff('{unit}', c.cohort, a.p) AS periodNumber,
-       uniqExact(a.user) AS retainedUsers
-FROM active AS a INNER JOIN cohorts AS c ON a.user = c.user
+SELECT toString(cohort) AS cohortDate, dateDiff('{unit}', cohort, p) AS periodNumber,
+       count() AS retainedUsers
+FROM (SELECT user, groupUniqArray(p) AS periods, min(p) AS cohort FROM ({source}) GROUP BY user)
+ARRAY JOIN periods AS p
 GROUP BY cohortDate, periodNumber
 ORDER BY cohortDate, periodNumber"""
     return sql, params
@@ -357,7 +373,7 @@ def property_values_sql(scope: Scope, key: str, event_name: str | None, limit: i
         params["event"] = event_name
         where += " AND name = {event:String}"
     sql = f"""
-SELECT properties[{{key:String}}] AS value, uniqExact(id) AS count FROM events
+SELECT properties[{{key:String}}] AS value, count() AS count FROM events FINAL
 WHERE {where}
 GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
     return sql, params
@@ -370,7 +386,7 @@ def column_values_sql(scope: Scope, column: str, limit: int, page_views_only: bo
     if page_views_only:
         where += " AND name IN {page_views:Array(String)}"
     sql = f"""
-SELECT {column} AS value, uniqExact(id) AS count FROM events
+SELECT {column} AS value, count() AS count FROM events FINAL
 WHERE {where}
 GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
     return sql, params
