@@ -175,13 +175,49 @@ def parse_filters(raw: str | list[Any] | None) -> list[Filter]:
     return out
 
 
-def filter_sql(filters: list[Filter], params: dict[str, Any], prefix: str = "f") -> str:
-    """AND of the filters as SQL on the events table; adds their bound values to ``params``."""
+# Columns a session keeps from its first event and never changes (see ingest.sessions): a filter
+# on one of them selects sessions by their own value, as peers do for visit attributes.
+SESSION_COLUMNS = frozenset(
+    {
+        "device_id",
+        "session_id",
+        "origin",
+        "referrer",
+        "referrer_name",
+        "referrer_type",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_term",
+        "utm_content",
+        "country",
+        "region",
+        "city",
+        "browser",
+        "browser_version",
+        "os",
+        "os_version",
+        "device",
+        "brand",
+        "model",
+        "sdk_name",
+        "sdk_version",
+    }
+)
+
+
+def filter_sql(
+    filters: list[Filter], params: dict[str, Any], prefix: str = "f", column_expr: str | None = None
+) -> str:
+    """AND of the filters as SQL on the events table; adds their bound values to ``params``.
+
+    ``column_expr`` replaces the column name (a rollup keeps every column's value in ``value``).
+    """
     parts: list[str] = []
     for i, f in enumerate(filters):
         p = f"{prefix}{i}"
         if f.column:
-            expr = f.column
+            expr = column_expr or f.column
         else:
             params[f"{p}k"] = f.key
             expr = f"properties[{{{p}k:String}}]"

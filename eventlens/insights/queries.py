@@ -8,12 +8,13 @@ newest snapshot of each session counts.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from eventlens.insights.buckets import CH_BUCKET, buckets, label
-from eventlens.insights.filters import COLUMNS
-from eventlens.insights.scope import RANGE, Scope, event_where, session_where
+from eventlens.insights.filters import COLUMNS, filter_sql
+from eventlens.insights.scope import DIMENSIONS, RANGE, Scope, event_where, rollup_dimension, session_where
 
 Sql = tuple[str, dict[str, Any]]
 
@@ -30,19 +31,52 @@ def _ratio(part: float, whole: float) -> float:
     return round(part / whole, 2) if whole else 0
 
 
+# where visitor, event and page-view counts come from -------------------------------------------
+@dataclass(frozen=True)
+class CountsSource:
+    table: str  # "<table> WHERE <condition>"
+    time: str  # the column holding the event (or hour) time
+    visitors: str
+    events: str
+    page_views: str
+
+
+def _counts_source(scope: Scope, params: dict[str, Any], raw: bool = False) -> CountsSource:
+    """The hourly rollup without filters, the per-dimension rollup for filters on one rolled-up
+    column, else the raw table (``FINAL``: a duplicate row counts once)."""
+    merged = ("hour", "uniqExactMerge(visitors)", "sum(events)", "sum(page_views)")
+    if not raw and scope.rollup_ok():
+        return CountsSource(f"events_hourly WHERE {ROLLUP_WHERE}", *merged)
+    dim = None if raw else rollup_dimension(scope)
+    if dim is not None:
+        params["dim"] = dim
+        cond = filter_sql(scope.filters, params, column_expr="value")
+        return CountsSource(
+            f"events_dims_hourly WHERE {ROLLUP_WHERE} AND dim = {{dim:String}} AND {cond}", *merged
+        )
+    return CountsSource(
+        f"events FINAL WHERE {event_where(scope, params)}",
+        "created_at",
+        "uniqExact(device_id)",
+        "count()",
+        "countIf(name IN {page_views:Array(String)})",
+    )
+
+
+def _dims(dim: str, params: dict[str, Any]) -> str:
+    """Rows of one rolled-up dimension in range (no filters)."""
+    params["dim"] = dim
+    return f"events_dims_hourly WHERE {ROLLUP_WHERE} AND dim = {{dim:String}}"
+
+
 # metrics ---------------------------------------------------------------------------------------
 def metrics_sql(scope: Scope) -> Sql:
     params = scope.params()
-    if scope.rollup_ok():
-        events = f"""
-    SELECT uniqExactMerge(visitors) AS uniqueVisitors, sum(events) AS totalEvents,
-           sum(page_views) AS totalPageViews
-    FROM events_hourly WHERE {ROLLUP_WHERE}"""
-    else:
-        events = f"""
-    SELECT uniqExact(device_id) AS uniqueVisitors, count() AS totalEvents,
-           countIf(name IN {{page_views:Array(String)}}) AS totalPageViews
-    FROM events FINAL WHERE {event_where(scope, params)}"""
+    source = _counts_source(scope, params)
+    events = f"""
+    SELECT {source.visitors} AS uniqueVisitors, {source.events} AS totalEvents,
+           {source.page_views} AS totalPageViews
+    FROM {source.table}"""
     sql = f"""
 SELECT e.uniqueVisitors, e.totalEvents, e.totalPageViews,
        s.totalSessions, s.bouncedSessions, s.totalDuration
@@ -87,19 +121,12 @@ def _epoch(expr: str) -> str:
 def timeseries_sql(scope: Scope, interval: str) -> tuple[Sql, Sql]:
     """Two queries (events per bucket, sessions per bucket), both keyed by the bucket's epoch."""
     params = scope.params()
-    if interval != "minute" and scope.rollup_ok():
-        bucket = _epoch(CH_BUCKET[interval].format(col="hour"))
-        events = f"""
-SELECT {bucket} AS bucket, uniqExactMerge(visitors) AS uniqueVisitors,
-       sum(events) AS totalEvents, sum(page_views) AS totalPageViews
-FROM events_hourly WHERE {ROLLUP_WHERE}
-GROUP BY bucket"""
-    else:
-        bucket = _epoch(CH_BUCKET[interval].format(col="created_at"))
-        events = f"""
-SELECT {bucket} AS bucket, uniqExact(device_id) AS uniqueVisitors, count() AS totalEvents,
-       countIf(name IN {{page_views:Array(String)}}) AS totalPageViews
-FROM events FINAL WHERE {event_where(scope, params)}
+    source = _counts_source(scope, params, raw=interval == "minute")
+    bucket = _epoch(CH_BUCKET[interval].format(col=source.time))
+    events = f"""
+SELECT {bucket} AS bucket, {source.visitors} AS uniqueVisitors, {source.events} AS totalEvents,
+       {source.page_views} AS totalPageViews
+FROM {source.table}
 GROUP BY bucket"""
     sparams = scope.params()
     sbucket = _epoch(CH_BUCKET[interval].format(col="opened_at"))
@@ -140,7 +167,12 @@ def bucket_label(epoch: int, scope: Scope, interval: str) -> str:
 def pages_sql(scope: Scope, kind: str, limit: int) -> Sql:
     params = scope.params()
     params["limit"] = limit
-    if kind == "all":
+    if kind == "all" and scope.rollup_ok():
+        sql = f"""
+SELECT value AS path, toUInt64(sum(page_views)) AS views, uniqExactMerge(visitors) AS uniqueVisitors
+FROM {_dims("page", params)}
+GROUP BY path ORDER BY views DESC, path LIMIT {{limit:UInt32}}"""
+    elif kind == "all":
         sql = f"""
 SELECT path, count() AS views, uniqExact(device_id) AS uniqueVisitors
 FROM events FINAL WHERE {event_where(scope, params)} AND name IN {{page_views:Array(String)}}
@@ -166,9 +198,20 @@ ORDER BY visits DESC, referrerName, referrerType LIMIT {{limit:UInt32}}"""
     return sql, params
 
 
-def _grouped_events(scope: Scope, columns: dict[str, str], limit: int) -> Sql:
+def _grouped_events(scope: Scope, columns: dict[str, str], limit: int, dim: str) -> Sql:
     params = scope.params()
     params["limit"] = limit
+    if scope.rollup_ok():
+        # the rollup keeps the tuple tab-joined in one value
+        parts = ", ".join(f"splitByChar('\\t', value)[{i + 1}] AS {alias}" for i, alias in enumerate(columns))
+        sql = f"""
+SELECT {parts}, count, uniqueVisitors FROM (
+    SELECT value, toUInt64(sum(events)) AS count, uniqExactMerge(visitors) AS uniqueVisitors
+    FROM {_dims(dim, params)}
+    GROUP BY value
+)
+ORDER BY count DESC, {", ".join(columns)} LIMIT {{limit:UInt32}}"""
+        return sql, params
     select = ", ".join(f"{expr} AS {alias}" for alias, expr in columns.items())
     keys = ", ".join(columns)
     sql = f"""
@@ -179,11 +222,11 @@ GROUP BY {keys} ORDER BY count DESC, {keys} LIMIT {{limit:UInt32}}"""
 
 
 def devices_sql(scope: Scope, limit: int) -> Sql:
-    return _grouped_events(scope, {"device": "device", "browser": "browser", "os": "os"}, limit)
+    return _grouped_events(scope, {"device": "device", "browser": "browser", "os": "os"}, limit, "devices")
 
 
 def geo_sql(scope: Scope, limit: int) -> Sql:
-    return _grouped_events(scope, {"country": "country", "region": "region", "city": "city"}, limit)
+    return _grouped_events(scope, {"country": "country", "region": "region", "city": "city"}, limit, "geo")
 
 
 BREAKDOWN_DIMENSIONS = sorted(COLUMNS - {"device_id", "session_id", "profile_id"})
@@ -193,6 +236,12 @@ def breakdown_sql(scope: Scope, dimension: str, limit: int) -> Sql:
     """Events and visitors per value of a whitelisted column or of ``properties.<key>``."""
     params = scope.params()
     params["limit"] = limit
+    if dimension in DIMENSIONS and scope.rollup_ok():
+        sql = f"""
+SELECT value, toUInt64(sum(events)) AS count, uniqExactMerge(visitors) AS uniqueVisitors
+FROM {_dims(dimension, params)}
+GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
+        return sql, params
     if dimension.startswith("properties."):
         params["bk"] = dimension[len("properties.") :]
         expr = "properties[{bk:String}]"
@@ -215,6 +264,8 @@ def int_rows(rows: list[dict[str, Any]], *counts: str) -> list[dict[str, Any]]:
 # funnel ----------------------------------------------------------------------------------------
 UNITS = {"device": "device_id", "session": "session_id", "profile": "profile_id"}
 NARROW_UNITS = {"device": "device", "session": "session", "profile": "profile"}
+MAX_FUNNEL_STEPS = 20
+FUNNEL_TIME_SCALE = 32  # > MAX_FUNNEL_STEPS: room for one sub-millisecond slot per step
 
 
 def funnel_sql(scope: Scope, steps: list[str], window_s: int, group_by: str) -> Sql:
@@ -240,13 +291,32 @@ def funnel_sql(scope: Scope, steps: list[str], window_s: int, group_by: str) -> 
             + RANGE.format(col="created_at")
             + f" AND (is_bot = 0 OR {{bots:UInt8}} = 1) AND {unit} != 0"
         )
-    sql = f"""
-SELECT level, count() AS units FROM (
+    ts = "toUInt64(toUnixTimestamp64Milli(created_at))"
+    if len(set(steps)) == len(steps):
+        inner = f"""
     SELECT {unit} AS unit,
-           windowFunnel({{window_ms:UInt64}}, 'strict_increase')(
-               toUInt64(toUnixTimestamp64Milli(created_at)), {", ".join(conds)}) AS level
+           windowFunnel({{window_ms:UInt64}}, 'strict_increase')({ts}, {", ".join(conds)}) AS level
     FROM {source} AND name IN {{steps:Array(String)}}
-    GROUP BY unit
+    GROUP BY unit"""
+    else:
+        # windowFunnel reads the conditions of one row in step order, so an event matching steps
+        # i and i+1 (a repeated step) would overwrite step i before step i+1 looks at it. One row
+        # per (event, matching step) with time*K + (K-1-step) puts later steps first within an
+        # event; with the window scaled by K the order and window tests equal the millisecond ones.
+        k = FUNNEL_TIME_SCALE
+        params["window_scaled"] = window_s * 1000 * k
+        step_conds = ", ".join(f"c = {i}" for i in range(len(steps)))
+        inner = f"""
+    SELECT unit,
+           windowFunnel({{window_scaled:UInt64}}, 'strict_increase')(toUInt64(t * {k} + ({k - 1} - c)), {step_conds}) AS level
+    FROM (
+        SELECT {unit} AS unit, {ts} AS t,
+               arrayJoin(arrayFilter(i -> {{steps:Array(String)}}[i + 1] = name, range({len(steps)}))) AS c
+        FROM {source} AND name IN {{steps:Array(String)}}
+    )
+    GROUP BY unit"""
+    sql = f"""
+SELECT level, count() AS units FROM ({inner}
 )
 WHERE level > 0 GROUP BY level"""
     return sql, params

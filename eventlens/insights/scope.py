@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from eventlens.insights.buckets import hour_aligned
-from eventlens.insights.filters import Filter, filter_sql
+from eventlens.insights.filters import SESSION_COLUMNS, Filter, filter_sql
 from eventlens.insights.params import Range
 
 MARKERS = ("session_start", "session_end")
@@ -49,7 +49,7 @@ class Scope:
 RANGE = "{col} >= {{start:DateTime64(3, 'UTC')}} AND {col} < {{end:DateTime64(3, 'UTC')}}"
 
 
-def event_where(scope: Scope, params: dict[str, Any], *, markers: bool = False) -> str:
+def event_where(scope: Scope, params: dict[str, Any], *, markers: bool = False, prefix: str = "f") -> str:
     """Events of the project in range (client events only unless ``markers``), bots and filters."""
     parts = [
         "project_id = {project:String}",
@@ -58,23 +58,62 @@ def event_where(scope: Scope, params: dict[str, Any], *, markers: bool = False) 
     ]
     if not markers:
         parts.append("name NOT IN {markers:Array(String)}")
-    extra = filter_sql(scope.filters, params)
+    extra = filter_sql(scope.filters, params, prefix)
     if extra:
         parts.append(extra)
     return " AND ".join(parts)
 
 
 def session_where(scope: Scope, params: dict[str, Any]) -> str:
-    """Sessions that started in range; with filters, those holding a matching event in range.
+    """Sessions that started in range and match the filters.
 
-    Only columns a session never changes (project, opened_at, is_bot, session_id) appear here,
-    so the condition gives the same answer before and after ``FINAL`` picks the newest snapshot.
+    A filter on a visit attribute (source, geo, device, ...: ``SESSION_COLUMNS``) tests the
+    session's own value, from its first event; any other filter (event name, path, properties)
+    selects sessions holding a matching event in range. Only columns a session never changes
+    appear here, so the condition gives the same answer before and after ``FINAL`` picks the
+    newest snapshot.
     """
     parts = [
         "project_id = {project:String}",
         RANGE.format(col="opened_at"),
         "(is_bot = 0 OR {bots:UInt8} = 1)",
     ]
-    if scope.filters:
-        parts.append(f"session_id IN (SELECT session_id FROM events WHERE {event_where(scope, params)})")
+    own = [f for f in scope.filters if f.column in SESSION_COLUMNS]
+    held = [f for f in scope.filters if f.column not in SESSION_COLUMNS]
+    if own:
+        parts.append(filter_sql(own, params, prefix="sf"))
+    if held:
+        events = replace(scope, filters=held)
+        parts.append(
+            f"session_id IN (SELECT session_id FROM events WHERE {event_where(events, params, prefix='hf')})"
+        )
     return " AND ".join(parts)
+
+
+# Columns with an hourly rollup per value (migration 0007): one of them may be filtered on.
+DIMENSIONS = frozenset(
+    {
+        "country",
+        "region",
+        "city",
+        "browser",
+        "os",
+        "device",
+        "referrer_name",
+        "referrer_type",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "path",
+        "name",
+    }
+)
+
+
+def rollup_dimension(scope: Scope) -> str | None:
+    """The one rolled-up column every filter is on, when the hourly rollups apply."""
+    columns = {f.column for f in scope.filters}
+    if len(columns) != 1 or not hour_aligned(scope.rng.start, scope.rng.end, scope.tz):
+        return None
+    (column,) = columns
+    return column if column in DIMENSIONS else None

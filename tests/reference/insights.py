@@ -113,6 +113,7 @@ class Sess:
     is_bot: int
     referrer_name: str
     referrer_type: str
+    first: dict[str, Any] = field(default_factory=dict)  # the session_start marker: entry attributes
     times: list[int] = field(default_factory=list)
     views: list[tuple[int, str]] = field(default_factory=list)
     others: int = 0
@@ -150,6 +151,7 @@ def sessions_of(events: list[dict[str, Any]]) -> dict[str, Sess]:
                 int(e.get("is_bot", 0)),
                 e.get("referrer_name", ""),
                 e.get("referrer_type", ""),
+                e,
             )
     for e in _distinct(events):
         s = out.get(e.get("session_id", ""))
@@ -163,14 +165,50 @@ def sessions_of(events: list[dict[str, Any]]) -> dict[str, Sess]:
     return out
 
 
+# visit attributes: a session is filtered on its own (first event's) value of these
+VISIT_ATTRIBUTES = {
+    "device_id",
+    "session_id",
+    "origin",
+    "referrer",
+    "referrer_name",
+    "referrer_type",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "country",
+    "region",
+    "city",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device",
+    "brand",
+    "model",
+    "sdk_name",
+    "sdk_version",
+}
+
+
 def sessions_in(events: list[dict[str, Any]], q: Query) -> list[Sess]:
-    """Sessions started in range; with filters, those holding a matching event in range."""
-    sel = {e["session_id"] for e in selected(events, q)} if q.filters else None
+    """Sessions started in range whose own attributes match the visit-attribute filters and that
+    hold an event in range matching the other filters."""
+    own = [f for f in q.filters if f["field"] in VISIT_ATTRIBUTES]
+    held = [f for f in q.filters if f["field"] not in VISIT_ATTRIBUTES]
+    sel = None
+    if held:
+        sel = {
+            e["session_id"] for e in selected(events, Query(q.start_ms, q.end_ms, q.tz, held, q.include_bots))
+        }
     return [
         s
         for s in sessions_of(events).values()
         if q.start_ms <= s.start < q.end_ms
         and (q.include_bots or not s.is_bot)
+        and all(matches(s.first, f) for f in own)
         and (sel is None or s.sid in sel)
     ]
 

@@ -8,6 +8,7 @@ answers come from the running daemon over HTTP and must equal ``tests.reference.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from typing import Any
 
@@ -47,7 +48,7 @@ def daemon(embedded: Daemon) -> Daemon:
 
 
 @settings(
-    max_examples=30,
+    max_examples=int(os.environ.get("EVENTLENS_TEST_EXAMPLES", "30")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
