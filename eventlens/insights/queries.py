@@ -9,7 +9,7 @@ newest snapshot of each session counts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventlens.insights.buckets import CH_BUCKET, buckets, label
@@ -41,19 +41,43 @@ class CountsSource:
     page_views: str
 
 
-def _counts_source(scope: Scope, params: dict[str, Any], raw: bool = False) -> CountsSource:
+def _days_and_hours(hourly: str, daily: str, where: str, scope: Scope, params: dict[str, Any]) -> str:
+    """Whole UTC days of the range from the daily table, its edge hours from the hourly one."""
+    start, end = scope.rng.start, scope.rng.end
+    first_day = (start + timedelta(days=1) - timedelta(microseconds=1)).date()  # first midnight >= start
+    last_day = end.date()  # last midnight <= end
+    if first_day >= last_day:
+        return f"{hourly} WHERE {ROLLUP_WHERE}{where}"
+    params["d0"], params["d1"] = first_day, last_day
+    return f"""(
+    SELECT visitors, events, page_views FROM {daily}
+    WHERE project_id = {{project:String}} AND (is_bot = 0 OR {{bots:UInt8}} = 1)
+      AND day >= {{d0:Date}} AND day < {{d1:Date}}{where}
+    UNION ALL
+    SELECT visitors, events, page_views FROM {hourly}
+    WHERE {ROLLUP_WHERE} AND NOT (toDate(hour) >= {{d0:Date}} AND toDate(hour) < {{d1:Date}}){where}
+)"""
+
+
+def _counts_source(
+    scope: Scope, params: dict[str, Any], raw: bool = False, totals: bool = False
+) -> CountsSource:
     """The hourly rollup without filters, the per-dimension rollup for filters on one rolled-up
-    column, else the raw table (``FINAL``: a duplicate row counts once)."""
+    column, else the raw table (``FINAL``: a duplicate row counts once). ``totals`` (one row for
+    the whole range) reads whole days from the daily rollups."""
     merged = ("hour", "uniqExactMerge(visitors)", "sum(events)", "sum(page_views)")
     if not raw and scope.rollup_ok():
+        if totals:
+            return CountsSource(_days_and_hours("events_hourly", "events_daily", "", scope, params), *merged)
         return CountsSource(f"events_hourly WHERE {ROLLUP_WHERE}", *merged)
     dim = None if raw else rollup_dimension(scope)
     if dim is not None:
         params["dim"] = dim
-        cond = filter_sql(scope.filters, params, column_expr="value")
-        return CountsSource(
-            f"events_dims_hourly WHERE {ROLLUP_WHERE} AND dim = {{dim:String}} AND {cond}", *merged
-        )
+        cond = " AND dim = {dim:String} AND " + filter_sql(scope.filters, params, column_expr="value")
+        if totals:
+            table = _days_and_hours("events_dims_hourly", "events_dims_daily", cond, scope, params)
+            return CountsSource(table, *merged)
+        return CountsSource(f"events_dims_hourly WHERE {ROLLUP_WHERE}{cond}", *merged)
     return CountsSource(
         f"events FINAL WHERE {event_where(scope, params)}",
         "created_at",
@@ -72,7 +96,7 @@ def _dims(dim: str, params: dict[str, Any]) -> str:
 # metrics ---------------------------------------------------------------------------------------
 def metrics_sql(scope: Scope) -> Sql:
     params = scope.params()
-    source = _counts_source(scope, params)
+    source = _counts_source(scope, params, totals=True)
     events = f"""
     SELECT {source.visitors} AS uniqueVisitors, {source.events} AS totalEvents,
            {source.page_views} AS totalPageViews
