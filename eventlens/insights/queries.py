@@ -41,7 +41,9 @@ class CountsSource:
     page_views: str
 
 
-def _days_and_hours(hourly: str, daily: str, where: str, scope: Scope, params: dict[str, Any]) -> str:
+def _days_and_hours(
+    hourly: str, daily: str, where: str, scope: Scope, params: dict[str, Any], columns: str = ""
+) -> str:
     """Whole UTC days of the range from the daily table, its edge hours from the hourly one."""
     start, end = scope.rng.start, scope.rng.end
     first_day = (start + timedelta(days=1) - timedelta(microseconds=1)).date()  # first midnight >= start
@@ -50,11 +52,11 @@ def _days_and_hours(hourly: str, daily: str, where: str, scope: Scope, params: d
         return f"{hourly} WHERE {ROLLUP_WHERE}{where}"
     params["d0"], params["d1"] = first_day, last_day
     return f"""(
-    SELECT visitors, events, page_views FROM {daily}
+    SELECT {columns}visitors, events, page_views FROM {daily}
     WHERE project_id = {{project:String}} AND (is_bot = 0 OR {{bots:UInt8}} = 1)
       AND day >= {{d0:Date}} AND day < {{d1:Date}}{where}
     UNION ALL
-    SELECT visitors, events, page_views FROM {hourly}
+    SELECT {columns}visitors, events, page_views FROM {hourly}
     WHERE {ROLLUP_WHERE} AND NOT (toDate(hour) >= {{d0:Date}} AND toDate(hour) < {{d1:Date}}){where}
 )"""
 
@@ -87,10 +89,11 @@ def _counts_source(
     )
 
 
-def _dims(dim: str, params: dict[str, Any]) -> str:
-    """Rows of one rolled-up dimension in range (no filters)."""
+def _dims(dim: str, params: dict[str, Any], scope: Scope) -> str:
+    """Rows (value, visitors, events, page_views) of one rolled-up dimension in range (no filters)."""
     params["dim"] = dim
-    return f"events_dims_hourly WHERE {ROLLUP_WHERE} AND dim = {{dim:String}}"
+    where = " AND dim = {dim:String}"
+    return _days_and_hours("events_dims_hourly", "events_dims_daily", where, scope, params, "value, ")
 
 
 # metrics ---------------------------------------------------------------------------------------
@@ -194,7 +197,7 @@ def pages_sql(scope: Scope, kind: str, limit: int) -> Sql:
     if kind == "all" and scope.rollup_ok():
         sql = f"""
 SELECT value AS path, toUInt64(sum(page_views)) AS views, uniqExactMerge(visitors) AS uniqueVisitors
-FROM {_dims("page", params)}
+FROM {_dims("page", params, scope)}
 GROUP BY path ORDER BY views DESC, path LIMIT {{limit:UInt32}}"""
     elif kind == "all":
         sql = f"""
@@ -231,7 +234,7 @@ def _grouped_events(scope: Scope, columns: dict[str, str], limit: int, dim: str)
         sql = f"""
 SELECT {parts}, count, uniqueVisitors FROM (
     SELECT value, toUInt64(sum(events)) AS count, uniqExactMerge(visitors) AS uniqueVisitors
-    FROM {_dims(dim, params)}
+    FROM {_dims(dim, params, scope)}
     GROUP BY value
 )
 ORDER BY count DESC, {", ".join(columns)} LIMIT {{limit:UInt32}}"""
@@ -263,7 +266,7 @@ def breakdown_sql(scope: Scope, dimension: str, limit: int) -> Sql:
     if dimension in DIMENSIONS and scope.rollup_ok():
         sql = f"""
 SELECT value, toUInt64(sum(events)) AS count, uniqExactMerge(visitors) AS uniqueVisitors
-FROM {_dims(dimension, params)}
+FROM {_dims(dimension, params, scope)}
 GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
         return sql, params
     if dimension.startswith("properties."):
