@@ -433,16 +433,25 @@ def shape_retention(rows: list[dict[str, Any]], last_period: str, period: str) -
 # filter pickers --------------------------------------------------------------------------------
 CATALOG_WHERE = (
     "project_id = {project:String} AND day >= toDate({start:DateTime64(3, 'UTC')})"
-    " AND day <= toDate({end:DateTime64(3, 'UTC')}) AND (is_bot = 0 OR {bots:UInt8} = 1)"
+    " AND day < toDate({end:DateTime64(3, 'UTC')}) AND (is_bot = 0 OR {bots:UInt8} = 1)"
 )
+
+
+def _whole_utc_days(scope: Scope) -> bool:
+    """The catalogue is per UTC day: it answers ranges from midnight to midnight (UTC)."""
+    return all(t.hour == t.minute == t.second == t.microsecond == 0 for t in (scope.rng.start, scope.rng.end))
 
 
 def event_names_sql(scope: Scope, limit: int) -> Sql:
     params = scope.params()
     params["limit"] = limit
-    sql = f"""
+    if _whole_utc_days(scope):
+        source = f"""
 SELECT name, toUInt64(sum(events)) AS count FROM event_catalog
-WHERE {CATALOG_WHERE} AND property_key = ''
+WHERE {CATALOG_WHERE} AND property_key = ''"""
+    else:
+        source = f"SELECT name, count() AS count FROM events FINAL WHERE {event_where(scope, params)}"
+    sql = f"""{source}
 GROUP BY name ORDER BY count DESC, name LIMIT {{limit:UInt32}}"""
     return sql, params
 
@@ -450,13 +459,19 @@ GROUP BY name ORDER BY count DESC, name LIMIT {{limit:UInt32}}"""
 def property_keys_sql(scope: Scope, event_name: str | None, limit: int) -> Sql:
     params = scope.params()
     params["limit"] = limit
-    where = CATALOG_WHERE + " AND property_key != ''"
+    named = ""
     if event_name:
         params["event"] = event_name
-        where += " AND name = {event:String}"
-    sql = f"""
+        named = " AND name = {event:String}"
+    if _whole_utc_days(scope):
+        source = f"""
 SELECT property_key AS key, toUInt64(sum(events)) AS count FROM event_catalog
-WHERE {where}
+WHERE {CATALOG_WHERE} AND property_key != ''{named}"""
+    else:
+        source = f"""
+SELECT arrayJoin(mapKeys(properties)) AS key, count() AS count FROM events FINAL
+WHERE {event_where(scope, params)}{named}"""
+    sql = f"""{source}
 GROUP BY key ORDER BY count DESC, key LIMIT {{limit:UInt32}}"""
     return sql, params
 

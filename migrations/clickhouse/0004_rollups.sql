@@ -59,25 +59,33 @@ GROUP BY project_id, day, name, property_key, is_bot;
 
 -- Backfill what was stored before the views existed (a no-op on a new database).
 INSERT INTO events_hourly
-SELECT
-    project_id,
-    toStartOfHour(created_at) AS hour,
-    is_bot,
-    uniqExactState(device_id),
-    toUInt64(count()),
-    toUInt64(countIf(name IN ('page_view', 'screen_view')))
-FROM (SELECT * FROM events LIMIT 1 BY id)
-WHERE name NOT IN ('session_start', 'session_end')
-GROUP BY project_id, hour, is_bot;
+SELECT * FROM (
+    SELECT
+        project_id,
+        toStartOfHour(created_at) AS hour,
+        is_bot,
+        uniqExactState(device_id),
+        toUInt64(count()),
+        toUInt64(countIf(name IN ('page_view', 'screen_view')))
+    FROM (SELECT * FROM events LIMIT 1 BY id)
+    WHERE name NOT IN ('session_start', 'session_end')
+    GROUP BY project_id, hour, is_bot
+)
+-- a re-run after a crash must not add the same rows twice: only into an empty table
+WHERE (SELECT count() FROM events_hourly) = 0;
 
 INSERT INTO event_catalog
-SELECT
-    project_id,
-    toDate(created_at) AS day,
-    name,
-    arrayJoin(arrayConcat([''], mapKeys(properties))) AS property_key,
-    is_bot,
-    toUInt64(count())
-FROM (SELECT * FROM events LIMIT 1 BY id)
-WHERE name NOT IN ('session_start', 'session_end')
-GROUP BY project_id, day, name, property_key, is_bot;
+SELECT * FROM (
+    SELECT
+        project_id,
+        toDate(created_at) AS day,
+        name,
+        arrayJoin(arrayConcat([''], mapKeys(properties))) AS property_key,
+        is_bot,
+        toUInt64(count())
+    FROM (SELECT * FROM events LIMIT 1 BY id)
+    WHERE name NOT IN ('session_start', 'session_end')
+    GROUP BY project_id, day, name, property_key, is_bot
+)
+-- a re-run after a crash must not add the same rows twice: only into an empty table
+WHERE (SELECT count() FROM event_catalog) = 0;

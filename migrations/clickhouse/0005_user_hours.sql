@@ -23,11 +23,15 @@ WHERE name NOT IN ('session_start', 'session_end')
 GROUP BY project_id, is_bot, hour, user;
 
 INSERT INTO user_hours
-SELECT
-    project_id,
-    is_bot,
-    toStartOfHour(created_at) AS hour,
-    if(profile_id != '', profile_id, device_id) AS user
-FROM events
-WHERE name NOT IN ('session_start', 'session_end')
-GROUP BY project_id, is_bot, hour, user;
+SELECT * FROM (
+    SELECT
+        project_id,
+        is_bot,
+        toStartOfHour(created_at) AS hour,
+        if(profile_id != '', profile_id, device_id) AS user
+    FROM events
+    WHERE name NOT IN ('session_start', 'session_end')
+    GROUP BY project_id, is_bot, hour, user
+)
+-- a re-run after a crash must not add the same rows twice: only into an empty table
+WHERE (SELECT count() FROM user_hours) = 0;

@@ -31,13 +31,17 @@ FROM events
 WHERE name NOT IN ('session_start', 'session_end');
 
 INSERT INTO funnel_events
-SELECT
-    project_id,
-    name,
-    created_at,
-    is_bot,
-    if(device_id = '', 0, sipHash64(device_id)),
-    if(session_id = '', 0, sipHash64(session_id)),
-    if(profile_id = '', 0, sipHash64(profile_id))
-FROM events
-WHERE name NOT IN ('session_start', 'session_end');
+SELECT * FROM (
+    SELECT
+        project_id,
+        name,
+        created_at,
+        is_bot,
+        if(device_id = '', 0, sipHash64(device_id)),
+        if(session_id = '', 0, sipHash64(session_id)),
+        if(profile_id = '', 0, sipHash64(profile_id))
+    FROM events
+    WHERE name NOT IN ('session_start', 'session_end')
+)
+-- a re-run after a crash must not add the same rows twice: only into an empty table
+WHERE (SELECT count() FROM funnel_events) = 0;

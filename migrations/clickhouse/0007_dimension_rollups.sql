@@ -46,27 +46,31 @@ WHERE name NOT IN ('session_start', 'session_end')
 GROUP BY project_id, dim, is_bot, hour, value;
 
 INSERT INTO events_dims_hourly
-SELECT
-    project_id,
-    kv.1 AS dim,
-    is_bot,
-    toStartOfHour(created_at) AS hour,
-    kv.2 AS value,
-    uniqExactState(device_id),
-    toUInt64(count()),
-    toUInt64(countIf(name IN ('page_view', 'screen_view')))
-FROM events
-ARRAY JOIN arrayConcat(
-    [
-        ('country', country), ('region', region), ('city', city),
-        ('browser', browser), ('os', os), ('device', device),
-        ('referrer_name', referrer_name), ('referrer_type', referrer_type),
-        ('utm_source', utm_source), ('utm_medium', utm_medium), ('utm_campaign', utm_campaign),
-        ('path', path), ('name', name),
-        ('devices', concat(device, '\t', browser, '\t', os)),
-        ('geo', concat(country, '\t', region, '\t', city))
-    ],
-    if(name IN ('page_view', 'screen_view'), [('page', path)], [])
-) AS kv
-WHERE name NOT IN ('session_start', 'session_end')
-GROUP BY project_id, dim, is_bot, hour, value;
+SELECT * FROM (
+    SELECT
+        project_id,
+        kv.1 AS dim,
+        is_bot,
+        toStartOfHour(created_at) AS hour,
+        kv.2 AS value,
+        uniqExactState(device_id),
+        toUInt64(count()),
+        toUInt64(countIf(name IN ('page_view', 'screen_view')))
+    FROM events
+    ARRAY JOIN arrayConcat(
+        [
+            ('country', country), ('region', region), ('city', city),
+            ('browser', browser), ('os', os), ('device', device),
+            ('referrer_name', referrer_name), ('referrer_type', referrer_type),
+            ('utm_source', utm_source), ('utm_medium', utm_medium), ('utm_campaign', utm_campaign),
+            ('path', path), ('name', name),
+            ('devices', concat(device, '\t', browser, '\t', os)),
+            ('geo', concat(country, '\t', region, '\t', city))
+        ],
+        if(name IN ('page_view', 'screen_view'), [('page', path)], [])
+    ) AS kv
+    WHERE name NOT IN ('session_start', 'session_end')
+    GROUP BY project_id, dim, is_bot, hour, value
+)
+-- a re-run after a crash must not add the same rows twice: only into an empty table
+WHERE (SELECT count() FROM events_dims_hourly) = 0;

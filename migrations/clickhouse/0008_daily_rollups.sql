@@ -56,11 +56,19 @@ FROM events_dims_hourly
 GROUP BY project_id, dim, is_bot, day, value;
 
 INSERT INTO events_daily
-SELECT project_id, is_bot, toDate(hour) AS day, uniqExactMergeState(visitors), sum(events), sum(page_views)
-FROM events_hourly
-GROUP BY project_id, is_bot, day;
+SELECT * FROM (
+    SELECT project_id, is_bot, toDate(hour) AS day, uniqExactMergeState(visitors), sum(events), sum(page_views)
+    FROM events_hourly
+    GROUP BY project_id, is_bot, day
+)
+-- a re-run after a crash must not add the same rows twice: only into an empty table
+WHERE (SELECT count() FROM events_daily) = 0;
 
 INSERT INTO events_dims_daily
-SELECT project_id, dim, is_bot, toDate(hour) AS day, value, uniqExactMergeState(visitors), sum(events), sum(page_views)
-FROM events_dims_hourly
-GROUP BY project_id, dim, is_bot, day, value;
+SELECT * FROM (
+    SELECT project_id, dim, is_bot, toDate(hour) AS day, value, uniqExactMergeState(visitors), sum(events), sum(page_views)
+    FROM events_dims_hourly
+    GROUP BY project_id, dim, is_bot, day, value
+)
+-- a re-run after a crash must not add the same rows twice: only into an empty table
+WHERE (SELECT count() FROM events_dims_daily) = 0;

@@ -424,3 +424,56 @@ def retention(events: list[dict[str, Any]], q: Query, period: str = "day") -> li
                 }
             )
     return out
+
+
+# filter pickers --------------------------------------------------------------------------------
+def _counted(values: Iterable[str], label: str, limit: int) -> list[dict[str, Any]]:
+    counts: dict[str, int] = defaultdict(int)
+    for v in values:
+        counts[v] += 1
+    rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].encode()))[:limit]
+    return [{label: k, "count": n} for k, n in rows]
+
+
+def event_names(events: list[dict[str, Any]], q: Query, limit: int = 500) -> list[dict[str, Any]]:
+    return _counted((e["name"] for e in selected(events, q)), "name", limit)
+
+
+def property_keys(
+    events: list[dict[str, Any]], q: Query, event: str | None = None, limit: int = 500
+) -> list[dict[str, Any]]:
+    keys = (
+        k for e in selected(events, q) if not event or e["name"] == event for k in (e.get("properties") or {})
+    )
+    return _counted(keys, "key", limit)
+
+
+def property_values(
+    events: list[dict[str, Any]], q: Query, key: str, event: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    values = (
+        e["properties"][key]
+        for e in selected(events, q)
+        if key in (e.get("properties") or {}) and (not event or e["name"] == event)
+    )
+    return _counted(values, "value", limit)
+
+
+def column_values(
+    events: list[dict[str, Any]], q: Query, column: str, page_views_only: bool = False, limit: int = 500
+) -> list[dict[str, Any]]:
+    values = (
+        e.get(column, "")
+        for e in selected(events, q)
+        if e.get(column, "") and (not page_views_only or e["name"] in PAGE_VIEWS)
+    )
+    return _counted(values, "value", limit)
+
+
+def previous(q: Query) -> Query:
+    span = q.end_ms - q.start_ms
+    return Query(q.start_ms - span, q.start_ms, q.tz, q.filters, q.include_bots)
+
+
+def change(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    return {k: (round((v - before[k]) * 100 / before[k], 2) if before[k] else None) for k, v in now.items()}

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -21,7 +23,7 @@ from hypothesis import strategies as st
 from eventlens.storage.tables import to_columns
 from tests.conftest import Creds, Daemon
 from tests.reference import insights as ref
-from tests.reference.datasets import ZONES, Dataset, datasets, filters, ranges
+from tests.reference.datasets import ZONES, Dataset, datasets, filters, local_midnight_ms, ranges
 
 pytestmark = pytest.mark.ray
 
@@ -98,6 +100,48 @@ def test_every_endpoint_equals_the_reference(
     r = daemon.http.post(f"/insights/{creds.project_id}/funnel", json=body, headers=creds.read_headers())
     assert r.status_code == 200, r.text
     assert r.json() == ref.funnel(events, q, steps, window, group), (body, ctx)
+
+    # comparison with the period just before
+    if choice.draw(st.booleans()):
+        now, before = ref.metrics(events, q), ref.metrics(events, ref.previous(q))
+        expected = {**now, "previous": before, "change": ref.change(now, before)}
+        assert get(daemon, creds, "metrics", compare="previous", **common) == expected, ctx
+        rows = get(daemon, creds, "timeseries", interval=interval, compare="previous", **common)
+        prev_rows = ref.timeseries(events, ref.previous(q), interval)
+        for i, row in enumerate(rows):
+            assert row.pop("previous") == (prev_rows[i] if i < len(prev_rows) else None), ctx
+        assert rows == ref.timeseries(events, q, interval), ctx
+
+    # filter pickers
+    def picker(route: str, **params: Any) -> Any:
+        r = daemon.http.get(
+            f"/filters/{creds.project_id}/{route}", params=params, headers=creds.read_headers()
+        )
+        assert r.status_code == 200, (route, r.text)
+        body = r.json()
+        assert body["success"] is True
+        return body["data"]
+
+    plain = {k: v for k, v in common.items() if k not in ("filters", "timezone")}
+    q_plain = ref.Query(q.start_ms, q.end_ms, "UTC", [], bots)
+    if "T" not in rng.start:  # date-only ranges are midnight to midnight in the zone: in UTC here
+        start_d, end_d = rng.start, rng.end
+        q_plain = ref.Query(
+            local_midnight_ms(date.fromisoformat(start_d), ZoneInfo("UTC")),
+            local_midnight_ms(date.fromisoformat(end_d) + timedelta(days=1), ZoneInfo("UTC")),
+            "UTC",
+            [],
+            bots,
+        )
+    assert picker("event-names", **plain) == ref.event_names(events, q_plain), ctx
+    event = choice.draw(st.sampled_from([None, *data.names]))
+    extra = {"eventName": event} if event else {}
+    assert picker("property-keys", **plain, **extra) == ref.property_keys(events, q_plain, event), ctx
+    assert picker("property-values", key="plan", **common, **extra) == ref.property_values(
+        events, q, "plan", event
+    ), ctx
+    assert picker("paths", **common) == ref.column_values(events, q, "path", page_views_only=True), ctx
+    assert picker("countries", **common) == ref.column_values(events, q, "country"), ctx
 
     period = choice.draw(st.sampled_from(["day", "week", "month"]))
     assert get(daemon, creds, "retention", period=period, **common) == ref.retention(events, q, period), ctx
