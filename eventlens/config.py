@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         default=2.0, ge=0, description="Replica collects events this long per shard call"
     )
     flush_max_events: int = Field(default=20000, ge=1)
-    flush_max_age_ms: int = Field(default=500, ge=10)
+    flush_max_age_ms: int = Field(default=1000, ge=10)
     wal_fsync: Literal["always", "never"] = "always"
     wal_max_pending_events: int = Field(
         default=1_000_000, ge=1, description="Per shard; beyond it ingest answers 503"

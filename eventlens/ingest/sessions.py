@@ -103,6 +103,9 @@ def marker(name: str, session: Session, at_ms: int, now_ms: int) -> Record:
             "session_id": session.session_id,
             "profile_id": session.profile_id,
             "path": session.entry_path if name == "session_start" else session.exit_path,
+            # every events column present: the flush's column building takes its fast path
+            "title": "",
+            "properties": {},
             "created_at": at_ms,
             "received_at": now_ms,
         }

@@ -182,8 +182,19 @@ def test_marker_copies_the_opening_event_fields_and_has_deterministic_ids() -> N
     assert start["path"] == "/landing"  # the entry page
     assert start["country"] == "DE" and start["browser"] == "Firefox"
     assert start["profile_id"] == ""
-    assert "title" not in start and "properties" not in start
-    marker_keys = {*ENTRY_FIELDS, "_t", "id", "name", "session_id", "profile_id", "path"}
+    # the opening event's own title and properties are not copied (empty, so columns are complete)
+    assert start["title"] == "" and start["properties"] == {}
+    marker_keys = {
+        *ENTRY_FIELDS,
+        "_t",
+        "id",
+        "name",
+        "session_id",
+        "profile_id",
+        "path",
+        "title",
+        "properties",
+    }
     assert set(start) <= marker_keys | {"created_at", "received_at"}
     s.assign(ev(NOW + MIN, path="/second", profile_id="user-1", country="FR"), NOW + MIN)
     [end] = s.expire(NOW + MIN + TIMEOUT)
