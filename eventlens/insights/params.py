@@ -9,6 +9,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from eventlens.api.errors import ApiError
 
 MAX_RANGE_DAYS = 3660
+# what ClickHouse's DateTime64 and the calendars here can hold, with room either side
+MIN_DATE = datetime(1971, 1, 1, tzinfo=UTC)
+MAX_DATE = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,10 @@ class Range:
 
 def _zone(name: str) -> ZoneInfo:
     try:
+        if len(name) > 64:
+            raise ValueError(name)
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ApiError(
             400, "invalid_timezone", f"timezone {name[:64]!r} is not an IANA zone like Europe/Berlin"
         ) from None
@@ -34,13 +39,22 @@ def _parse(value: str, field: str, tz: ZoneInfo, end: bool) -> datetime:
             d = date.fromisoformat(text)
             # a date-only end includes that whole day
             local = datetime.combine(d + timedelta(days=1) if end else d, time.min, tz)
-            return local.astimezone(UTC)
+            return _in_bounds(local.astimezone(UTC), field, text)
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=tz)
+        dt = dt.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ApiError(400, "invalid_date", f"{field} {text[:40]!r} is not an ISO date or datetime") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=tz)
-    return dt.astimezone(UTC)
+    return _in_bounds(dt, field, text)
+
+
+def _in_bounds(dt: datetime, field: str, text: str) -> datetime:
+    if not MIN_DATE <= dt <= MAX_DATE:
+        raise ApiError(
+            400, "invalid_date", f"{field} {text[:40]!r} is outside {MIN_DATE.year}-{MAX_DATE.year - 1}"
+        )
+    return dt
 
 
 def parse_range(start: str | None, end: str | None, timezone: str | None, default_days: int = 30) -> Range:
