@@ -51,13 +51,18 @@ def _days_and_hours(
     if first_day >= last_day:
         return f"{hourly} WHERE {ROLLUP_WHERE}{where}"
     params["d0"], params["d1"] = first_day, last_day
+    # the edge hours as two key ranges, so only their granules are read
+    params["d0t"] = datetime.combine(first_day, datetime.min.time())
+    params["d1t"] = datetime.combine(last_day, datetime.min.time())
     return f"""(
     SELECT {columns}visitors, events, page_views FROM {daily}
     WHERE project_id = {{project:String}} AND (is_bot = 0 OR {{bots:UInt8}} = 1)
       AND day >= {{d0:Date}} AND day < {{d1:Date}}{where}
     UNION ALL
     SELECT {columns}visitors, events, page_views FROM {hourly}
-    WHERE {ROLLUP_WHERE} AND NOT (toDate(hour) >= {{d0:Date}} AND toDate(hour) < {{d1:Date}}){where}
+    WHERE project_id = {{project:String}} AND (is_bot = 0 OR {{bots:UInt8}} = 1)
+      AND ((hour >= {{start:DateTime64(3, 'UTC')}} AND hour < {{d0t:DateTime64(3, 'UTC')}})
+        OR (hour >= {{d1t:DateTime64(3, 'UTC')}} AND hour < {{end:DateTime64(3, 'UTC')}})){where}
 )"""
 
 

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS events_dims_daily
 )
 ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(day)
-ORDER BY (project_id, dim, is_bot, day, value);
+ORDER BY (project_id, dim, is_bot, value, day)
+SETTINGS index_granularity = 1024;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS events_dims_daily_mv TO events_dims_daily AS
 SELECT
