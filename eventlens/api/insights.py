@@ -11,10 +11,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,8 +49,35 @@ class FunnelBody(BaseModel):
     includeBots: bool = False
 
 
-def _json(body: Json) -> Response:
-    return Response(orjson.dumps(body), media_type="application/json")
+def common_params(
+    startDate: str | None = None,
+    endDate: str | None = None,
+    timezone: str | None = None,
+    filters: str | None = None,
+    includeBots: bool = False,
+) -> dict[str, Any]:
+    """The parameters every insight route shares (CONTRACT 3); also the cache key's base."""
+    return {
+        "startDate": startDate,
+        "endDate": endDate,
+        "timezone": timezone,
+        "filters": filters,
+        "includeBots": includeBots,
+    }
+
+
+def catalog_params(
+    startDate: str | None = None, endDate: str | None = None, includeBots: bool = False
+) -> dict[str, Any]:
+    """The catalogue pickers (event names, property keys) take no zone or filters: UTC days."""
+    return common_params(startDate, endDate, None, None, includeBots)
+
+
+# module level: with postponed annotations FastAPI resolves these names in the module's globals
+EventName = Annotated[str | None, Query(max_length=200)]
+PickerLimit = Annotated[int, Query(ge=1, le=5000)]
+Common = Annotated[dict[str, Any], Depends(common_params)]
+Catalog = Annotated[dict[str, Any], Depends(catalog_params)]
 
 
 def create_api(
@@ -114,21 +141,6 @@ def create_api(
         rng = parse_range(p.get("startDate"), p.get("endDate"), p.get("timezone"))
         return Scope(project_id, rng, parse_filters(p.get("filters")), bool(p.get("includeBots")))
 
-    def common(
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
-    ) -> dict[str, Any]:
-        return {
-            "startDate": startDate,
-            "endDate": endDate,
-            "timezone": timezone,
-            "filters": filters,
-            "includeBots": includeBots,
-        }
-
     # health ------------------------------------------------------------------------------------
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -157,15 +169,10 @@ def create_api(
     async def metrics(
         project_id: str,
         request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
+        p: Common,
         compare: Literal["previous"] | None = None,
     ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p["compare"] = compare
+        p = {**p, "compare": compare}
 
         async def compute() -> Json:
             scope = scope_of(project_id, p)
@@ -189,16 +196,11 @@ def create_api(
     async def timeseries(
         project_id: str,
         request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
+        p: Common,
         interval: str = "day",
         compare: Literal["previous"] | None = None,
     ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p.update(interval=interval, compare=compare)
+        p = {**p, "interval": interval, "compare": compare}
 
         async def compute() -> Json:
             check_interval(interval)
@@ -217,16 +219,11 @@ def create_api(
     async def pages(
         project_id: str,
         request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
+        p: Common,
         limit: int = Limit,
         type: Literal["all", "entry", "exit"] = "all",
     ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p.update(limit=limit, type=type)
+        p = {**p, "limit": limit, "type": type}
 
         async def compute() -> Json:
             rows = await query(queries.pages_sql(scope_of(project_id, p), type, limit))
@@ -234,80 +231,27 @@ def create_api(
 
         return await cached(request, project_id, "pages", p, compute)
 
-    @app.get("/insights/{project_id}/referrers")
-    async def referrers(
-        project_id: str,
-        request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
-        limit: int = Limit,
-    ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p["limit"] = limit
+    def _list_route(route: str, build: Callable[[Scope, int], queries.Sql], counts: tuple[str, ...]) -> None:
+        """A ranked list over the common parameters and ``limit``."""
 
-        async def compute() -> Json:
-            rows = await query(queries.referrers_sql(scope_of(project_id, p), limit))
-            return queries.int_rows(rows, "visits", "uniqueVisitors")
+        @app.get(f"/insights/{{project_id}}/{route}", name=route)
+        async def ranked(project_id: str, request: Request, p: Common, limit: int = Limit) -> Response:
+            p = {**p, "limit": limit}
 
-        return await cached(request, project_id, "referrers", p, compute)
+            async def compute() -> Json:
+                return queries.int_rows(await query(build(scope_of(project_id, p), limit)), *counts)
 
-    @app.get("/insights/{project_id}/devices")
-    async def devices(
-        project_id: str,
-        request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
-        limit: int = Limit,
-    ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p["limit"] = limit
+            return await cached(request, project_id, route, p, compute)
 
-        async def compute() -> Json:
-            rows = await query(queries.devices_sql(scope_of(project_id, p), limit))
-            return queries.int_rows(rows, "count", "uniqueVisitors")
-
-        return await cached(request, project_id, "devices", p, compute)
-
-    @app.get("/insights/{project_id}/geo")
-    async def geo(
-        project_id: str,
-        request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
-        limit: int = Limit,
-    ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p["limit"] = limit
-
-        async def compute() -> Json:
-            rows = await query(queries.geo_sql(scope_of(project_id, p), limit))
-            return queries.int_rows(rows, "count", "uniqueVisitors")
-
-        return await cached(request, project_id, "geo", p, compute)
+    _list_route("referrers", queries.referrers_sql, ("visits", "uniqueVisitors"))
+    _list_route("devices", queries.devices_sql, ("count", "uniqueVisitors"))
+    _list_route("geo", queries.geo_sql, ("count", "uniqueVisitors"))
 
     @app.get("/insights/{project_id}/breakdown")
     async def breakdown(
-        project_id: str,
-        request: Request,
-        dimension: str,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
-        limit: int = Limit,
+        project_id: str, request: Request, p: Common, dimension: str, limit: int = Limit
     ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p.update(limit=limit, dimension=dimension)
+        p = {**p, "limit": limit, "dimension": dimension}
 
         async def compute() -> Json:
             dim = "name" if dimension in ("event", "event_name") else dimension
@@ -346,17 +290,9 @@ def create_api(
 
     @app.get("/insights/{project_id}/retention")
     async def retention(
-        project_id: str,
-        request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
-        period: Literal["day", "week", "month"] = "day",
+        project_id: str, request: Request, p: Common, period: Literal["day", "week", "month"] = "day"
     ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p["period"] = period
+        p = {**p, "period": period}
 
         async def compute() -> Json:
             scope = scope_of(project_id, p)
@@ -378,15 +314,9 @@ def create_api(
 
     @app.get("/filters/{project_id}/event-names")
     async def event_names(
-        project_id: str,
-        request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        includeBots: bool = False,
-        limit: int = Query(500, ge=1, le=5000),
+        project_id: str, request: Request, p: Catalog, limit: PickerLimit = 500
     ) -> Response:
-        p = common(startDate, endDate, None, None, includeBots)
-        p["limit"] = limit
+        p = {**p, "limit": limit}
 
         async def compute() -> Json:
             rows = await query(queries.event_names_sql(scope_of(project_id, p), limit))
@@ -396,16 +326,9 @@ def create_api(
 
     @app.get("/filters/{project_id}/property-keys")
     async def property_keys(
-        project_id: str,
-        request: Request,
-        startDate: str | None = None,
-        endDate: str | None = None,
-        includeBots: bool = False,
-        eventName: str | None = Query(None, max_length=200),
-        limit: int = Query(500, ge=1, le=5000),
+        project_id: str, request: Request, p: Catalog, eventName: EventName = None, limit: PickerLimit = 500
     ) -> Response:
-        p = common(startDate, endDate, None, None, includeBots)
-        p.update(limit=limit, eventName=eventName)
+        p = {**p, "limit": limit, "eventName": eventName}
 
         async def compute() -> Json:
             rows = await query(queries.property_keys_sql(scope_of(project_id, p), eventName, limit))
@@ -417,17 +340,12 @@ def create_api(
     async def property_values(
         project_id: str,
         request: Request,
-        key: str = Query(..., min_length=1, max_length=200),
-        startDate: str | None = None,
-        endDate: str | None = None,
-        timezone: str | None = None,
-        filters: str | None = None,
-        includeBots: bool = False,
-        eventName: str | None = Query(None, max_length=200),
-        limit: int = Query(100, ge=1, le=5000),
+        p: Common,
+        key: Annotated[str, Query(min_length=1, max_length=200)],
+        eventName: EventName = None,
+        limit: PickerLimit = 100,
     ) -> Response:
-        p = common(startDate, endDate, timezone, filters, includeBots)
-        p.update(limit=limit, eventName=eventName, key=key)
+        p = {**p, "limit": limit, "eventName": eventName, "key": key}
 
         async def compute() -> Json:
             sql = queries.property_values_sql(scope_of(project_id, p), key, eventName, limit)
@@ -437,18 +355,8 @@ def create_api(
 
     def _column_route(route: str, column: str, page_views_only: bool) -> None:
         @app.get(f"/filters/{{project_id}}/{route}", name=f"filters_{column}")
-        async def values(
-            project_id: str,
-            request: Request,
-            startDate: str | None = None,
-            endDate: str | None = None,
-            timezone: str | None = None,
-            filters: str | None = None,
-            includeBots: bool = False,
-            limit: int = Query(500, ge=1, le=5000),
-        ) -> Response:
-            p = common(startDate, endDate, timezone, filters, includeBots)
-            p["limit"] = limit
+        async def values(project_id: str, request: Request, p: Common, limit: PickerLimit = 500) -> Response:
+            p = {**p, "limit": limit}
 
             async def compute() -> Json:
                 sql = queries.column_values_sql(scope_of(project_id, p), column, limit, page_views_only)

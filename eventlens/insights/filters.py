@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from eventlens.api.errors import ApiError
+from eventlens.ingest.sessions import ENTRY_FIELDS
 
 # Event columns a filter or breakdown may name (all String or LowCardinality(String)).
 COLUMNS = frozenset(
@@ -177,33 +178,7 @@ def parse_filters(raw: str | list[Any] | None) -> list[Filter]:
 
 # Columns a session keeps from its first event and never changes (see ingest.sessions): a filter
 # on one of them selects sessions by their own value, as peers do for visit attributes.
-SESSION_COLUMNS = frozenset(
-    {
-        "device_id",
-        "session_id",
-        "origin",
-        "referrer",
-        "referrer_name",
-        "referrer_type",
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_term",
-        "utm_content",
-        "country",
-        "region",
-        "city",
-        "browser",
-        "browser_version",
-        "os",
-        "os_version",
-        "device",
-        "brand",
-        "model",
-        "sdk_name",
-        "sdk_version",
-    }
-)
+SESSION_COLUMNS = (frozenset(ENTRY_FIELDS) - {"project_id", "is_bot"}) | {"session_id"}
 
 
 def filter_sql(

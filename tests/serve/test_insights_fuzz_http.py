@@ -49,7 +49,7 @@ filter_item = st.fixed_dictionaries(
         "operator": st.sampled_from(["eq", "in", "gt", "isNull", "like", ""]) | st.text(max_size=8),
         "value": st.none()
         | st.integers()
-        | st.floats()
+        | st.floats(allow_nan=False, allow_infinity=False)
         | st.text(max_size=10)
         | st.lists(st.text(max_size=5)),
     },
@@ -96,7 +96,11 @@ def test_any_parameters_are_answered_without_a_5xx(
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=10,
 )
