@@ -14,38 +14,14 @@ import orjson
 
 from eventlens.api.errors import ApiError
 from eventlens.ingest.sessions import ENTRY_FIELDS
+from eventlens.storage.tables import EVENT_COLUMNS
 
-# Event columns a filter or breakdown may name (all String or LowCardinality(String)).
+# Event columns a filter or breakdown may name: every text column of the events table but the
+# event id and project (the project comes from the route).
 COLUMNS = frozenset(
-    {
-        "name",
-        "device_id",
-        "profile_id",
-        "session_id",
-        "origin",
-        "path",
-        "title",
-        "referrer",
-        "referrer_name",
-        "referrer_type",
-        "utm_source",
-        "utm_medium",
-        "utm_campaign",
-        "utm_term",
-        "utm_content",
-        "country",
-        "region",
-        "city",
-        "browser",
-        "browser_version",
-        "os",
-        "os_version",
-        "device",
-        "brand",
-        "model",
-        "sdk_name",
-        "sdk_version",
-    }
+    name
+    for name, default in EVENT_COLUMNS.items()
+    if isinstance(default, str) and name not in {"id", "project_id"}
 )
 # camelCase spellings SDKs and the original service use
 ALIASES = {

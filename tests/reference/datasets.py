@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 
 from eventlens.ingest.sessions import Sessionizer
+from eventlens.insights.filters import OPERATORS
 
 TIMEOUT_MS = 30 * 60_000
 # near the EU spring-forward and fall-back nights, a month end on a Monday, a year end
@@ -168,22 +169,6 @@ FILTER_FIELDS = {
     "properties.plan": PLANS,
     "referrer_type": [t for _, t in REFERRERS],
 }
-OPERATORS = [
-    "eq",
-    "ne",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "in",
-    "nin",
-    "contains",
-    "notContains",
-    "startsWith",
-    "endsWith",
-    "isNull",
-    "isNotNull",
-]
 
 
 @st.composite
