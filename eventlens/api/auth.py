@@ -1,8 +1,8 @@
 """Who is calling: client id + secret, or a secret-less browser client by its Origin.
 
 Look-ups and secret checks are cached per replica: the metadata database sees a client about once
-per ``ttl`` seconds, and scrypt (deliberately slow) runs once per distinct presented secret, off the
-event loop. The cache key holds a keyed BLAKE2 digest of the secret, never the secret itself.
+per ``ttl`` seconds, and scrypt (deliberately slow) runs once per distinct presented secret and
+stored hash, off the event loop, shared by the requests that arrive while it runs. The cache key holds a keyed BLAKE2 digest of the secret, never the secret itself.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class Authenticator:
         self.store = store
         self.ttl_s = ttl_s
         self._clients: dict[str, tuple[float, Client | None]] = {}
-        self._verified: dict[tuple[str, bytes], float] = {}
+        self._verified: dict[tuple[str, str, bytes], bool] = {}
+        self._pending: dict[tuple[str, str, bytes], asyncio.Future[bool]] = {}
         self._key = secrets.token_bytes(32)
 
     async def _client(self, client_id: str) -> Client | None:
@@ -63,15 +64,23 @@ class Authenticator:
 
     async def _secret_ok(self, client: Client, secret: str) -> bool:
         digest = hashlib.blake2b(secret.encode(), key=self._key, digest_size=32).digest()
-        key = (client.id, digest)
-        now = time.monotonic()
-        if self._verified.get(key, 0) > now:
+        # The stored hash is part of the key: a rotated secret changes it (the client record is
+        # re-read every ttl), so a verified entry never outlives the secret and needs no expiry.
+        key = (client.id, client.secret_hash or "", digest)
+        if key in self._verified:
             return True
-        ok = await asyncio.to_thread(verify_secret, secret, client.secret_hash)
+        # Single flight: requests that arrive together with the same secret share one scrypt run
+        # (a burst of 64 connections used to run 64, ~10 % of an ingest replica's CPU).
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(asyncio.to_thread(verify_secret, secret, client.secret_hash))
+            self._pending[key] = pending
+            pending.add_done_callback(lambda _: self._pending.pop(key, None))
+        ok = await asyncio.shield(pending)
         if ok:
             if len(self._verified) > 10_000:
                 self._verified.clear()
-            self._verified[key] = now + self.ttl_s
+            self._verified[key] = True
         return ok
 
     async def authenticate(
