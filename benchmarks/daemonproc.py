@@ -126,7 +126,7 @@ class DaemonProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self) -> Target:
+    def start(self, credentials: dict[str, Any] | None = None) -> Target:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._stderr = open(self.log_dir / "daemon.stderr.log", "wb")  # noqa: SIM115 - closed in stop()
         cmd = [str(EVENTLENS), "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--json"]
@@ -158,7 +158,8 @@ class DaemonProcess:
         else:
             raise RuntimeError(f"daemon printed no URL within {self.startup_timeout_s:.0f}s")
         self.started_s = time.monotonic() - t0
-        demo = self.info.get("demo")
+        # a directory that already has projects prints no demo credentials: the caller brings its own
+        demo = self.info.get("demo") or credentials
         if not demo:
             raise RuntimeError("daemon printed no demo credentials (is the data directory empty?)")
         url = self.info["url"]

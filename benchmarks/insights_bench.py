@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.console import Console
+from rich.table import Table
 
 from benchmarks.daemonproc import DaemonProcess, Target, free_port
 from benchmarks.insights_data import CREDENTIALS_FILE, read_credentials
-from benchmarks.loadgen import check_loopback
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "insights-latest.json"
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,30 +130,6 @@ def ensure_data(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     if creds is None:
         raise RuntimeError(f"the loader wrote no {CREDENTIALS_FILE}")
     return creds
-
-
-class BenchDaemon(DaemonProcess):
-    """``DaemonProcess`` on a data directory that already has projects, so the daemon creates no
-    demo project and prints no demo credentials: the bench project's credentials are used."""
-
-    def start_with(self, creds: dict[str, Any]) -> Target:
-        try:
-            super().start()
-        except RuntimeError:
-            # DaemonProcess.start raises when no demo credentials were printed, after it has read
-            # the URL; anything else (no URL, the daemon died) is a real failure
-            if not self.info.get("url") or self.proc is None or self.proc.poll() is not None:
-                raise
-        url = self.info["url"]
-        check_loopback(url)
-        return Target(
-            url=url,
-            project_id=creds["projectId"],
-            write_id=creds["write"]["clientId"],
-            write_secret=creds["write"]["clientSecret"],
-            read_id=creds["read"]["clientId"],
-            read_secret=creds["read"]["clientSecret"],
-        )
 
 
 def wait_ready(url: str, timeout_s: float = 120.0) -> float:
@@ -279,41 +256,27 @@ def targets(rows: list[Row]) -> dict[str, dict[str, Any]]:
 
 def render(results: dict[str, Any]) -> None:
     rows = results["endpoints"]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:  # rich is in the bench extra; plain text without it
-        pass
-    else:
-        out = Console() if sys.stdout.isatty() else Console(width=160)
-        t = Table(title=f"insight latency ({results['meta']['requests']} sequential requests, ms)")
-        for col in ("endpoint", "range", "status", "p50", "p95", "max", "target", ""):
-            t.add_column(col, justify="left" if col in ("endpoint", "range", "status") else "right")
-        for r in rows:
-            status = ", ".join(f"{k}×{v}" for k, v in r["statuses"].items())
-            verdict = r["verdict"] or ""
-            style = {"PASS": "green", "FAIL": "red"}.get(verdict, "")
-            t.add_row(
-                r["endpoint"],
-                r["range"],
-                status,
-                *(f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("p50_ms", "p95_ms", "max_ms")),
-                f"≤ {r['target_p50_ms']:.0f}" if r["target_p50_ms"] else "",
-                f"[{style}]{verdict}[/]" if style else verdict,
-            )
-        out.print(t)
-        for name, res in results["targets"].items():
-            color = "green" if res["verdict"] == "PASS" else "red"
-            extra = f" ({', '.join(res['failed'])})" if res["failed"] else ""
-            out.print(f"target {name}: [{color}]{res['verdict']}[/]{extra}")
-        return
-    print(f"{'endpoint':22} {'range':5} {'status':14} {'p50':>8} {'p95':>8} {'max':>8}  target")
+    out = Console() if sys.stdout.isatty() else Console(width=160)
+    t = Table(title=f"insight latency ({results['meta']['requests']} sequential requests, ms)")
+    for col in ("endpoint", "range", "status", "p50", "p95", "max", "target", ""):
+        t.add_column(col, justify="left" if col in ("endpoint", "range", "status") else "right")
     for r in rows:
-        status = ",".join(f"{k}x{v}" for k, v in r["statuses"].items())
-        cells = [f"{r[k]:8.1f}" if r[k] is not None else f"{'-':>8}" for k in ("p50_ms", "p95_ms", "max_ms")]
-        print(f"{r['endpoint']:22} {r['range']:5} {status:14} {' '.join(cells)}  {r['verdict'] or ''}")
+        status = ", ".join(f"{k}×{v}" for k, v in r["statuses"].items())
+        verdict = r["verdict"] or ""
+        style = {"PASS": "green", "FAIL": "red"}.get(verdict, "")
+        t.add_row(
+            r["endpoint"],
+            r["range"],
+            status,
+            *(f"{r[k]:.1f}" if r[k] is not None else "-" for k in ("p50_ms", "p95_ms", "max_ms")),
+            f"≤ {r['target_p50_ms']:.0f}" if r["target_p50_ms"] else "",
+            f"[{style}]{verdict}[/]" if style else verdict,
+        )
+    out.print(t)
     for name, res in results["targets"].items():
-        print(f"target {name}: {res['verdict']} {', '.join(res['failed'])}")
+        color = "green" if res["verdict"] == "PASS" else "red"
+        extra = f" ({', '.join(res['failed'])})" if res["failed"] else ""
+        out.print(f"target {name}: [{color}]{res['verdict']}[/]{extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {},
         "errors": [],
     }
-    daemon: BenchDaemon | None = None
+    daemon: DaemonProcess | None = None
     rows: list[Row] = []
     try:
         creds = ensure_data(args, log)
@@ -352,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         results["meta"]["ranges"] = ranges
 
         os.environ["EVENTLENS_INSIGHTS_CACHE_TTL_S"] = "0"  # inherited by the daemon: no cached answers
-        daemon = BenchDaemon(data_dir, args.port or free_port(), data_dir / "bench-logs")
+        daemon = DaemonProcess(data_dir, args.port or free_port(), data_dir / "bench-logs")
         log(f"starting daemon on {data_dir} (logs in {daemon.log_dir}) …")
-        target = daemon.start_with(creds)
+        target = daemon.start(creds)
         ready_s = wait_ready(target.url)
         results["daemon"] = {
             "url": target.url,
