@@ -17,7 +17,9 @@ import orjson
 import ray
 
 from eventlens.config import Settings
+from eventlens.gctune import tune_gc
 from eventlens.ingest.shard import Overloaded, ShardConfig, ShardCore
+from eventlens.storage.tables import to_json_rows
 from eventlens.storage.wal import FileSegmentLog, RedisSegmentLog, SegmentLog
 
 log = logging.getLogger(__name__)
@@ -47,11 +49,11 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
 
         actor = warehouse_actor(settings)
 
-        def insert(table: str, names: list[str], columns: list[list[Any]], token: str) -> Any:
-            # one JSON blob: cheaper than Ray's pickling of long lists of small values
-            return ray.get(
-                actor.insert_columns.remote(table, names, orjson.dumps(columns), token), timeout=120
-            )
+        def insert(table: str, rows: list[dict[str, Any]], token: str) -> Any:
+            # the insert body is built here, in parallel shards, not in the one chDB owner process
+            body = to_json_rows(table, rows)
+            projects = sorted({r["project_id"] for r in rows})
+            return ray.get(actor.insert_json.remote(table, body, projects, token), timeout=120)
 
         def query(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
             return ray.get(actor.query.remote(sql, params), timeout=120)
@@ -61,7 +63,7 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
 
     wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
     if not settings.redis_url:
-        return wh.insert_columns, wh.query
+        return wh.insert_rows, wh.query
     import redis
 
     from eventlens.insights.cache import bump_redis, projects_in, redis_versions_key
@@ -69,10 +71,10 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
     client = redis.Redis.from_url(settings.redis_url)
     key = redis_versions_key(settings.instance)
 
-    def insert_and_bump(table: str, names: list[str], columns: list[list[Any]], token: str) -> Any:
-        sent = wh.insert_columns(table, names, columns, token)
+    def insert_and_bump(table: str, rows: list[dict[str, Any]], token: str) -> Any:
+        sent = wh.insert_rows(table, rows, token)
         # insight caches key on the project's data version: bump it once the rows are stored
-        bump_redis(client, key, projects_in(table, names, columns))
+        bump_redis(client, key, projects_in(table, (r["project_id"] for r in rows)))
         return sent
 
     return insert_and_bump, wh.query
@@ -139,6 +141,7 @@ class BufferShard:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
         self._thread.start()
+        tune_gc()
 
     # called by ingest replicas ---------------------------------------------------------------
     def append(self, records: bytes | list[dict[str, Any]]) -> dict[str, Any]:

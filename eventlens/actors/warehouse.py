@@ -8,6 +8,7 @@ import orjson
 import ray
 
 from eventlens.config import Settings
+from eventlens.gctune import tune_gc
 from eventlens.insights.cache import VersionCounter, projects_in
 from eventlens.storage.clickhouse import Warehouse
 
@@ -26,6 +27,7 @@ class WarehouseActor:
         self.paused = False
         # per-project data versions: insight caches key on them, so a flush invalidates
         self.versions = VersionCounter()
+        tune_gc()
 
     def insert_columns(
         self, table: str, names: list[str], columns: bytes | list[list[Any]], token: str
@@ -35,8 +37,16 @@ class WarehouseActor:
         if self.paused:
             raise StorageUnavailable("writes are paused (maintenance)")
         sent = self.wh.insert_columns(table, names, columns, token)
-        self.versions.bump(projects_in(table, names, columns))
+        if "project_id" in names:
+            self.versions.bump(projects_in(table, columns[names.index("project_id")]))
         return sent
+
+    def insert_json(self, table: str, body: bytes, projects: list[str], token: str) -> None:
+        """The shards' path: a JSONEachRow body built in the shard (``tables.to_json_rows``)."""
+        if self.paused:
+            raise StorageUnavailable("writes are paused (maintenance)")
+        self.wh.insert_json(table, body, token)
+        self.versions.bump(projects_in(table, projects))
 
     def data_version(self, project: str) -> str:
         return self.versions.get(project)

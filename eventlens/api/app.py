@@ -86,6 +86,7 @@ class IngestDeployment:
         from eventlens.api.auth import Authenticator
         from eventlens.api.handoff import ShardRouter
         from eventlens.api.ingest import IngestHandler, SaltCache
+        from eventlens.gctune import tune_gc
         from eventlens.ingest.geo import GeoLookup
         from eventlens.ingest.useragent import warm_up
 
@@ -102,6 +103,7 @@ class IngestDeployment:
             _rate_limiter(settings),
             GeoLookup(settings.geo_database),
         )
+        tune_gc()
 
     def __serve_build_asgi_app__(self) -> Any:
         handler = self.handler

@@ -28,12 +28,22 @@ def _scalar(v: Any) -> str:
 
 def flatten(props: dict[str, Any], *, max_keys: int, max_key_len: int, max_value_len: int) -> dict[str, str]:
     """``{"a": {"b": [1, 2]}}`` → ``{"a.b.0": "1", "a.b.1": "2"}``; raises IngestError past limits."""
-    if len(props) <= max_keys and all(type(v) is str for v in props.values()):
-        # the common case, flat string properties: no stack, one pass of checks
-        flat = {k: v for k, v in props.items() if k not in RESERVED}
-        for k, v in flat.items():
+    if len(props) <= max_keys:
+        # the common case, flat scalar properties: no stack, one pass of checks
+        flat: dict[str, str] = {}
+        for k, v in props.items():
+            kind = type(v)
+            if kind is not str:
+                if kind is int:
+                    v = str(v)
+                elif kind is bool or kind is float or v is None:
+                    v = _scalar(v)
+                else:
+                    break  # nested: the general path below
             if len(k) > max_key_len or len(v) > max_value_len:
-                break
+                break  # the general path raises the right error
+            if k not in RESERVED:
+                flat[k] = v
         else:
             return flat
     out: dict[str, str] = {}

@@ -51,6 +51,7 @@ ENTRY_FIELDS = (
     "sdk_name",
     "sdk_version",
 )
+_ENTRY_DEFAULTS: Record = dict.fromkeys(ENTRY_FIELDS, "")
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Session:
     session_id: str
     started_ms: int
     last_ms: int
-    first: Record  # entry fields of the event that opened it
+    first: Record  # the entry fields (a subset of ENTRY_FIELDS, in that order) of the opening event
     entry_path: str = ""
     exit_path: str = ""
     profile_id: str = ""
@@ -93,7 +94,7 @@ class Session:
 
 
 def marker(name: str, session: Session, at_ms: int, now_ms: int) -> Record:
-    rec: Record = {k: session.first[k] for k in ENTRY_FIELDS if k in session.first}
+    rec: Record = dict(session.first)  # entry fields only (see Session.first)
     rec.update(
         {
             "_t": "events",
@@ -116,7 +117,8 @@ def marker(name: str, session: Session, at_ms: int, now_ms: int) -> Record:
 def snapshot(session: Session, now_ms: int, closed: bool) -> Record:
     session.version = max(session.version + 1, now_ms)
     bounce = session.page_views <= 1 and session.events == session.page_views
-    row: Record = {k: session.first.get(k, "") for k in ENTRY_FIELDS}
+    # ``first`` holds entry fields only, in ENTRY_FIELDS order: two C-level merges, no Python loop
+    row: Record = {**_ENTRY_DEFAULTS, **session.first}
     row.update(
         {
             "_t": "sessions",

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventlens.ingest.sessions import Sessionizer
-from eventlens.storage.tables import group_by_table, to_columns
+from eventlens.storage.tables import group_by_table
 from eventlens.storage.wal import Record, Segment, SegmentLog
 
 log = logging.getLogger(__name__)
 
-Inserter = Callable[[str, list[str], list[list[Any]], str], Any]
+# (table, records, deduplication token): stores the records of one segment in one table
+Inserter = Callable[[str, list[Record], str], Any]
 RECENT_IDS = 200_000
 # Records of sealed segments kept in memory so a flush need not re-read and decode its own log;
 # beyond this many (storage down, backlog growing) flushes read the segment back from the log.
@@ -272,13 +273,7 @@ class ShardCore:
                 if records is None:
                     records = self.wal.read(seg.number)  # a sealed segment is immutable
                 for table, rows in sorted(group_by_table(records).items()):
-                    names, columns = to_columns(table, rows)
-                    self.insert(
-                        table,
-                        names,
-                        columns,
-                        f"{self.config.shard_id}:{self.wal.log_id}:{seg.number}:{table}",
-                    )
+                    self.insert(table, rows, f"{self.config.shard_id}:{self.wal.log_id}:{seg.number}:{table}")
                 with self.lock:
                     self.wal.delete(seg.number)
                     self.sealed.popleft()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
@@ -20,11 +20,11 @@ from cachetools import TTLCache
 VERSIONED_TABLES = frozenset({"events", "sessions"})
 
 
-def projects_in(table: str, names: Sequence[str], columns: Sequence[Sequence[Any]]) -> set[str]:
+def projects_in(table: str, project_ids: Iterable[str]) -> set[str]:
     """Projects an insert touches (empty for tables no insight reads)."""
-    if table not in VERSIONED_TABLES or "project_id" not in names:
+    if table not in VERSIONED_TABLES:
         return set()
-    return set(columns[list(names).index("project_id")])
+    return set(project_ids)
 
 
 class VersionCounter:

@@ -14,8 +14,13 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from eventlens.storage.tables import TABLES, to_json_rows
+from eventlens.storage.wal import Record
+
 # Settings named per purpose, never scattered literals.
 INSERT_SETTINGS: dict[str, Any] = {"insert_deduplicate": 1, "async_insert": 0}
+# JSONEachRow bodies carry WAL records as they are: extra keys (``_t``) are not columns
+JSON_INSERT_SETTINGS: dict[str, Any] = {**INSERT_SETTINGS, "input_format_skip_unknown_fields": 1}
 QUERY_SETTINGS: dict[str, Any] = {"max_execution_time": 30, "readonly": 2}
 MIGRATE_SETTINGS: dict[str, Any] = {"max_execution_time": 300}
 
@@ -72,6 +77,21 @@ class Warehouse:
                 settings=settings,
             )
         return len(columns[0])
+
+    def insert_json(self, table: str, body: bytes, token: str) -> None:
+        """Insert a JSONEachRow body (``tables.to_json_rows``) with a deterministic deduplication token."""
+        if table not in TABLES:  # identifiers come from the whitelist only
+            raise ValueError(f"unknown table {table!r}")
+        settings = dict(JSON_INSERT_SETTINGS, insert_deduplication_token=token)
+        with self._write_lock:
+            self._write.raw_insert(table, None, body, settings=settings, fmt="JSONEachRow")
+
+    def insert_rows(self, table: str, rows: Sequence[Record], token: str) -> int:
+        """Insert WAL records into ``table``; returns rows sent."""
+        if not rows:
+            return 0
+        self.insert_json(table, to_json_rows(table, rows), token)
+        return len(rows)
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         with self._write_lock:

@@ -140,3 +140,49 @@ def test_flatten_property_one_string_per_leaf(props: dict[str, Any]) -> None:
             assert out[key] == leaf
         elif leaf is None:
             assert out[key] == ""
+
+
+scalars = st.one_of(
+    st.text(max_size=6),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(st.text(alphabet="ab", min_size=1, max_size=5), st.sampled_from(RESERVED)), scalars
+    ),
+    st.integers(1, 4),
+    st.integers(1, 4),
+    st.integers(1, 5),
+)
+def test_flat_scalars_match_the_documented_rules(
+    props: dict[str, Any], max_keys: int, max_key_len: int, max_value_len: int
+) -> None:
+    """The fast path for flat properties: reserved keys dropped, scalars as text, first violation wins."""
+    limits = {"max_keys": max_keys, "max_key_len": max_key_len, "max_value_len": max_value_len}
+    expected: dict[str, str] = {}
+    error = None
+    for k, v in props.items():
+        if k in RESERVED:
+            continue
+        text = flatten({"x": v}, **BIG)["x"]
+        if len(k) > max_key_len:
+            error = "property_key_too_long"
+        elif len(text) > max_value_len:
+            error = "property_value_too_long"
+        elif len(expected) + 1 > max_keys:
+            error = "too_many_properties"
+        if error:
+            break
+        expected[k] = text
+    if error:
+        with pytest.raises(IngestError) as exc:
+            flatten(props, **limits)
+        assert exc.value.code == error
+    else:
+        assert flatten(props, **limits) == expected

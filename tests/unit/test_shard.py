@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from eventlens.ingest.shard import Overloaded, ShardConfig, ShardCore, now_ms
-from eventlens.storage.tables import TABLES
+from eventlens.storage.tables import TABLES, to_columns
 from eventlens.storage.wal import FileSegmentLog, Segment
 
 T0 = 1_750_000_000_000  # a fixed "now" for tests that never look at the real clock
@@ -32,19 +32,21 @@ def _strip_log_id(token: str) -> str:
 
 
 class FakeInserter:
-    """Records (table, names, columns, token); fails for the tables in ``failing`` ("*" = all)."""
+    """Records (table, names, columns, token) of each insert, the rows laid out as columns the way
+    ``tables.to_columns`` does; fails for the tables in ``failing`` ("*" = all)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, list[str], list[list[Any]], str]] = []
         self.failing: set[str] = set()
         self.attempts: list[str] = []
 
-    def __call__(self, table: str, names: list[str], columns: list[list[Any]], token: str) -> int:
+    def __call__(self, table: str, rows: list[dict[str, Any]], token: str) -> int:
         self.attempts.append(token)
         if "*" in self.failing or table in self.failing:
             raise StorageDown(f"insert into {table} failed")
+        names, columns = to_columns(table, rows)
         self.calls.append((table, names, columns, token))
-        return len(columns[0]) if columns else 0
+        return len(rows)
 
     @property
     def tokens(self) -> list[str]:
@@ -706,8 +708,8 @@ def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir:
     ins = FakeInserter()
     real_call = ins.__call__
 
-    def dies_after_sessions(table: str, names: list[str], columns: list[list[Any]], token: str) -> int:
-        n = real_call(table, names, columns, token)
+    def dies_after_sessions(table: str, rows: list[dict[str, Any]], token: str) -> int:
+        n = real_call(table, rows, token)
         if table == "sessions":
             raise Killed
         return n

@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from eventlens.storage.tables import TABLES, group_by_table, to_columns
+from eventlens.storage.tables import TABLES, TIMESTAMP_COLUMNS, group_by_table, to_columns, to_json_rows
 
 
 @pytest.mark.parametrize("table", sorted(TABLES))
@@ -47,6 +50,29 @@ def test_to_columns_of_no_records() -> None:
 def test_to_columns_unknown_table() -> None:
     with pytest.raises(KeyError):
         to_columns("nope", [{}])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10_413_791_999_999))
+def test_json_rows_write_milliseconds_as_exact_decimal_seconds(ms: int) -> None:
+    """ClickHouse parses a JSON number into DateTime64(3) as decimal seconds: the text must be exact
+    over the whole range the column holds (to 2299; a double is exact far beyond, to 2**53 ms)."""
+    [row] = orjson.loads(to_json_rows("events", [{"created_at": ms, "received_at": ms, "id": "x"}]))
+    text = orjson.dumps(row["created_at"]).decode()
+    whole, _, frac = text.partition(".")
+    assert int(whole) == ms // 1000
+    assert frac.ljust(3, "0") == f"{ms % 1000:03d}"
+
+
+def test_json_rows_leave_records_alone_and_keep_other_values() -> None:
+    rec = {"_t": "sessions", "session_id": "s", "opened_at": 1_000, "started_at": 2_500, "page_views": 3}
+    before = dict(rec)
+    [row] = orjson.loads(to_json_rows("sessions", [rec]))
+    assert rec == before  # the flush may be retried with the same records
+    assert row == {**rec, "opened_at": 1.0, "started_at": 2.5}
+    assert set(TIMESTAMP_COLUMNS) == set(TABLES)
+    for table, stamps in TIMESTAMP_COLUMNS.items():
+        assert set(stamps) <= set(TABLES[table])
 
 
 def test_group_by_table_defaults_to_events_and_keeps_order() -> None:
@@ -125,18 +151,25 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
     assert warehouse.migrate() == []  # nothing twice
 
     for table, spec in TABLES.items():
-        described = [row["name"] for row in warehouse.query(f"DESCRIBE TABLE {table}")]
-        assert described == list(spec), table
+        described = warehouse.query(f"DESCRIBE TABLE {table}")
+        assert [row["name"] for row in described] == list(spec), table
+        # a column a JSON row leaves out takes the type's default, the same as in TABLES
+        assert [row["default_type"] for row in described] == [""] * len(spec), table
 
     for table in TABLES:
         warehouse.command(f"SYSTEM STOP MERGES {table}")  # only insert deduplication may collapse rows
-        names, columns = to_columns(table, [sample(table, 1), sample(table, 2)])
-        assert warehouse.insert_columns(table, names, columns, f"test:0:{table}") == 2
-        assert warehouse.insert_columns(table, names, columns, f"test:0:{table}") == 2  # a replay
+        rows = [{"_t": table, **sample(table, 1)}, sample(table, 2)]
+        assert warehouse.insert_rows(table, rows, f"test:0:{table}") == 2
+        assert warehouse.insert_rows(table, rows, f"test:0:{table}") == 2  # a replay
         assert warehouse.query(f"SELECT count() AS c FROM {table}") == [{"c": 2}], table
         # the same rows with another token are another batch: proves the token did the work
-        warehouse.insert_columns(table, names, columns, f"test:1:{table}")
+        warehouse.insert_rows(table, rows, f"test:1:{table}")
         assert warehouse.query(f"SELECT count() AS c FROM {table}") == [{"c": 4}], table
+        # the columnar path (benchmark loader, tests) deduplicates the same way
+        names, columns = to_columns(table, rows)
+        assert warehouse.insert_columns(table, names, columns, f"test:2:{table}") == 2
+        assert warehouse.insert_columns(table, names, columns, f"test:2:{table}") == 2
+        assert warehouse.query(f"SELECT count() AS c FROM {table}") == [{"c": 6}], table
 
     # values survive the round trip in the column types the shards write
     row = warehouse.query(
@@ -144,6 +177,7 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
     )
     assert row == [{"id": "e1", "ms": 1_750_000_000_001, "properties": {"k": "1"}}]
     assert warehouse.insert_columns("events", *to_columns("events", []), "test:empty") == 0
+    assert warehouse.insert_rows("events", [], "test:empty") == 0
 
     # sessions: the newest version of a session replaces the older snapshots when read FINAL
     newer = {
@@ -153,8 +187,8 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
         "version": 1_750_000_200_000,
     }
     older = {**sample("sessions", 1), "page_views": 1, "version": 1_750_000_100_000}
-    warehouse.insert_columns("sessions", *to_columns("sessions", [newer]), "test:2:sessions")
-    warehouse.insert_columns("sessions", *to_columns("sessions", [older]), "test:3:sessions")  # arrives late
+    warehouse.insert_rows("sessions", [newer], "test:3:sessions")
+    warehouse.insert_rows("sessions", [older], "test:4:sessions")  # arrives late
     final = warehouse.query(
         "SELECT session_id, page_views, toUnixTimestamp64Milli(started_at) AS start_ms,"
         " toUnixTimestamp64Milli(ended_at) AS end_ms, shard FROM sessions FINAL ORDER BY session_id"
@@ -175,3 +209,35 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
             "shard": 3,
         },
     ]
+
+
+@pytest.mark.chdb
+def test_json_rows_store_what_the_columns_would(warehouse: Any) -> None:
+    """A sparse record (defaults), extra keys, odd text and millisecond edges, read back exactly."""
+    warehouse.migrate()
+    ms = [31_536_000_001, 978_307_200_999, 1_750_000_000_000, 1_750_000_000_010, 7_258_118_399_999]
+    records = [
+        {
+            "_t": "events",
+            "_prev_device": "d0",
+            "id": f"rt{i}",
+            "project_id": "rt",
+            "name": 'quote " backslash \\ nul \x00 emoji 😀',
+            "created_at": at,
+            "received_at": at + 1,
+            "properties": {"k": "v\n", "": "empty key"},
+            "is_bot": i % 2,
+        }
+        for i, at in enumerate(ms)
+    ]
+    records.append({"_t": "events", "id": "rt-sparse", "project_id": "rt"})
+    warehouse.insert_rows("events", records, "test:rt:events")
+    got = warehouse.query(
+        "SELECT * EXCEPT (created_at, received_at), toUnixTimestamp64Milli(created_at) AS created_at,"
+        " toUnixTimestamp64Milli(received_at) AS received_at FROM events WHERE project_id = 'rt' ORDER BY id"
+    )
+    names, columns = to_columns("events", records)
+    expected = sorted(
+        (dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)), key=lambda r: r["id"]
+    )
+    assert [{k: r[k] for k in names} for r in got] == expected

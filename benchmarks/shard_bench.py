@@ -1,0 +1,140 @@
+"""Per-event cost of a buffer shard's core, without Ray: µs per event, by step.
+
+    .venv/bin/python -m benchmarks.shard_bench [--batches 200] [--devices 5000]
+
+Feeds ``ingest.shard.ShardCore`` what an ingest replica sends it: JSON blobs of 1,000 prepared
+records each (the records of the load generator's ``/track/batch`` bodies, enriched as a desktop
+Chrome visitor), with a fresh event id each. It times, in this process:
+
+- decode: ``orjson.loads`` of the blob (the shard actor's first step);
+- append: sessions, write-ahead log (a real file log in a temporary directory, fsync on) and the
+  duplicate-id memory;
+- flush: every 10 blobs (10,000 events, about one second at the target rate), seal the segment
+  with its session snapshots and build each table's insert body (``tables.to_json_rows``); the
+  insert itself is not made, ClickHouse's side is measured by the load benchmark.
+
+Run twice: with CPython's default garbage-collector thresholds and with ``gctune.tune_gc`` (what
+the shard actor uses); the collector's own time is reported from ``gc.callbacks``.
+Bounded: a few seconds of one core. Not a test; prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.scenarios.batch import bodies
+from eventlens.config import Settings
+from eventlens.gctune import tune_gc
+from eventlens.ingest.geo import GeoLookup, enrich_geo
+from eventlens.ingest.pipeline import Limits, RequestContext, prepare
+from eventlens.ingest.shard import ShardConfig, ShardCore
+from eventlens.ingest.useragent import parse_user_agent
+from eventlens.storage.tables import to_json_rows
+from eventlens.storage.wal import FileSegmentLog
+
+UA = (
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/120.0.0.0 Safari/537.36"
+)
+BLOB = 1000
+FLUSH_EVERY = 10
+
+
+def make_blobs(batches: int, devices: int, now: int) -> list[bytes]:
+    geo = GeoLookup(Settings().geo_database)
+    ctx = RequestContext(
+        project_id="p1",
+        ip="81.2.69.142",
+        user_agent=UA,
+        now_ms=now,
+        salt="s" * 64,
+        prev_salt="t" * 64,
+        enrichment={**parse_user_agent(UA).columns(), **enrich_geo(geo, "81.2.69.142", {})._asdict()},
+    )
+    events = [e for body in bodies(BLOB, devices=devices) for e in orjson.loads(body)["events"]]
+    limits = Limits()
+    return [
+        orjson.dumps([prepare(events[(b * BLOB + j) % len(events)], ctx, limits).record for j in range(BLOB)])
+        for b in range(batches)
+    ]
+
+
+def run(mode: str, batches: int, devices: int) -> dict[str, float]:
+    now = int(time.time() * 1000)
+    blobs = make_blobs(batches, devices, now)
+    if mode == "tuned":
+        tune_gc()
+    collector = [0.0, 0.0]
+
+    def on_gc(phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            collector[1] = time.perf_counter()
+        else:
+            collector[0] += time.perf_counter() - collector[1]
+
+    sent = [0]
+
+    def insert(table: str, rows: list[dict[str, Any]], token: str) -> int:
+        sent[0] += len(to_json_rows(table, rows))
+        return len(rows)
+
+    gc.callbacks.append(on_gc)
+    with tempfile.TemporaryDirectory() as tmp:
+        core = ShardCore(ShardConfig("bench-0", flush_max_age_ms=1000), FileSegmentLog(Path(tmp)), insert)
+        times = {"decode": 0.0, "append": 0.0, "flush": 0.0}
+        for i, blob in enumerate(blobs):
+            t0 = time.perf_counter()
+            records = orjson.loads(blob)
+            t1 = time.perf_counter()
+            core.append(records, now=now + i * 100)
+            t2 = time.perf_counter()
+            if i % FLUSH_EVERY == FLUSH_EVERY - 1:
+                core.flush(force=True)
+            t3 = time.perf_counter()
+            times["decode"] += t1 - t0
+            times["append"] += t2 - t1
+            times["flush"] += t3 - t2
+        core.wal.close()
+    gc.callbacks.remove(on_gc)
+    n = batches * BLOB
+    out = {k: v / n * 1e6 for k, v in times.items()}
+    out["total"] = sum(out.values())
+    out["gc"] = collector[0] / n * 1e6
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--batches", type=int, default=200, help="blobs of 1,000 events")
+    ap.add_argument("--devices", type=int, default=5000)
+    ap.add_argument("--mode", choices=("default", "tuned"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    batches = min(max(args.batches, 20), 2000)
+    if args.mode:  # one mode per fresh interpreter: gc.freeze() cannot be undone
+        print(orjson.dumps(run(args.mode, batches, args.devices)).decode())
+        return
+    rows = {}
+    for mode in ("default", "tuned"):
+        cmd = [sys.executable, "-m", "benchmarks.shard_bench", "--mode", mode, "--batches", str(batches)]
+        cmd += ["--devices", str(args.devices)]
+        rows[mode] = orjson.loads(subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1])
+    cols = ("decode", "append", "flush", "total", "gc")
+    print(f"µs per event, {batches * BLOB:,} events over {args.devices:,} devices")
+    print(f"{'garbage collector':<20}" + "".join(f"{c:>9}" for c in cols) + f"{'events/s/core':>15}")
+    for mode, r in rows.items():
+        line = f"{mode:<20}" + "".join(f"{r[c]:>9.1f}" for c in cols)
+        print(line + f"{1e6 / r['total']:>15,.0f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""Garbage-collector settings for the hot-path processes (ingest replicas, shards, chDB owner).
+
+Every event allocates a few dicts that live until their batch is flushed (about a second), so
+with CPython's defaults (a young collection every 700 allocations) they are promoted to the old
+generation and trigger full collections over the whole heap, Ray's own objects included. Measured
+with ``benchmarks/shard_bench.py``: the collector took 20 of 66 µs per event in a shard before,
+3 µs after. Records are acyclic; the rare cycles are still collected, only less often.
+"""
+
+from __future__ import annotations
+
+import gc
+
+# (young, middle, old) thresholds; young counts net allocations of container objects.
+THRESHOLDS = (100_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Call once at the end of a process's start-up: what exists then is never scanned again."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*THRESHOLDS)
