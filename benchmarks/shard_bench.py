@@ -127,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     for mode in ("default", "tuned"):
         cmd = [sys.executable, "-m", "benchmarks.shard_bench", "--mode", mode, "--batches", str(batches)]
         cmd += ["--devices", str(args.devices)]
-        rows[mode] = orjson.loads(subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1])
+        rows[mode] = orjson.loads(
+            subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1]
+        )
     cols = ("decode", "append", "flush", "total", "gc")
     print(f"µs per event, {batches * BLOB:,} events over {args.devices:,} devices")
     print(f"{'garbage collector':<20}" + "".join(f"{c:>9}" for c in cols) + f"{'events/s/core':>15}")
