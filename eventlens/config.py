@@ -75,11 +75,19 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=4000, ge=1)
 
     # shards, write-ahead log and flushing
-    shards: int = Field(default=2, ge=1, le=1024)
+    # one shard on a 2-core box: every shard flushes its own inserts, each with a fixed cost of
+    # ~0.1 s of chDB CPU (the rollup views), which two shards pay twice (README, Benchmarks)
+    shards: int = Field(default=1, ge=1, le=1024)
     handoff_ms: float = Field(
         default=2.0, ge=0, description="Replica collects events this long per shard call"
     )
+    handoff_max_in_flight: int = Field(
+        default=2, ge=1, le=16, description="Calls per shard a replica keeps in flight at once"
+    )
     flush_max_events: int = Field(default=20000, ge=1)
+    flush_insert_threads: int = Field(
+        default=2, ge=1, le=8, description="Inserts a shard keeps in flight while building the next"
+    )
     flush_max_age_ms: int = Field(default=1000, ge=10)
     wal_fsync: Literal["always", "never"] = "always"
     wal_max_pending_events: int = Field(

@@ -104,7 +104,55 @@ def start_actors(settings: Settings) -> list[str]:
     registry.presence_actor(settings)
     shards = registry.shard_actors(settings)
     ray.get([s.describe.remote() for s in shards], timeout=300)
+    drain_orphan_logs(settings)
     return applied
+
+
+def orphan_logs(settings: Settings) -> list[int]:
+    """Shard numbers at or past ``settings.shards`` whose log still holds segments.
+
+    Lowering the shard count (the default went from 2 to 1) leaves such logs behind when the last
+    shutdown could not drain them (storage down); no shard of the new count would ever read them.
+    """
+    found: set[int] = set()
+    if settings.redis_url:
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url)
+        prefix = f"eventlens:{settings.instance}:wal:"
+        for key in client.scan_iter(match=f"{prefix}*:segs"):
+            index = key.decode()[len(prefix) :].split(":")[0]
+            if index.isdigit() and client.zcard(key):
+                found.add(int(index))
+    elif settings.wal_dir.is_dir():
+        for path in settings.wal_dir.glob("shard-*"):
+            index = path.name.removeprefix("shard-")
+            if index.isdigit() and any(path.glob("*.wal")):
+                found.add(int(index))
+    return sorted(i for i in found if i >= settings.shards)
+
+
+def drain_orphan_logs(settings: Settings) -> list[dict[str, Any]]:
+    """Flush orphaned shard logs into ClickHouse through a temporary shard each, then remove it.
+
+    The shard replays its log like any restarted shard, so tokens and exactly-once counting hold.
+    What cannot be flushed now (storage down) stays in the log for the next start.
+    """
+    import ray
+
+    from eventlens.actors import registry
+
+    states = []
+    for index in orphan_logs(settings):
+        actor = registry.shard_actor(settings, index)
+        state = ray.get(actor.stop.remote(), timeout=300)
+        ray.kill(actor, no_restart=True)
+        if state.get("pending"):
+            log.warning("shard %s (past EVENTLENS_SHARDS) still holds %s events", index, state["pending"])
+        else:
+            log.info("shard %s (past EVENTLENS_SHARDS): its log was flushed", index)
+        states.append(state)
+    return states
 
 
 def start(settings: Settings, config_path: Path = DEFAULT_CONFIG, wait_s: float = 120) -> Running:

@@ -129,6 +129,7 @@ class BufferShard:
             max_pending=s.wal_max_pending_events,
             session_timeout_ms=s.session_timeout_s * 1000,
             late_bound_ms=s.late_event_bound_s * 1000,
+            insert_threads=s.flush_insert_threads,
         )
         insert, query = storage_calls(s)
         self.core = ShardCore(

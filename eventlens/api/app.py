@@ -97,7 +97,10 @@ class IngestDeployment:
             settings,
             Authenticator(store),
             ShardRouter(
-                shard_actors(settings), settings.handoff_ms, resolve=lambda i: shard_actor(settings, i)
+                shard_actors(settings),
+                settings.handoff_ms,
+                resolve=lambda i: shard_actor(settings, i),
+                max_in_flight=settings.handoff_max_in_flight,
             ),
             SaltCache(store, settings.salt_rotation_s),
             _rate_limiter(settings),

@@ -1,9 +1,11 @@
 """Per-replica hand-off of events to shard actors, in batches.
 
 One Ray call per event would halve throughput (FIELD-NOTES), so requests put their records in a
-per-shard queue and await a future; one sender per shard waits ``handoff_ms``, sends everything
-queued in one ``append`` call, and resolves each request's future when the shard has logged the
-records. At most one call per shard is in flight; what arrives meanwhile rides the next one.
+per-shard queue and await a future; a sender waits ``handoff_ms``, sends everything queued in one
+``append`` call, and resolves each request's future when the shard has logged the records. Up to
+``max_in_flight`` calls per shard are in flight (default 2): while one is being logged and fsynced
+the next is already on its way, so a shard is not idle during the round trip; what arrives while
+all are in flight rides the next call.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class ShardRouter:
         handoff_ms: float,
         timeout_s: float = 30.0,
         resolve: Callable[[int], Any] | None = None,
+        max_in_flight: int = 2,
     ) -> None:
         self.shards = shards
         # Called with a shard index when its actor is gone for good (killed without restart):
@@ -40,20 +43,30 @@ class ShardRouter:
         self.queues: list[list[tuple[list[Record], asyncio.Future[list[dict[str, str]]]]]] = [
             [] for _ in shards
         ]
-        self.senders: list[asyncio.Task[None] | None] = [None] * len(shards)
+        self.max_in_flight = max(1, max_in_flight)
+        self.senders: list[set[asyncio.Task[None]]] = [set() for _ in shards]
+        # a sender is still collecting (sleeping ``handoff_ms``): new records ride it
+        self.collecting = [False] * len(shards)
+        self.resolving: list[asyncio.Lock | None] = [None] * len(shards)
 
     async def append(self, shard: int, records: list[Record]) -> list[dict[str, str]]:
         """Returns once the shard's log holds ``records``; per record what the client is told."""
         fut: asyncio.Future[list[dict[str, str]]] = asyncio.get_running_loop().create_future()
         self.queues[shard].append((records, fut))
-        task = self.senders[shard]
-        if task is None or task.done():
-            self.senders[shard] = asyncio.create_task(self._send(shard))
+        senders = self.senders[shard]
+        if not self.collecting[shard] and len(senders) < self.max_in_flight:
+            self.collecting[shard] = True
+            task = asyncio.create_task(self._send(shard))
+            senders.add(task)
+            task.add_done_callback(senders.discard)
         return await fut
 
     async def _send(self, shard: int) -> None:
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+        finally:
+            self.collecting[shard] = False
         while self.queues[shard]:
             batch, self.queues[shard] = self.queues[shard], []
             try:
@@ -84,13 +97,18 @@ class ShardRouter:
                 fut.set_result(part)
 
     async def _call(self, shard: int, records: list[Record]) -> dict[str, Any]:
+        blob = encode(records)
+        handle = self.shards[shard]
         try:
-            return await asyncio.wait_for(self.shards[shard].append.remote(encode(records)), self.timeout_s)
+            return await asyncio.wait_for(handle.append.remote(blob), self.timeout_s)
         except Exception as exc:
             if self.resolve is None or not _actor_gone(exc):
                 raise
-        self.shards[shard] = await asyncio.to_thread(self.resolve, shard)
-        return await asyncio.wait_for(self.shards[shard].append.remote(encode(records)), self.timeout_s)
+        lock = self.resolving[shard] = self.resolving[shard] or asyncio.Lock()
+        async with lock:  # calls in flight on the dead handle resolve it once
+            if self.shards[shard] is handle:
+                self.shards[shard] = await asyncio.to_thread(self.resolve, shard)
+        return await asyncio.wait_for(self.shards[shard].append.remote(blob), self.timeout_s)
 
 
 def encode(records: list[Record]) -> bytes:

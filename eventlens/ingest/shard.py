@@ -16,6 +16,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +31,7 @@ Inserter = Callable[[str, list[Record], str], Any]
 RECENT_IDS = 200_000
 # Records of sealed segments kept in memory so a flush need not re-read and decode its own log;
 # beyond this many (storage down, backlog growing) flushes read the segment back from the log.
-CACHE_RECORDS = 50_000
+CACHE_RECORDS = 150_000
 
 
 class Overloaded(Exception):
@@ -50,6 +51,9 @@ class ShardConfig:
     max_pending: int = 1_000_000
     session_timeout_ms: int = 1_800_000
     late_bound_ms: int = 3_600_000
+    # inserts in flight at once: with 2, one table's insert body is built while the previous insert
+    # runs in ClickHouse (the flush is otherwise a serial encode → wait → encode chain)
+    insert_threads: int = 1
 
 
 def now_ms() -> int:
@@ -87,6 +91,11 @@ class ShardCore:
         self.last_error = ""
         self.lock = threading.RLock()
         self.flush_lock = threading.Lock()
+        self.pool = (
+            ThreadPoolExecutor(config.insert_threads, thread_name_prefix="insert")
+            if config.insert_threads > 1
+            else None
+        )
 
     # recovery --------------------------------------------------------------------------------
     def recover(self) -> int:
@@ -176,6 +185,10 @@ class ShardCore:
             self.active_count += len(to_log)
             self.active_records.extend(to_log)
             self.stats["appended"] += len(to_log)
+            if self.active_count >= self.config.flush_max_events:
+                # sealed now, not when the flusher next looks: a busy flusher must not let the
+                # active segment grow past the size its insert (and the record cache) is made for
+                self.seal(now)
         live_after = now - 300_000
         for rec in fresh:
             self._remember(rec)
@@ -257,31 +270,61 @@ class ShardCore:
             self.active_records = []
 
     def flush(self, force: bool = False) -> int:
-        """Insert sealed segments (sealing the active one if due); raises if storage fails."""
+        """Insert sealed segments (sealing the active one if due); raises if storage fails.
+
+        Segments are inserted oldest first and deleted in that order once all their tables are in.
+        With ``insert_threads`` > 1 the inserts of a segment's tables and of the next segment overlap;
+        order does not matter for correctness: each insert has its own token, and every segment's
+        session snapshots are complete states (see ``recover``).
+        """
         with self.flush_lock:
             with self.lock:
                 if force or self.due():
                     self.seal()
+                segments = list(self.sealed)
             flushed = 0
-            while True:
-                with self.lock:
-                    if not self.sealed:
-                        break
-                    seg = self.sealed[0]
-                with self.lock:
-                    records = self.cache.get(seg.number)
-                if records is None:
-                    records = self.wal.read(seg.number)  # a sealed segment is immutable
-                for table, rows in sorted(group_by_table(records).items()):
-                    self.insert(table, rows, f"{self.config.shard_id}:{self.wal.log_id}:{seg.number}:{table}")
-                with self.lock:
-                    self.wal.delete(seg.number)
-                    self.sealed.popleft()
-                    if self.cache.pop(seg.number, None) is not None:
-                        self.cached -= seg.count
-                    self.stats["flushed"] += seg.count
-                flushed += seg.count
+            in_flight: deque[tuple[Segment, list[Future[Any]]]] = deque()
+            try:
+                overlap = 1 if self.pool is not None else 0  # segments left in flight
+                for seg in segments:
+                    in_flight.append((seg, self._insert_segment(seg)))
+                    while len(in_flight) > overlap:
+                        flushed += self._finish(*in_flight.popleft())
+                while in_flight:
+                    flushed += self._finish(*in_flight.popleft())
+            finally:
+                for _, futures in in_flight:  # a failure: let the others end before returning
+                    for fut in futures:
+                        fut.exception()
             return flushed
+
+    def _insert_segment(self, seg: Segment) -> list[Future[Any]]:
+        with self.lock:
+            records = self.cache.get(seg.number)
+        if records is None:
+            records = self.wal.read(seg.number)  # a sealed segment is immutable
+        futures: list[Future[Any]] = []
+        for table, rows in sorted(group_by_table(records).items()):
+            token = f"{self.config.shard_id}:{self.wal.log_id}:{seg.number}:{table}"
+            if self.pool is not None:
+                futures.append(self.pool.submit(self.insert, table, rows, token))
+            else:
+                fut: Future[Any] = Future()
+                fut.set_result(self.insert(table, rows, token))  # raises here: nothing later starts
+                futures.append(fut)
+        return futures
+
+    def _finish(self, seg: Segment, futures: list[Future[Any]]) -> int:
+        errors = [exc for exc in (fut.exception() for fut in futures) if exc is not None]
+        if errors:
+            raise errors[0]
+        with self.lock:
+            self.wal.delete(seg.number)
+            self.sealed.remove(seg)
+            if self.cache.pop(seg.number, None) is not None:
+                self.cached -= seg.count
+            self.stats["flushed"] += seg.count
+        return seg.count
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -190,6 +190,44 @@ def test_unflushed_log_is_replayed_after_a_hard_stop(daemons: DaemonManager, emb
     d.wait_metric(creds, "totalEvents", n + 1, timeout=30)
 
 
+def test_logs_of_shards_past_a_lowered_shard_count_are_flushed_at_start(
+    daemons: DaemonManager, embedded: Daemon
+) -> None:
+    """Events wait in both shards' logs, then the daemon starts with one shard fewer: the orphaned
+    log is replayed and flushed by a temporary shard, and every event is counted once."""
+    from eventlens import daemon
+
+    d = embedded
+    assert d.settings.shards == 2
+    creds = d.new_project()
+    wh = d.actor("warehouse")
+    ray.get(wh.pause_writes.remote(True))
+    n = 200
+    body = {
+        "events": [
+            {"type": "track", "payload": {"name": "tick", "id": f"o{i}", "deviceId": f"dev{i % 23}"}}
+            for i in range(n)
+        ]
+    }
+    assert d.http.post("/track/batch", json=body, headers=creds.write_headers()).json()["accepted"] == n
+    pending = [ray.get(d.actor(f"shard-{i}").describe.remote())["pending"] for i in range(2)]
+    assert all(pending), pending  # both logs hold events
+    for i in range(2):
+        ray.kill(d.actor(f"shard-{i}"), no_restart=True)
+    ray.get(wh.pause_writes.remote(False))
+    one = d.settings.model_copy(update={"shards": 1})
+    assert daemon.orphan_logs(one) == [1]
+    daemon.start_actors(one)
+    assert daemon.orphan_logs(one) == []
+    assert not list((one.wal_dir / "shard-001").glob("*.wal"))
+    d.wait_metric(creds, "totalEvents", n, timeout=30, settle=1.0)
+    _rows, ids = _stored_ids(d, creds)
+    assert ids == n
+    daemons.restart()  # back to two shards for the tests that follow
+    assert d.track(creds, {"name": "tick", "id": "after"}).status_code == 200
+    d.wait_metric(creds, "totalEvents", n + 1, timeout=30)
+
+
 @pytest.mark.redis
 @pytest.mark.mariadb
 def test_backpressure_503_when_storage_is_down_then_drains(shared: Daemon) -> None:

@@ -19,13 +19,14 @@ from eventlens.api.handoff import ShardRouter, ShardUnavailable
 class FakeShard:
     """Answers like BufferShard.append; ``mode`` is ok | overloaded | raise | hang.
 
-    With ``gated`` a call waits until the test calls ``release()``, so "in flight" needs no timing.
+    With ``gated`` a call waits until the test calls ``release()`` (oldest waiting call first), so
+    "in flight" needs no timing.
     """
 
     def __init__(self, name: str = "s0", gated: bool = False) -> None:
         self.name = name
         self.gated = gated
-        self.gate: asyncio.Event | None = None
+        self.waiting: list[asyncio.Event] = []  # gated calls in flight, oldest first
         self.mode = "ok"
         self.calls: list[list[dict[str, Any]]] = []
         self.in_flight = 0
@@ -45,9 +46,9 @@ class FakeShard:
             if mode == "hang":
                 await asyncio.sleep(3600)
             if self.gated:
-                self.gate = self.gate or asyncio.Event()
-                await self.gate.wait()
-                self.gate = None  # the next call waits for its own release
+                gate = asyncio.Event()
+                self.waiting.append(gate)
+                await gate.wait()
             else:
                 await asyncio.sleep(0)
             if mode == "raise":
@@ -60,15 +61,14 @@ class FakeShard:
 
     async def wait_in_flight(self) -> None:
         for _ in range(1000):
-            if self.in_flight and self.gate is not None:
+            if self.waiting:
                 return
             await asyncio.sleep(0.001)
         raise AssertionError("no call went in flight")
 
     async def release(self) -> None:
         await self.wait_in_flight()
-        assert self.gate is not None
-        self.gate.set()
+        self.waiting.pop(0).set()
         await asyncio.sleep(0)
 
 
@@ -111,7 +111,7 @@ def test_one_call_in_flight_per_shard_and_later_appends_ride_the_next_call() -> 
     shard = FakeShard(gated=True)
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=1)
+        router = ShardRouter([shard], handoff_ms=1, max_in_flight=1)
         first = asyncio.create_task(router.append(0, recs(0, 1)))
         await shard.wait_in_flight()
         later = [asyncio.create_task(router.append(0, recs(i, 1))) for i in range(1, 11)]
@@ -125,6 +125,32 @@ def test_one_call_in_flight_per_shard_and_later_appends_ride_the_next_call() -> 
     assert shard.max_in_flight == 1
     assert [len(c) for c in shard.calls] == [1, 10]
     assert results == [expected("s0", recs(i, 1)) for i in range(11)]
+
+
+def test_two_calls_in_flight_per_shard_then_appends_wait_for_one_of_them() -> None:
+    shard = FakeShard(gated=True)
+
+    async def main() -> list[Any]:
+        router = ShardRouter([shard], handoff_ms=1, max_in_flight=2)
+        first = asyncio.create_task(router.append(0, recs(0, 1)))
+        await shard.wait_in_flight()
+        second = [asyncio.create_task(router.append(0, recs(i, 1))) for i in range(1, 4)]
+        for _ in range(100):  # the second call goes out while the first is still in flight
+            await asyncio.sleep(0.001)
+            if len(shard.calls) == 2:
+                break
+        third = [asyncio.create_task(router.append(0, recs(i, 1))) for i in range(4, 9)]
+        await asyncio.sleep(0.01)
+        assert len(shard.calls) == 2  # both slots busy: the third batch waits
+        assert shard.in_flight == 2
+        for _ in range(3):
+            await shard.release()
+        return await asyncio.gather(first, *second, *third)
+
+    results = asyncio.run(main())
+    assert shard.max_in_flight == 2
+    assert [len(c) for c in shard.calls] == [1, 3, 5]
+    assert results == [expected("s0", recs(i, 1)) for i in range(9)]
 
 
 def test_shards_get_only_their_own_records() -> None:
@@ -178,7 +204,7 @@ def test_only_the_failed_batch_fails_and_the_router_recovers() -> None:
     shard = FakeShard(gated=True)
 
     async def main() -> tuple[list[Any], list[Any], list[Any]]:
-        router = ShardRouter([shard], handoff_ms=1)
+        router = ShardRouter([shard], handoff_ms=1, max_in_flight=1)
         shard.mode = "overloaded"
         first = [asyncio.create_task(router.append(0, recs(i, 1))) for i in range(3)]
         await shard.wait_in_flight()  # the failing call is in flight; the next one will succeed
@@ -270,6 +296,39 @@ def test_a_gone_actor_is_resolved_once_and_the_batch_goes_to_the_new_handle() ->
     assert first == [expected("fresh", recs(i, 1)) for i in range(3)]
     assert later == [expected("fresh", recs(7, 1))]
     assert [len(c) for c in fresh.calls] == [3, 1]
+
+
+def test_two_calls_in_flight_on_a_gone_actor_resolve_it_once() -> None:
+    from ray.exceptions import RayActorError
+
+    class SlowDeadShard(DeadShard):
+        def _remote(self, records: bytes | list[dict[str, Any]]) -> Any:
+            self.calls.append(orjson.loads(records) if isinstance(records, bytes) else list(records))
+
+            async def fail() -> dict[str, Any]:
+                await asyncio.sleep(0.02)  # both calls are in flight when the first one fails
+                raise self.exc
+
+            return fail()
+
+    dead, fresh = SlowDeadShard(RayActorError()), FakeShard("fresh")
+    resolved: list[int] = []
+
+    def resolve(index: int) -> FakeShard:
+        resolved.append(index)
+        return fresh
+
+    async def main() -> list[Any]:
+        router = ShardRouter([dead], handoff_ms=1, resolve=resolve, max_in_flight=2)
+        first = asyncio.create_task(router.append(0, recs(0, 1)))
+        await asyncio.sleep(0.005)
+        second = asyncio.create_task(router.append(0, recs(1, 1)))
+        return await asyncio.gather(first, second)
+
+    results = asyncio.run(main())
+    assert len(dead.calls) == 2  # two calls were in flight on the dead handle
+    assert resolved == [0]
+    assert results == [expected("fresh", recs(0, 1)), expected("fresh", recs(1, 1))]
 
 
 @pytest.mark.parametrize("resolve", [True, False], ids=["with-resolver", "without-resolver"])

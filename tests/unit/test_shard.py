@@ -7,6 +7,8 @@ fail, per table or for all. A "crash" is a new ShardCore (and log) on the same d
 from __future__ import annotations
 
 import copy
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -729,3 +731,67 @@ def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir:
     restarted, _ = make(wal_dir, open_sessions=lambda: copy.deepcopy(stored), index=3)
     [live] = restarted.sessions.live.values()
     assert (live.session_id, live.events, live.page_views) == (a["sessionId"], 2, 2)
+
+
+def test_a_segment_is_sealed_by_the_append_that_fills_it(wal_dir: Path) -> None:
+    """A busy flusher must not let the active segment grow past ``flush_max_events``."""
+    core, ins = make(wal_dir, flush_max_events=3)
+    core.append([profile(1), profile(2)], now=T0)
+    assert not core.sealed
+    core.append([profile(3), profile(4)], now=T0)
+    assert [(s.number, s.count) for s in core.sealed] == [(0, 4)]  # sealed without a flush
+    assert core.active_count == 0
+    core.append([profile(5)], now=T0)
+    assert [(s.number, s.count) for s in core.sealed] == [(0, 4)]
+    assert core.flush() == 5 and core.pending == 0  # a flush takes the active segment along
+    assert ins.tokens == [f"{SHARD}:0:profiles", f"{SHARD}:1:profiles"]
+
+
+class SlowInserter(FakeInserter):
+    """Each insert takes a while; counts how many run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = 0
+        self.most = 0
+        self.guard = threading.Lock()
+
+    def __call__(self, table: str, rows: list[dict[str, Any]], token: str) -> int:
+        with self.guard:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        try:
+            time.sleep(0.02)
+            with self.guard:
+                return super().__call__(table, rows, token)
+        finally:
+            with self.guard:
+                self.running -= 1
+
+
+def test_overlapping_inserts_store_every_segment_once_and_delete_them_in_order(wal_dir: Path) -> None:
+    ins = SlowInserter()
+    core, _ = make(wal_dir, inserter=ins, insert_threads=2)
+    ins.failing = {"*"}
+    for k in range(4):  # four sealed segments pile up while storage is down
+        core.append([event(k, device=f"d{k}"), profile(k)], now=T0 + k)
+        with pytest.raises(StorageDown):
+            core.flush(force=True)
+    assert [s.number for s in core.sealed] == [0, 1, 2, 3]
+    ins.failing = {"sessions"}  # events and profiles go in, sessions fail: nothing may be deleted
+    with pytest.raises(StorageDown):
+        core.flush()
+    assert [s.number for s in core.sealed] == [0, 1, 2, 3]
+    assert len(list(wal_dir.glob("*.wal"))) == 4
+    ins.failing = set()
+    ins.calls.clear()
+    assert core.flush() == core.stats["flushed"] == 4 * 4  # marker, event, profile, snapshot each
+    assert ins.most == 2  # two inserts were in flight at once
+    assert sorted(ins.tokens) == sorted(
+        f"{SHARD}:{n}:{t}" for n in range(4) for t in ("events", "profiles", "sessions")
+    )
+    assert sorted(r["id"] for r in ins.rows("events") if r["name"] == "page_view") == [
+        f"ev-{k}" for k in range(4)
+    ]
+    assert core.pending == 0 and not core.sealed
+    assert list(wal_dir.glob("*.wal")) == []
