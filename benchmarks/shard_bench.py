@@ -104,7 +104,7 @@ def run(mode: str, batches: int, devices: int) -> dict[str, float]:
             times["decode"] += t1 - t0
             times["append"] += t2 - t1
             times["flush"] += t3 - t2
-        core.wal.close()
+        core.close()
     gc.callbacks.remove(on_gc)
     n = batches * BLOB
     out = {k: v / n * 1e6 for k, v in times.items()}

@@ -194,7 +194,7 @@ class BufferShard:
         self._stop.set()
         self._thread.join(timeout=30)
         state = self.drain()
-        self.core.wal.close()
+        self.core.close()
         return state
 
     def describe(self) -> dict[str, Any]:

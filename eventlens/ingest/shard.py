@@ -326,6 +326,12 @@ class ShardCore:
             self.stats["flushed"] += seg.count
         return seg.count
 
+    def close(self) -> None:
+        """After the last flush: stop the insert threads and close the log."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        self.wal.close()
+
     def describe(self) -> dict[str, Any]:
         return {
             "shard": self.config.shard_id,

@@ -155,6 +155,9 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
         assert [row["name"] for row in described] == list(spec), table
         # a column a JSON row leaves out takes the type's default, the same as in TABLES
         assert [row["default_type"] for row in described] == [""] * len(spec), table
+        # every millisecond column is converted for JSON input (to_json_rows)
+        stamps = [row["name"] for row in described if row["type"].startswith("DateTime64")]
+        assert stamps == list(TIMESTAMP_COLUMNS[table]), table
 
     for table in TABLES:
         warehouse.command(f"SYSTEM STOP MERGES {table}")  # only insert deduplication may collapse rows
