@@ -248,6 +248,7 @@ async def run_load(
     duration_s: float,
     max_requests: int,
     headers: dict[str, str] | None = None,
+    body_headers: Sequence[dict[str, str]] | None = None,
     method: str = "POST",
     items_per_request: int = 1,
     accept: Accept | None = None,
@@ -255,12 +256,19 @@ async def run_load(
     console: Console | None = None,
     timeout_s: float = 30.0,
 ) -> LoadResult:
-    """Closed loop: ``concurrency`` workers; stops after ``max_requests`` or ``duration_s``."""
+    """Closed loop: ``concurrency`` workers; stops after ``max_requests`` or ``duration_s``.
+
+    ``body_headers[i]``, when given, is added to ``headers`` for ``bodies[i]`` (a visitor's user
+    agent and address, say); both lists are cycled together."""
     if concurrency < 1 or max_requests < 1 or duration_s <= 0:
         raise ValueError("concurrency, max_requests and duration_s must be positive")
     if method == "POST" and not bodies:
         raise ValueError("at least one body is needed")
     hdrs = {"content-type": "application/json", **(headers or {})}
+    if body_headers and len(body_headers) != len(bodies):
+        raise ValueError("body_headers must match bodies one to one")
+    # merged once here, not per request: the load generator shares the daemon's two cores
+    per_body = [{**hdrs, **h} for h in body_headers] if body_headers else None
     res = LoadResult(label, backend.name, concurrency, items_per_request, duration_s, max_requests)
     lat = res.latencies_ms
     state = {"issued": 0, "by": ""}
@@ -279,9 +287,10 @@ async def run_load(
                 return
             state["issued"] = i + 1
             body = bodies[i % len(bodies)] if bodies else None
+            req_headers = per_body[i % len(per_body)] if per_body else hdrs
             t0 = time.perf_counter()
             try:
-                status, content = await backend.request(w, method, path, body, hdrs)
+                status, content = await backend.request(w, method, path, body, req_headers)
             except Exception as exc:  # transport error or timeout (CancelledError is not an Exception)
                 res.requests += 1
                 res.errors[type(exc).__name__] += 1

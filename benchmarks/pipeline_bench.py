@@ -1,6 +1,6 @@
 """Per-event cost of the ingest pipeline, with and without enrichment: µs per event.
 
-    .venv/bin/python -m benchmarks.pipeline_bench [--events 20000]
+    .venv/bin/python -m benchmarks.pipeline_bench [--events 20000] [--json]
 
 Times, single-threaded in this process, what an ingest replica does per event before the shard
 hand-off: validation, properties, timestamp, device id, page/UTM split, referrer classification
@@ -16,6 +16,7 @@ Bounded: a few seconds of one core. Not a test; prints a table.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import time
 from collections.abc import Sequence
@@ -84,11 +85,9 @@ def run(n: int, mode: str, geo: GeoLookup, agents: list[str]) -> float:
     return (time.perf_counter() - start) / n * 1e6
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=20_000)
-    args = ap.parse_args(argv)
-    n = min(max(args.events, 1000), 200_000)
+def measure(events: int = 20_000) -> dict[str, float]:
+    """µs per event of the three paths, and the enrichment's share of the warm and cold ones."""
+    n = min(max(events, 1000), 200_000)
     warm_up()
     geo = GeoLookup(Settings().geo_database)
     agents = make_agents(2000)
@@ -96,6 +95,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     bare = run(n, "bare", geo, agents)
     warm = run(n, "warm", geo, agents)
     cold = run(min(n, 5000), "cold", geo, agents)
+    return {
+        "events": n,
+        "bare_us": round(bare, 2),
+        "warm_us": round(warm, 2),
+        "cold_us": round(cold, 2),
+        "enrichment_warm_us": round(warm - bare, 2),
+        "enrichment_cold_us": round(cold - bare, 2),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=20_000)
+    ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = ap.parse_args(argv)
+    m = measure(args.events)
+    if args.json:
+        print(json.dumps(m))
+        return
+    bare, warm, cold = m["bare_us"], m["warm_us"], m["cold_us"]
     print(f"{'path':<28}{'µs/event':>10}{'events/s/core':>16}")
     for label, us in (
         ("bare (no enrichment)", bare),

@@ -149,6 +149,24 @@ def results_table(r: dict[str, Any]) -> Table:
             f"during {m['peak_during']}; {m['processes_max']} processes; peak PSS "
             f"{fmt_num(m['peak_pss_mb'])} MB; noop replica excluded",
         )
+    e = r.get("enrichment")
+    if e and "error" not in e:
+        t.add_row(
+            "6",
+            "enrichment cost per event",
+            f"{fmt_num(e['enrichment_warm_us'], 1)} µs",
+            "—",
+            "—",
+            "",
+            "",
+            "",
+            "",
+            f"replica pipeline, one core: {fmt_num(e['bare_us'], 1)} µs/event without user agent and geo, "
+            f"{fmt_num(e['warm_us'], 1)} with (caches warm), {fmt_num(e['cold_us'], 1)} all unseen "
+            f"(enrichment {fmt_num(e['enrichment_cold_us'], 1)} µs)",
+        )
+    elif e:
+        err_row("6", "enrichment cost per event", e)
     c = r.get("consistency")
     if c:
         t.add_row(

@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -44,7 +45,22 @@ from benchmarks.loadgen import CLIENTS, check_loopback, run_async
 from benchmarks.scenarios import ack_counted, batch, memory, noop, single
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SCENARIOS = ("single", "batch100", "batch1000", "ack_counted", "noop")
+SCENARIOS = ("enrichment", "single", "batch100", "batch1000", "ack_counted", "noop")
+
+
+def enrichment_cost() -> dict[str, Any]:
+    """The replica pipeline's µs per event with and without enrichment (``pipeline_bench``), in a
+    child process before any load, so neither disturbs the other."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.pipeline_bench", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["pipeline_bench failed"])[-1][:200]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -189,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     monitor: memory.TreeMonitor | None = None
     tmp: Path | None = None
     try:
+        if "enrichment" in wanted:
+            console.rule("enrichment cost (pipeline_bench, one core, before any load)")
+            results["enrichment"] = enrichment_cost()
+            if "error" in results["enrichment"]:
+                results["errors"].append(f"enrichment: {results['enrichment']['error']}")
         if args.url:
             target = Target(
                 args.url, args.project, args.write_id, args.write_secret, args.read_id, args.read_secret

@@ -2,7 +2,10 @@
 
 Closed loop, ``bench.batch_concurrency`` keep-alive connections. Each request carries ``size``
 events (8 pre-encoded bodies are cycled; events carry no client id, so the server assigns one to
-each and nothing is deduplicated), spread over 5,000 device ids and a few event names. Events per
+each and nothing is deduplicated), spread over 5,000 device ids (as a mobile or server SDK sends
+them) and a few event names, with pages, UTM parameters and referrers of every type; each body is
+sent with its own user agent and public address (``benchmarks.traffic``), so user agent and geo
+enrichment run once per request as in production. Events per
 second counts only events the server reported as accepted in a 200 answer (``accepted``); events it
 rejected inside a 200 answer are reported separately.
 """
@@ -15,6 +18,7 @@ import orjson
 
 from benchmarks.common import Bench, count_accepted
 from benchmarks.loadgen import make_backend, run_load
+from benchmarks.traffic import page, referrer, visitors
 
 NAME = "batch"
 TARGET_EVENTS_PER_S = 20_000.0
@@ -33,7 +37,8 @@ def bodies(size: int, n_bodies: int = 8, devices: int = 5000) -> list[bytes]:
                     "payload": {
                         "name": NAMES[i % len(NAMES)],
                         "deviceId": f"bench-batch-{i % devices}",
-                        "path": f"https://bench.example.com/p/{i % 50}",
+                        "path": page(i, 50),
+                        "referrer": referrer(i),
                         "properties": {"seq": i, "variant": "b" if i % 2 else "a"},
                     },
                 }
@@ -55,6 +60,7 @@ async def run(bench: Bench, size: int) -> dict[str, Any]:
     common: dict[str, Any] = {
         "concurrency": conc,
         "headers": bench.write_headers(),
+        "body_headers": [v.headers() for v in visitors(len(data))],
         "progress": bench.progress,
         "console": bench.console,
         "timeout_s": bench.timeout_s,
