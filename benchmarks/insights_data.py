@@ -28,7 +28,10 @@ The model (all draws from ``numpy.random.default_rng`` seeded with ``--seed``; w
   returning visitors (active from a first day to the end, heavy-tailed number of sessions), 2 %
   bots (``is_bot = 1``, device ``bot``, crawler browsers, many page views per visit, direct);
   geo (country/region/city) and device/browser/OS are fixed per visitor; ~30 % of the returning
-  and ~5 % of the one-time visitors are identified (``profile_id`` on all their events);
+  and ~5 % of the one-time visitors are identified (``profile_id`` on all their events), and each
+  identified visitor's device id is aliased to the profile (as an SDK does at sign-in: the rows
+  change no answer here, since those events carry the profile id, but the profile funnels and
+  retention join a realistic alias table);
 * session start times follow an hourly profile (a European and an American peak in UTC), a weekly
   one (weekends ~35 % lower) and a slight upward trend; one visitor's sessions are at least 31
   minutes apart (the daemon's 30-minute timeout), the gaps inside a session under 25 minutes;
@@ -893,6 +896,22 @@ def load(
                 ins_s += time.monotonic() - ti
                 bar.update(task, advance=len(ev["id"]))
                 b += 1
+        ident = np.flatnonzero(plan.profile_id != "")
+        alias_rows = len(ident)
+        if alias_rows:
+            stamp = [datetime.fromtimestamp(params.now_ms / 1000, UTC)] * alias_rows
+            wh.insert_columns(
+                "profile_aliases",
+                ["project_id", "alias", "profile_id", "created_at", "event_id"],
+                [
+                    [project.id] * alias_rows,
+                    plan.device_id[ident].tolist(),
+                    plan.profile_id[ident].tolist(),
+                    stamp,
+                    [f"alias-{i}" for i in ident.tolist()],
+                ],
+                token=f"bench:{project.id}:aliases",
+            )
         counts = wh.query(
             "SELECT (SELECT count() FROM events WHERE project_id = {p:String}) AS events, "
             "(SELECT countIf(name NOT IN ('session_start', 'session_end')) FROM events "
@@ -922,6 +941,7 @@ def load(
             "client_events": int(counts["client_events"]),
             "sessions": int(counts["sessions"]),
             "devices": int(counts["devices"]),
+            "aliases": alias_rows,
             "first": str(counts["first"]),
             "last": str(counts["last"]),
         },

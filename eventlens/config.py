@@ -8,10 +8,10 @@ embedded single-machine daemon: chDB under the data directory, SQLite metadata, 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_IP_HEADERS = (
     "x-client-ip",
@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     )
     haproxy: bool = True
     throughput_optimized: bool = True
-    ip_headers: tuple[str, ...] = DEFAULT_IP_HEADERS
+    # NoDecode: the variable is a comma-separated list, not JSON (split by _split_headers)
+    ip_headers: Annotated[tuple[str, ...], NoDecode] = DEFAULT_IP_HEADERS
     geo_database: str | None = Field(
         default=None, description="Path to a fresher MaxMind-format city database (GeoLite2, DB-IP)"
     )

@@ -22,11 +22,19 @@ DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deployments" / "embedded
 
 
 def serve_env(settings: Settings) -> None:
-    """HAProxy ingress and the throughput-optimised Serve mode; read when Ray starts, on every node."""
-    if settings.haproxy:
-        os.environ.setdefault("RAY_SERVE_ENABLE_HA_PROXY", "1")
-    if settings.throughput_optimized:
-        os.environ.setdefault("RAY_SERVE_THROUGHPUT_OPTIMIZED", "1")
+    """HAProxy ingress and the throughput-optimised Serve mode; read when Ray starts, on every node.
+
+    On by default (a value the operator exported wins); ``EVENTLENS_HAPROXY=false`` or
+    ``EVENTLENS_THROUGHPUT_OPTIMIZED=false`` turns them off even when the Ray variable was exported.
+    """
+    for on, var in (
+        (settings.haproxy, "RAY_SERVE_ENABLE_HA_PROXY"),
+        (settings.throughput_optimized, "RAY_SERVE_THROUGHPUT_OPTIMIZED"),
+    ):
+        if on:
+            os.environ.setdefault(var, "1")
+        else:
+            os.environ[var] = "0"
     # A stopping ingress replica keeps serving this long so HAProxy can drain it (Ray's default 30 s
     # makes every stop and redeploy that slow); raise it behind an external load balancer.
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "5")

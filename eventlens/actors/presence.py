@@ -9,15 +9,31 @@ import ray
 
 
 class PresenceBook:
+    """Newest time per (project, device); a device counts while that time is inside the window."""
+
     def __init__(self, window_s: int) -> None:
         self.window_ms = window_s * 1000
         self.seen: dict[str, dict[str, int]] = {}
+        self.pruned_ms = 0
 
-    def add(self, batch: Iterable[tuple[str, str, int]]) -> None:
+    def add(self, batch: Iterable[tuple[str, str, int]], now_ms: int | None = None) -> None:
         for project, device, ts in batch:
             devices = self.seen.setdefault(project, {})
             if ts > devices.get(device, 0):
                 devices[device] = ts
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        if now_ms - self.pruned_ms >= self.window_ms:
+            self.prune(now_ms)  # projects nobody asks /live about must not grow without bound
+
+    def prune(self, now_ms: int) -> None:
+        cutoff = now_ms - self.window_ms
+        for project in list(self.seen):
+            devices = {d: ts for d, ts in self.seen[project].items() if ts >= cutoff}
+            if devices:
+                self.seen[project] = devices
+            else:
+                del self.seen[project]
+        self.pruned_ms = now_ms
 
     def count(self, project: str, now_ms: int | None = None) -> int:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms

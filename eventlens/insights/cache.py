@@ -17,7 +17,8 @@ from typing import Any, Protocol
 import orjson
 from cachetools import TTLCache
 
-VERSIONED_TABLES = frozenset({"events", "sessions"})
+# the tables insights read (profile_aliases: profile funnels and retention resolve aliases)
+VERSIONED_TABLES = frozenset({"events", "sessions", "profile_aliases"})
 
 
 def projects_in(table: str, project_ids: Iterable[str]) -> set[str]:

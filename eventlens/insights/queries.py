@@ -293,6 +293,22 @@ def int_rows(rows: list[dict[str, Any]], *counts: str) -> list[dict[str, Any]]:
     return rows
 
 
+# people: profiles and their aliases -----------------------------------------------------------
+# An event's person is its profile id, else its device id. ``alias`` rows link another id (an
+# anonymous device id, or another profile id) to a profile; the newest row of an alias wins, and
+# one hop is followed (an alias of an alias is not chased). Resolved at query time, so an alias
+# sent after the events it covers still merges them.
+ALIASES = """(
+    SELECT alias AS akey, argMax(profile_id, created_at) AS target
+    FROM profile_aliases WHERE project_id = {project:String} GROUP BY alias
+)"""
+# the same map on the sipHash64 ids of ``funnel_events``
+HASHED_ALIASES = """(
+    SELECT sipHash64(alias) AS akey, sipHash64(argMax(profile_id, created_at)) AS target
+    FROM profile_aliases WHERE project_id = {project:String} GROUP BY alias
+)"""
+
+
 # funnel ----------------------------------------------------------------------------------------
 UNITS = {"device": "device_id", "session": "session_id", "profile": "profile_id"}
 NARROW_UNITS = {"device": "device", "session": "session", "profile": "profile"}
@@ -300,12 +316,42 @@ MAX_FUNNEL_STEPS = 20
 FUNNEL_TIME_SCALE = 32  # > MAX_FUNNEL_STEPS: room for one sub-millisecond slot per step
 
 
-def funnel_sql(scope: Scope, steps: list[str], window_s: int, group_by: str) -> Sql:
-    """Units reaching each level: steps in order, strictly later in time, all within the window.
+def _funnel_rows(scope: Scope, params: dict[str, Any], group_by: str) -> str:
+    """``(SELECT unit, created_at, name ...)`` of the events of the funnel's steps, one unit each.
 
-    Without filters it reads ``funnel_events`` (narrow, sorted by device and time); filters need
-    the event columns, so they read the raw table.
+    Without filters it reads ``funnel_events`` (narrow, sorted by device and time, ids hashed);
+    filters need the event columns, so they read the raw table. The ``profile`` unit is the
+    person's profile after aliases: identified events count for their (aliased) profile, and an
+    anonymous device's events count once an alias links the device to a profile.
     """
+    steps = "name IN {steps:Array(String)}"
+    if scope.filters:
+        table, where, empty = "events", f"{event_where(scope, params)} AND {steps}", "''"
+        profile, device, aliases = "profile_id", "device_id", ALIASES
+    else:
+        table, empty = "funnel_events", "0"
+        where = (
+            "project_id = {project:String} AND "
+            + RANGE.format(col="created_at")
+            + f" AND (is_bot = 0 OR {{bots:UInt8}} = 1) AND {steps}"
+        )
+        profile, device, aliases = "profile", "device", HASHED_ALIASES
+    if group_by != "profile":
+        unit = (UNITS if scope.filters else NARROW_UNITS)[group_by]
+        return f"(SELECT {unit} AS unit, created_at, name FROM {table} WHERE {where} AND {unit} != {empty})"
+    return f"""(
+        SELECT if(a.target != {empty}, a.target, e.pid) AS unit, e.created_at AS created_at, e.name AS name
+        FROM (
+            SELECT {profile} AS pid, if({profile} != {empty}, {profile}, {device}) AS person, created_at, name
+            FROM {table} WHERE {where}
+        ) AS e
+        LEFT JOIN {aliases} AS a ON e.person = a.akey
+        WHERE unit != {empty}
+    )"""
+
+
+def funnel_sql(scope: Scope, steps: list[str], window_s: int, group_by: str) -> Sql:
+    """Units reaching each level: steps in order, strictly later in time, all within the window."""
     params = scope.params()
     conds = []
     for i, step in enumerate(steps):
@@ -313,22 +359,13 @@ def funnel_sql(scope: Scope, steps: list[str], window_s: int, group_by: str) -> 
         conds.append(f"name = {{s{i}:String}}")
     params["steps"] = steps
     params["window_ms"] = window_s * 1000
-    if scope.filters:
-        unit = UNITS[group_by]
-        source = f"events WHERE {event_where(scope, params)} AND {unit} != ''"
-    else:
-        unit = NARROW_UNITS[group_by]
-        source = (
-            "funnel_events WHERE project_id = {project:String} AND "
-            + RANGE.format(col="created_at")
-            + f" AND (is_bot = 0 OR {{bots:UInt8}} = 1) AND {unit} != 0"
-        )
+    rows = _funnel_rows(scope, params, group_by)
     ts = "toUInt64(toUnixTimestamp64Milli(created_at))"
     if len(set(steps)) == len(steps):
         inner = f"""
-    SELECT {unit} AS unit,
+    SELECT unit,
            windowFunnel({{window_ms:UInt64}}, 'strict_increase')({ts}, {", ".join(conds)}) AS level
-    FROM {source} AND name IN {{steps:Array(String)}}
+    FROM {rows}
     GROUP BY unit"""
     else:
         # windowFunnel reads the conditions of one row in step order, so an event matching steps
@@ -342,9 +379,9 @@ def funnel_sql(scope: Scope, steps: list[str], window_s: int, group_by: str) -> 
     SELECT unit,
            windowFunnel({{window_scaled:UInt64}}, 'strict_increase')(toUInt64(t * {k} + ({k - 1} - c)), {step_conds}) AS level
     FROM (
-        SELECT {unit} AS unit, {ts} AS t,
+        SELECT unit, {ts} AS t,
                arrayJoin(arrayFilter(i -> {{steps:Array(String)}}[i + 1] = name, range({len(steps)}))) AS c
-        FROM {source} AND name IN {{steps:Array(String)}}
+        FROM {rows}
     )
     GROUP BY unit"""
     sql = f"""
@@ -388,10 +425,14 @@ def retention_sql(scope: Scope, period: str) -> Sql:
     params = scope.params()
     expr, unit = PERIODS[period]
     if scope.rollup_ok():
-        source = f"SELECT user, {expr.format(col='hour')} AS p FROM user_hours WHERE {ROLLUP_WHERE}"
+        active = f"SELECT user AS person, {expr.format(col='hour')} AS p FROM user_hours WHERE {ROLLUP_WHERE}"
     else:
-        user = "if(profile_id != '', profile_id, device_id)"
-        source = f"SELECT {user} AS user, {expr.format(col='created_at')} AS p FROM events WHERE {event_where(scope, params)}"
+        person = "if(profile_id != '', profile_id, device_id)"
+        active = f"SELECT {person} AS person, {expr.format(col='created_at')} AS p FROM events WHERE {event_where(scope, params)}"
+    # a person with an alias counts as the aliased profile (see ALIASES)
+    source = f"""
+    SELECT if(a.target != '', a.target, s.person) AS user, s.p AS p
+    FROM ({active}) AS s LEFT JOIN {ALIASES} AS a ON s.person = a.akey"""
     sql = f"""
 SELECT toString(cohort) AS cohortDate, dateDiff('{unit}', cohort, p) AS periodNumber,
        count() AS retainedUsers

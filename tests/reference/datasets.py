@@ -55,6 +55,33 @@ class Dataset:
     first_ms: int
     last_ms: int
     names: list[str] = field(default_factory=list)
+    aliases: list[dict[str, Any]] = field(default_factory=list)  # profile_aliases rows
+
+    def alias_map(self) -> dict[str, str]:
+        """alias → profile, the newest row of each alias winning."""
+        out: dict[str, tuple[int, str]] = {}
+        for r in self.aliases:
+            if r["alias"] not in out or r["created_at"] > out[r["alias"]][0]:
+                out[r["alias"]] = (r["created_at"], r["profile_id"])
+        return {a: p for a, (_, p) in out.items()}
+
+
+@st.composite
+def alias_rows(draw: st.DrawFn, devices: int, base_ms: int) -> list[dict[str, Any]]:
+    """Links of anonymous devices and of profiles to profiles; some aliases re-linked later."""
+    ids = [f"dev{i}" for i in range(devices)] + ["user0", "user1", "user2"]
+    rows = []
+    for k, alias in enumerate(draw(st.lists(st.sampled_from(ids), max_size=4))):
+        rows.append(
+            {
+                "_t": "profile_aliases",
+                "alias": alias,
+                "profile_id": draw(st.sampled_from(["user0", "user1", "user2", "user9"])),
+                "created_at": base_ms + k * 1000,  # distinct: the newest row of an alias is clear
+                "event_id": f"a{k}",
+            }
+        )
+    return rows
 
 
 @st.composite
@@ -103,7 +130,8 @@ def datasets(draw: st.DrawFn, project_id: str = "p") -> Dataset:
     base = draw(st.sampled_from(BASES))
     base_ms = int(base.timestamp() * 1000)
     events: list[dict[str, Any]] = []
-    for i in range(draw(st.integers(1, 5))):
+    devices = draw(st.integers(1, 5))
+    for i in range(devices):
         events.extend(draw(device_events(i, base_ms)))
     events.sort(key=lambda e: e["created_at"])
     sz = Sessionizer(TIMEOUT_MS, 3600_000)
@@ -123,7 +151,11 @@ def datasets(draw: st.DrawFn, project_id: str = "p") -> Dataset:
     sessions.extend(sz.snapshots(last + TIMEOUT_MS + 1))
     for r in sessions:
         r["shard"] = 0
-    return Dataset(rows, sessions, events[0]["created_at"], last, sorted({e["name"] for e in events}))
+    aliases = draw(alias_rows(devices, base_ms))
+    for r in aliases:
+        r["project_id"] = project_id
+    names = sorted({e["name"] for e in events})
+    return Dataset(rows, sessions, events[0]["created_at"], last, names, aliases)
 
 
 @dataclass(frozen=True)

@@ -342,14 +342,31 @@ def breakdown(
     return _top(_group(items), ("value",), "count", limit)
 
 
+def person(e: dict[str, Any]) -> str:
+    return e.get("profile_id") or e["device_id"]
+
+
+def profile_unit(e: dict[str, Any], aliases: dict[str, str]) -> str:
+    """The profile an event counts for: its person's alias target, else its own profile id."""
+    return aliases.get(person(e)) or e.get("profile_id") or ""
+
+
 def funnel(
-    events: list[dict[str, Any]], q: Query, steps: list[str], window_s: int = 86400, group_by: str = "device"
+    events: list[dict[str, Any]],
+    q: Query,
+    steps: list[str],
+    window_s: int = 86400,
+    group_by: str = "device",
+    aliases: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
-    unit_of = {"device": "device_id", "session": "session_id", "profile": "profile_id"}[group_by]
     per_unit: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for e in selected(events, q):
-        if e.get(unit_of):
-            per_unit[e[unit_of]].append((e["created_at"], e["name"]))
+        if group_by == "profile":
+            unit = profile_unit(e, aliases or {})
+        else:
+            unit = e.get({"device": "device_id", "session": "session_id"}[group_by]) or ""
+        if unit:
+            per_unit[unit].append((e["created_at"], e["name"]))
     window = window_s * 1000
     counts = [0] * len(steps)
     for evs in per_unit.values():
@@ -400,11 +417,15 @@ def _periods_between(a: date, b: date, period: str) -> int:
     return (b.year - a.year) * 12 + b.month - a.month
 
 
-def retention(events: list[dict[str, Any]], q: Query, period: str = "day") -> list[dict[str, Any]]:
+def retention(
+    events: list[dict[str, Any]], q: Query, period: str = "day", aliases: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
     tz = ZoneInfo(q.tz)
+    aliases = aliases or {}
     active: dict[str, set[date]] = defaultdict(set)
     for e in selected(events, q):
-        active[e.get("profile_id") or e["device_id"]].add(_period_start(e["created_at"], period, tz))
+        user = aliases.get(person(e)) or person(e)
+        active[user].add(_period_start(e["created_at"], period, tz))
     last = _period_start(q.end_ms - 1, period, tz)
     cohorts: dict[date, list[set[date]]] = defaultdict(list)
     for periods in active.values():

@@ -173,7 +173,9 @@ def test_ip_is_never_stored(d: Daemon) -> None:
     assert "81.2.69.160" not in repr(row)
 
 
-def test_session_ids_sessions_table_and_session_end(d: Daemon) -> None:
+def test_session_ids_and_the_sessions_row_of_an_open_session(d: Daemon) -> None:
+    """One visit: one session id returned to the client, and a sessions row exact while it is
+    still open (session_end itself: tests/serve/test_session_end_http.py)."""
     creds = d.new_project()
     h = {**creds.write_headers(), "user-agent": CHROME_WIN, "x-forwarded-for": "8.8.4.4"}
     first = d.track(
@@ -317,3 +319,49 @@ def test_identify_merges_profile_fields_and_properties(d: Daemon) -> None:
         ]
 
     eventually(merged, timeout=20)
+
+
+def test_alias_makes_profile_insights_count_one_person(d: Daemon) -> None:
+    """An anonymous visit, then sign-up on another device as u1, then an alias of the first device
+    (and of an older id) to u1: retention and a profile funnel count one person, who did every step."""
+    creds = d.new_project()
+    anon = d.track(
+        creds,
+        {"name": "page_view", "path": "/pricing"},
+        headers={**creds.write_headers(), "user-agent": CHROME_WIN},
+    )
+    assert anon.status_code == 200, anon.text
+    device = anon.json()["deviceId"]
+    time.sleep(0.01)
+    d.track(creds, {"name": "signup", "profileId": "u1", "deviceId": "phone-1"})
+    time.sleep(0.01)
+    d.track(creds, {"name": "purchase", "profileId": "legacy-7", "deviceId": "phone-1"})
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    rng = {"startDate": day, "endDate": day}
+
+    def retained() -> Any:
+        r = d.http.get(f"/insights/{creds.project_id}/retention", params=rng, headers=creds.read_headers())
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def funnel() -> list[int]:
+        body = {"steps": ["page_view", "signup", "purchase"], "groupBy": "profile", **rng}
+        r = d.http.post(f"/insights/{creds.project_id}/funnel", json=body, headers=creds.read_headers())
+        assert r.status_code == 200, r.text
+        return [s["count"] for s in r.json()]
+
+    # before any alias: three people (device, u1, legacy-7); the anonymous view is no profile's
+    eventually(lambda: bool(retained()) and retained()[0]["cohortSize"] == 3, timeout=20)
+    assert funnel() == [0, 0, 0]
+
+    for alias in (device, "legacy-7"):
+        r = d.track(creds, {"profileId": "u1", "alias": alias}, "alias")
+        assert r.status_code == 200, r.text
+    eventually(lambda: retained()[0]["cohortSize"] == 1, timeout=20)
+    assert retained()[0]["retainedUsers"] == 1
+    assert funnel() == [1, 1, 1]
+
+    # re-linking an alias: the newest link wins
+    d.track(creds, {"profileId": "u2", "alias": "legacy-7"}, "alias")
+    eventually(lambda: retained()[0]["cohortSize"] == 2, timeout=20)
+    assert funnel() == [1, 1, 0]

@@ -31,7 +31,13 @@ pytestmark = pytest.mark.ray
 def load(daemon: Daemon, creds: Creds, data: Dataset) -> None:
     """Insert the rows through the chDB owner, as a shard's flush would."""
     wh = daemon.actor("warehouse")
-    for table, rows in (("events", data.events), ("sessions", data.sessions)):
+    for table, rows in (
+        ("events", data.events),
+        ("sessions", data.sessions),
+        ("profile_aliases", data.aliases),
+    ):
+        if not rows:
+            continue
         for r in rows:
             r["project_id"] = creds.project_id
         names, cols = to_columns(table, rows)
@@ -68,7 +74,7 @@ def test_every_endpoint_equals_the_reference(
     common = {"startDate": rng.start, "endDate": rng.end, "timezone": tz, "includeBots": str(bots).lower()}
     if flt:
         common["filters"] = json.dumps(flt)
-    ctx = {"range": rng, "filters": flt, "tz": tz}
+    ctx = {"range": rng, "filters": flt, "tz": tz, "aliases": data.aliases}
 
     assert get(daemon, creds, "metrics", **common) == ref.metrics(events, q), ctx
 
@@ -99,7 +105,7 @@ def test_every_endpoint_equals_the_reference(
     body.update(groupBy=group, includeBots=bots, filters=flt)
     r = daemon.http.post(f"/insights/{creds.project_id}/funnel", json=body, headers=creds.read_headers())
     assert r.status_code == 200, r.text
-    assert r.json() == ref.funnel(events, q, steps, window, group), (body, ctx)
+    assert r.json() == ref.funnel(events, q, steps, window, group, data.alias_map()), (body, ctx)
 
     # comparison with the period just before
     if choice.draw(st.booleans()):
@@ -144,7 +150,8 @@ def test_every_endpoint_equals_the_reference(
     assert picker("countries", **common) == ref.column_values(events, q, "country"), ctx
 
     period = choice.draw(st.sampled_from(["day", "week", "month"]))
-    assert get(daemon, creds, "retention", period=period, **common) == ref.retention(events, q, period), ctx
+    expected = ref.retention(events, q, period, data.alias_map())
+    assert get(daemon, creds, "retention", period=period, **common) == expected, (data.aliases, ctx)
 
 
 # every route, for isolation and hostile-input checks -------------------------------------------
