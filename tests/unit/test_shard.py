@@ -795,3 +795,43 @@ def test_overlapping_inserts_store_every_segment_once_and_delete_them_in_order(w
     ]
     assert core.pending == 0 and not core.sealed
     assert list(wal_dir.glob("*.wal")) == []
+
+
+def test_identify_merges_into_the_stored_profile_after_a_restart(wal_dir: Path) -> None:
+    """A shard that has not seen a profile since it started merges into the stored state."""
+    stored = {
+        "project_id": "p1",
+        "profile_id": "user-1",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "",
+        "avatar": "",
+        "properties": {"plan": "free", "team": "a"},
+        "updated_at": T0 + 5_000,
+    }
+    loads: list[tuple[str, str]] = []
+
+    def load_profile(project: str, profile_id: str) -> dict[str, Any] | None:
+        loads.append((project, profile_id))
+        return dict(stored) if profile_id == "user-1" else None
+
+    ins = FakeInserter()
+    core = ShardCore(
+        ShardConfig(shard_id=SHARD, flush_max_events=1_000_000, flush_max_age_ms=10**12),
+        FileSegmentLog(wal_dir, fsync=False),
+        ins,
+        load_profile=load_profile,
+    )
+    core.recover()
+    update = {**profile(1), "first_name": "", "email": "ada@example.com", "properties": {"plan": "pro"}}
+    core.append([update], now=T0)
+    core.append([{**profile(2), "first_name": "Grace"}], now=T0)  # no stored state: as sent
+    core.append([{**profile(1), "first_name": "", "properties": {"seat": "3"}}], now=T0)  # cached now
+    first, second, third = [r for r in logged(core) if r.get("_t") == "profiles"]
+    assert (first["first_name"], first["last_name"], first["email"]) == ("Ada", "Lovelace", "ada@example.com")
+    assert first["properties"] == {"plan": "pro", "team": "a"}
+    assert first["updated_at"] > stored["updated_at"]  # the newest row wins in the ReplacingMergeTree
+    assert second["first_name"] == "Grace"
+    assert third["properties"] == {"plan": "pro", "team": "a", "seat": "3"}
+    assert third["updated_at"] > first["updated_at"]
+    assert loads == [("p1", "user-1"), ("p1", "user-2")]  # the store is read once per profile
