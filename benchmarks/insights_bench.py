@@ -63,6 +63,8 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...], float | No
     ("geo", "GET", "insights/{p}/geo", {}, ("7d", "30d"), None),
     ("breakdown browser", "GET", "insights/{p}/breakdown", {"dimension": "browser"}, ("7d", "30d"), None),
     ("funnel", "POST", "insights/{p}/funnel", {}, ("7d", "30d"), 500),
+    # per profile: the events' people resolved through profile_aliases (a join at query time)
+    ("funnel by profile", "POST", "insights/{p}/funnel", {"groupBy": "profile"}, ("7d", "30d"), 500),
     ("retention day", "GET", "insights/{p}/retention", {"period": "day"}, ("7d", "30d"), 500),
     ("retention week", "GET", "insights/{p}/retention", {"period": "week"}, ("30d",), 500),
     ("event-names", "GET", "filters/{p}/event-names", {}, ("7d", "30d"), None),
@@ -217,7 +219,7 @@ def measure(
             rows.append(row)
             rng = ranges[rkey]
             if method == "POST":
-                kwargs: dict[str, Any] = {"json": {"steps": FUNNEL_STEPS, **rng, "window": 86400}}
+                kwargs: dict[str, Any] = {"json": {"steps": FUNNEL_STEPS, **rng, "window": 86400, **extra}}
             else:
                 kwargs = {"params": {**rng, **extra}}
             for i in range(warmup + requests):

@@ -335,6 +335,22 @@ def test_insights_require_read_scope_and_own_project(d: Daemon, creds: Creds) ->
     assert d.metrics(creds)["totalEvents"] == 0
 
 
+def test_a_root_client_tracks_and_reads_its_own_project_only(d: Daemon, creds: Creds) -> None:
+    from eventlens.storage.metadata import open_metadata
+
+    with open_metadata(d.settings.metadata_dsn) as store:
+        root, secret = store.create_client(creds.project_id, "root")
+    h = {"openpanel-client-id": root.id, "openpanel-client-secret": secret}
+    r = d.http.post("/track", json={"type": "track", "payload": {"name": "by_root"}}, headers=h)
+    assert r.status_code == 200, r.text
+    d.wait_metric(creds, "totalEvents", 1)
+    r = d.http.get(f"/insights/{creds.project_id}/metrics", headers=h)
+    assert r.status_code == 200 and r.json()["totalEvents"] == 1, r.text
+    other = d.new_project("other")
+    r = d.http.get(f"/insights/{other.project_id}/metrics", headers=h)
+    assert r.status_code == 403 and r.json()["error"] == "wrong_project"
+
+
 def test_live_counts_recent_visitors_within_a_second(d: Daemon, creds: Creds) -> None:
     import time
 
