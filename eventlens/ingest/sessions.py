@@ -178,6 +178,13 @@ class Sessionizer:
                 current.add(event)
                 event["session_id"] = current.session_id
                 return []
+            if ts < current.started_ms:
+                # Older than the live visit (by more than the timeout, or of another client
+                # session): an offline queue flushed while the device is active. Stored with its
+                # own time like a late event; ending the live visit for it would split the visit.
+                if not client_sid:
+                    event["session_id"] = str(uuid_utils.uuid7())
+                return []
             markers.append(self._end(key, current, now_ms))
         sid = client_sid or str(uuid_utils.uuid7())
         event["session_id"] = sid

@@ -88,6 +88,61 @@ def test_sessions_partition_a_sorted_run_of_events(gap_list: list[int], now_move
     assert s.live == {}
 
 
+@settings(max_examples=200, deadline=None)
+@given(gaps, st.randoms(use_true_random=False))
+def test_any_arrival_order_keeps_sessions_tight_and_marked(gap_list: list[int], rnd: Any) -> None:
+    """The same events arriving in any order (a device's offline queue, several tabs): every event
+    gets a session id; inside a session no gap reaches the timeout; every session has exactly one
+    session_start (at the time of its first event to arrive) and one session_end (at its last
+    event's time); an event stored like a late event (no session_start) is alone in its session."""
+    times: list[int] = []
+    t = 0
+    for g in gap_list:
+        t += g
+        times.append(NOW - WIDE_LATE // 2 + t)
+    arrival = list(times)
+    rnd.shuffle(arrival)
+    s = Sessionizer(TIMEOUT, WIDE_LATE)
+    events = [ev(x) for x in arrival]
+    starts: dict[str, int] = {}
+    ends: dict[str, int] = {}
+    clock = max(times)  # every event arrives "now", within the late bound
+    for e in events:
+        for m in s.assign(e, clock):
+            book = starts if m["name"] == "session_start" else ends
+            assert m["session_id"] not in book, f"two {m['name']} markers for one session"
+            book[m["session_id"]] = m["created_at"]
+    for m in s.expire(clock + 10 * WIDE_LATE):
+        ends[m["session_id"]] = m["created_at"]
+    by_session: dict[str, list[int]] = {}
+    for e in events:
+        assert e["session_id"]
+        by_session.setdefault(e["session_id"], []).append(e["created_at"])
+    for sid, run in by_session.items():
+        run.sort()
+        assert all(b - a < TIMEOUT for a, b in itertools.pairwise(run)), sid
+        if sid in starts:  # a visit: opened once, closed once, around all its events
+            assert starts[sid] in run and ends[sid] == run[-1]
+        else:  # stored like a late event: one event of its own, no visit touched
+            assert len(run) == 1 and sid not in ends
+    assert set(starts) == set(ends) <= set(by_session)
+
+
+def test_an_offline_queue_flushed_mid_visit_does_not_split_the_visit() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    first, second = ev(NOW), ev(NOW + 10 * MIN)
+    assert names(s.assign(first, NOW)) == ["session_start"]
+    assert s.assign(second, NOW + 10 * MIN) == []
+    queued = ev(NOW - 40 * MIN)  # recorded offline 40 minutes before the visit, sent now
+    assert s.assign(queued, NOW + 11 * MIN) == []
+    assert queued["session_id"] not in (first["session_id"], "")
+    third = ev(NOW + 15 * MIN)
+    assert s.assign(third, NOW + 15 * MIN) == []
+    assert third["session_id"] == first["session_id"]
+    [row] = s.snapshots(NOW + 15 * MIN)
+    assert (row["events"], row["started_at"], row["ended_at"]) == (3, NOW, NOW + 15 * MIN)
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.integers(min_value=LATE + 1, max_value=10 * LATE), min_size=1, max_size=10))
 def test_late_events_never_open_or_extend_a_live_session(ages: list[int]) -> None:
