@@ -148,6 +148,44 @@ def test_sigkill_ingest_replica_mid_stream(embedded: Daemon) -> None:
     _assert_exactly_once(d, creds, stream)
 
 
+def _deploy_ingest(d: Daemon, **changes: Any) -> None:
+    """``serve.run`` the ingest application again, as a redeploy of a changed config would."""
+    import importlib
+
+    from ray import serve
+
+    from eventlens.daemon import DEFAULT_CONFIG, load_apps
+
+    _, apps = load_apps(DEFAULT_CONFIG)
+    [spec] = [a for a in apps if a["name"] == "ingest"]
+    module, func = spec["import_path"].split(":")
+    builder = getattr(importlib.import_module(module), func)
+    args = {**(spec.get("args") or {}), **d.settings.to_args(), **changes}
+    serve.run(builder(args), name="ingest", route_prefix=spec["route_prefix"], blocking=False)
+
+
+def test_redeploying_ingest_mid_stream_loses_nothing(embedded: Daemon) -> None:
+    """A redeploy replaces every ingest replica while batches are in flight: what was acknowledged
+    is counted exactly once (refused requests are retried by the client, as SDKs do)."""
+    d = embedded
+    creds = d.new_project()
+    before = _ingest_replica_pids()
+    stream = Stream(d, creds, batches=800).start()
+    time.sleep(1.0)
+    try:
+        _deploy_ingest(d, handoff_ms=d.settings.handoff_ms + 1)  # a changed config: new replicas
+        eventually(
+            lambda: bool(_ingest_replica_pids()) and set(_ingest_replica_pids()).isdisjoint(before), 60
+        )
+        acked_at_switch = len(stream.acked)
+        assert any(t.is_alive() for t in stream.threads), "the stream outlasted the redeploy"
+        stream.join()
+        assert len(stream.acked) > acked_at_switch  # the new replicas took traffic too
+    finally:
+        _deploy_ingest(d)  # back to the session's configuration for the tests that follow
+    _assert_exactly_once(d, creds, stream)
+
+
 def test_stop_and_restart_daemon_loses_nothing(daemons: DaemonManager, embedded: Daemon) -> None:
     d = embedded
     creds = d.new_project()
