@@ -167,6 +167,8 @@ class DaemonManager:
                 salt_rotation_s=20,
                 # the shortest session timeout allowed, so session_end can be watched within a test
                 session_timeout_s=60,
+                # the other insert format: every shared-mode test also checks columnar inserts
+                insert_format="columnar",
             )
         common.update(overrides)
         return Settings(**common)

@@ -19,7 +19,7 @@ import ray
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
 from eventlens.ingest.shard import Overloaded, ShardConfig, ShardCore
-from eventlens.storage.tables import to_json_rows
+from eventlens.storage.tables import to_columns, to_json_rows
 from eventlens.storage.wal import FileSegmentLog, RedisSegmentLog, SegmentLog
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,10 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
 
         def insert(table: str, rows: list[dict[str, Any]], token: str) -> Any:
             # the insert body is built here, in parallel shards, not in the one chDB owner process
+            if settings.insert_format == "columnar":
+                names, columns = to_columns(table, rows)
+                call = actor.insert_columns.remote(table, names, orjson.dumps(columns), token)
+                return ray.get(call, timeout=120)
             body = to_json_rows(table, rows)
             projects = sorted({r["project_id"] for r in rows})
             return ray.get(actor.insert_json.remote(table, body, projects, token), timeout=120)
@@ -62,8 +66,13 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
     from eventlens.storage.clickhouse import Warehouse
 
     wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
+    fmt = settings.insert_format
+
+    def insert_rows(table: str, rows: list[dict[str, Any]], token: str) -> int:
+        return wh.insert_rows(table, rows, token, fmt)
+
     if not settings.redis_url:
-        return wh.insert_rows, wh.query
+        return insert_rows, wh.query
     import redis
 
     from eventlens.insights.cache import bump_redis, projects_in, redis_versions_key
@@ -72,7 +81,7 @@ def storage_calls(settings: Settings) -> tuple[Any, Any]:
     key = redis_versions_key(settings.instance)
 
     def insert_and_bump(table: str, rows: list[dict[str, Any]], token: str) -> Any:
-        sent = wh.insert_rows(table, rows, token)
+        sent = insert_rows(table, rows, token)
         # insight caches key on the project's data version: bump it once the rows are stored
         bump_redis(client, key, projects_in(table, (r["project_id"] for r in rows)))
         return sent

@@ -14,7 +14,7 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from eventlens.storage.tables import TABLES, to_json_rows
+from eventlens.storage.tables import TABLES, to_columns, to_json_rows
 from eventlens.storage.wal import Record
 
 # Settings named per purpose, never scattered literals.
@@ -86,10 +86,16 @@ class Warehouse:
         with self._write_lock:
             self._write.raw_insert(table, None, body, settings=settings, fmt="JSONEachRow")
 
-    def insert_rows(self, table: str, rows: Sequence[Record], token: str) -> int:
-        """Insert WAL records into ``table``; returns rows sent."""
+    def insert_rows(self, table: str, rows: Sequence[Record], token: str, fmt: str = "json") -> int:
+        """Insert WAL records into ``table`` as a JSONEachRow body or as Native columns; returns
+        rows sent."""
         if not rows:
             return 0
+        if fmt == "columnar":
+            if table not in TABLES:  # identifiers come from the whitelist only
+                raise ValueError(f"unknown table {table!r}")
+            names, columns = to_columns(table, rows)
+            return self.insert_columns(table, names, columns, token)
         self.insert_json(table, to_json_rows(table, rows), token)
         return len(rows)
 

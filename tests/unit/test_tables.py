@@ -215,8 +215,10 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
 
 
 @pytest.mark.chdb
-def test_json_rows_store_what_the_columns_would(warehouse: Any) -> None:
-    """A sparse record (defaults), extra keys, odd text and millisecond edges, read back exactly."""
+@pytest.mark.parametrize("fmt", ["json", "columnar"])
+def test_both_insert_formats_store_the_records_exactly(warehouse: Any, fmt: str) -> None:
+    """A sparse record (defaults), extra keys, odd text and millisecond edges, read back exactly,
+    whether the shard sends a JSONEachRow body (default) or Native columns (insert_format)."""
     warehouse.migrate()
     ms = [31_536_000_001, 978_307_200_999, 1_750_000_000_000, 1_750_000_000_010, 7_258_118_399_999]
     records = [
@@ -224,7 +226,7 @@ def test_json_rows_store_what_the_columns_would(warehouse: Any) -> None:
             "_t": "events",
             "_prev_device": "d0",
             "id": f"rt{i}",
-            "project_id": "rt",
+            "project_id": f"rt-{fmt}",
             "name": 'quote " backslash \\ nul \x00 emoji 😀',
             "created_at": at,
             "received_at": at + 1,
@@ -233,11 +235,12 @@ def test_json_rows_store_what_the_columns_would(warehouse: Any) -> None:
         }
         for i, at in enumerate(ms)
     ]
-    records.append({"_t": "events", "id": "rt-sparse", "project_id": "rt"})
-    warehouse.insert_rows("events", records, "test:rt:events")
+    records.append({"_t": "events", "id": "rt-sparse", "project_id": f"rt-{fmt}"})
+    assert warehouse.insert_rows("events", records, f"test:rt:{fmt}", fmt) == len(records)
     got = warehouse.query(
         "SELECT * EXCEPT (created_at, received_at), toUnixTimestamp64Milli(created_at) AS created_at,"
-        " toUnixTimestamp64Milli(received_at) AS received_at FROM events WHERE project_id = 'rt' ORDER BY id"
+        " toUnixTimestamp64Milli(received_at) AS received_at FROM events WHERE project_id = {p:String} ORDER BY id",
+        {"p": f"rt-{fmt}"},
     )
     names, columns = to_columns("events", records)
     expected = sorted(
