@@ -56,6 +56,10 @@ def results_table(r: dict[str, Any]) -> Table:
     def err_row(num: str, name: str, s: dict[str, Any]) -> None:
         t.add_row(num, name, "[red]error[/]", "", "", "", "", "", "", str(s.get("error"))[:80])
 
+    def info_row(num: str, name: str, measured: str, notes: str) -> None:
+        """A figure reported without a target or latencies."""
+        t.add_row(num, name, measured, "—", "—", "", "", "", "", notes)
+
     s = sc.get("single")
     if s and "error" not in s:
         t.add_row(
@@ -136,31 +140,19 @@ def results_table(r: dict[str, Any]) -> Table:
         err_row("4", "no-op Serve POST /noop (ceiling)", s)
     m = r.get("memory")
     if m and "error" not in m:
-        t.add_row(
+        info_row(
             "5",
             "peak RSS, daemon process tree",
             f"{fmt_num(m['peak_rss_mb'])} MB",
-            "—",
-            "—",
-            "",
-            "",
-            "",
-            "",
             f"during {m['peak_during']}; {m['processes_max']} processes; peak PSS "
             f"{fmt_num(m['peak_pss_mb'])} MB; noop replica excluded",
         )
     e = r.get("enrichment")
     if e and "error" not in e:
-        t.add_row(
+        info_row(
             "6",
             "enrichment cost per event",
             f"{fmt_num(e['enrichment_warm_us'], 1)} µs",
-            "—",
-            "—",
-            "",
-            "",
-            "",
-            "",
             f"replica pipeline, one core: {fmt_num(e['bare_us'], 1)} µs/event without user agent and geo, "
             f"{fmt_num(e['warm_us'], 1)} with (caches warm), {fmt_num(e['cold_us'], 1)} all unseen "
             f"(enrichment {fmt_num(e['enrichment_cold_us'], 1)} µs)",
