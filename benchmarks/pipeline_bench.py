@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from benchmarks.enrichment_bench import make_agents
+from benchmarks.traffic import public_ip
 from eventlens.config import Settings
 from eventlens.ingest.geo import GeoLookup, enrich_geo
 from eventlens.ingest.pipeline import Limits, RequestContext, prepare
@@ -49,10 +50,6 @@ def _body(i: int, referrer: str) -> dict[str, Any]:
     }
 
 
-def _ip(i: int) -> str:
-    return f"{(i * 7919) % 200 + 11}.{(i * 104729) % 250}.{(i // 250) % 250}.{i % 250 + 1}"
-
-
 def run(n: int, mode: str, geo: GeoLookup, agents: list[str]) -> float:
     limits = Limits()
     rnd = random.Random(1)
@@ -63,11 +60,15 @@ def run(n: int, mode: str, geo: GeoLookup, agents: list[str]) -> float:
             enrichment: dict[str, Any] = {}
         else:
             if mode == "cold":
-                ua, ip, ref = agents[i % len(agents)] + f" b{i}", _ip(i), f"https://site{i}.example/post"
+                ua, ip, ref = (
+                    agents[i % len(agents)] + f" b{i}",
+                    public_ip(i),
+                    f"https://site{i}.example/post",
+                )
             else:
                 ua, ip, ref = (
                     agents[rnd.randrange(50)],
-                    _ip(rnd.randrange(300)),
+                    public_ip(rnd.randrange(300)),
                     REFERRERS[i % len(REFERRERS)],
                 )
             enrichment = {**parse_user_agent(ua).columns(), **enrich_geo(geo, ip, {})._asdict()}
