@@ -572,7 +572,7 @@ def _suffixed(matrix: np.ndarray, suffix: str) -> np.ndarray:
 # batches -----------------------------------------------------------------------------------------
 def batches(plan: Plan, params: Params, project_id: str) -> Iterator[tuple[dict[str, list], dict[str, list]]]:
     """(events columns, sessions columns) per batch of about ``batch_size`` event rows."""
-    from eventlens.storage.tables import EVENT_COLUMNS, SESSION_COLUMNS
+    from eventlens.records import EVENT_COLUMNS, SESSION_COLUMNS
 
     n = plan.page_views + plan.clicks + plan.funnel
     rows = np.cumsum(n + 2)
@@ -774,7 +774,7 @@ def _batch(
         "shard": [0] * m,
     }
     # same order as the table specs
-    from eventlens.storage.tables import EVENT_COLUMNS, SESSION_COLUMNS
+    from eventlens.records import EVENT_COLUMNS, SESSION_COLUMNS
 
     return {k: events[k] for k in EVENT_COLUMNS}, {k: sessions[k] for k in SESSION_COLUMNS}
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from eventlens.api.errors import ApiError
+from eventlens.errors import ClientError
 from eventlens.security import verify_secret
 from eventlens.storage.metadata import Client, MetadataStore
 
@@ -88,29 +88,29 @@ class Authenticator:
     ) -> Caller:
         client_id = _first(headers, ID_HEADERS)
         if not client_id:
-            raise ApiError(
+            raise ClientError(
                 401, "missing_credentials", "send your client id in the event-lens-client-id header"
             )
         if len(client_id) > 128:
-            raise ApiError(401, "invalid_credentials", "unknown client id")
+            raise ClientError(401, "invalid_credentials", "unknown client id")
         client = await self._client(client_id.lower())
         if client is None:
-            raise ApiError(401, "invalid_credentials", "unknown client id")
+            raise ClientError(401, "invalid_credentials", "unknown client id")
         secret = _first(headers, SECRET_HEADERS)
         if client.has_secret:
             if not secret:
-                raise ApiError(
+                raise ClientError(
                     401,
                     "missing_credentials",
                     "this client needs its secret in the event-lens-client-secret header",
                 )
             if len(secret) > 512 or not await self._secret_ok(client, secret):
-                raise ApiError(401, "invalid_credentials", "client secret does not match")
+                raise ClientError(401, "invalid_credentials", "client secret does not match")
             server_side = True
         else:
             origin = headers.get("origin")
             if not client.allows_origin(origin):
-                raise ApiError(
+                raise ClientError(
                     403,
                     "origin_not_allowed",
                     f"origin {origin[:100]!r} is not allowed for this client"
@@ -119,9 +119,9 @@ class Authenticator:
                 )
             server_side = False
         if need == "write" and not client.can_write:
-            raise ApiError(403, "wrong_client_type", f"a {client.type} client cannot track events")
+            raise ClientError(403, "wrong_client_type", f"a {client.type} client cannot track events")
         if need == "read" and not client.can_read:
-            raise ApiError(403, "wrong_client_type", f"a {client.type} client cannot read insights")
+            raise ClientError(403, "wrong_client_type", f"a {client.type} client cannot read insights")
         if project_id is not None and project_id != client.project_id:
-            raise ApiError(403, "wrong_project", "this client belongs to another project")
+            raise ClientError(403, "wrong_project", "this client belongs to another project")
         return Caller(client, server_side)

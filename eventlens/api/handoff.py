@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from eventlens.storage.wal import Record
+from eventlens.records import Record
 
 
 class ShardUnavailable(Exception):

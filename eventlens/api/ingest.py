@@ -18,12 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from eventlens.api.auth import Authenticator, Caller
-from eventlens.api.errors import ApiError, json_response
+from eventlens.api.errors import error_response, json_response
 from eventlens.api.handoff import ShardRouter, ShardUnavailable
 from eventlens.api.ratelimit import LocalRateLimiter, RedisRateLimiter, retry_after_header
 from eventlens.config import Settings
+from eventlens.errors import ClientError
 from eventlens.ingest.clientip import client_ip
-from eventlens.ingest.errors import IngestError
 from eventlens.ingest.geo import GeoLookup, enrich_geo
 from eventlens.ingest.identity import shard_of
 from eventlens.ingest.pipeline import Limits, Prepared, RequestContext, prepare
@@ -110,8 +110,8 @@ class IngestHandler:
             if request.method == "OPTIONS":
                 return self.preflight(origin)
             return await self._handle(request, origin)
-        except ApiError as err:
-            return err.response(cors_headers(origin))
+        except ClientError as err:
+            return error_response(err, cors_headers(origin))
         except Exception:  # a bug, never bad input: log it, answer without a stack trace
             log.exception("ingest failed")
             return json_response(
@@ -133,21 +133,21 @@ class IngestHandler:
         declared = request.headers.get("content-length")
         limit = self.settings.max_body_bytes
         if declared and declared.isdigit() and int(declared) > limit:
-            raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
+            raise ClientError(413, "body_too_large", f"request body exceeds {limit} bytes")
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > limit:
-                raise ApiError(413, "body_too_large", f"request body exceeds {limit} bytes")
+                raise ClientError(413, "body_too_large", f"request body exceeds {limit} bytes")
             chunks.append(chunk)
         raw = b"".join(chunks)
         if not raw:
-            raise ApiError(400, "empty_body", "request body is empty; send a JSON object")
+            raise ClientError(400, "empty_body", "request body is empty; send a JSON object")
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise ApiError(400, "invalid_json", f"body is not valid JSON: {str(exc)[:120]}") from None
+            raise ClientError(400, "invalid_json", f"body is not valid JSON: {str(exc)[:120]}") from None
 
     async def _handle(self, request: Request, origin: str | None) -> Response:
         path = request.url.path.rstrip("/")
@@ -156,13 +156,13 @@ class IngestHandler:
         elif path.endswith("/track"):
             batch = False
         else:
-            raise ApiError(404, "not_found", "use POST /track or POST /track/batch")
+            raise ClientError(404, "not_found", "use POST /track or POST /track/batch")
         if request.method != "POST":
-            raise ApiError(405, "method_not_allowed", "use POST", headers={"allow": "POST, OPTIONS"})
+            raise ClientError(405, "method_not_allowed", "use POST", headers={"allow": "POST, OPTIONS"})
         caller = await self.auth.authenticate(request.headers, "write")
         decision = await self.limiter.check(caller.client.id)
         if not decision.allowed:
-            raise ApiError(
+            raise ClientError(
                 429,
                 "rate_limited",
                 "too many requests for this client; retry after the Retry-After seconds",
@@ -175,8 +175,8 @@ class IngestHandler:
             return await self._batch(body, ctx, headers)
         try:
             prepared = prepare(body, ctx, self.limits)
-        except IngestError as err:
-            raise ApiError(err.status, err.code, err.message, err.details) from None
+        except ClientError:
+            raise
         results = await self._route([prepared])
         result = results[0]
         if isinstance(result, ShardUnavailable):
@@ -190,13 +190,15 @@ class IngestHandler:
 
     async def _batch(self, body: Any, ctx: RequestContext, headers: dict[str, str]) -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
-            raise ApiError(
+            raise ClientError(
                 400, "invalid_batch", 'body must be {"events": [ {"type": ..., "payload": ...}, ... ]}'
             )
         events = body["events"]
         cap = self.settings.max_batch_events
         if len(events) > cap:
-            raise ApiError(400, "batch_too_large", f"{len(events)} events in one batch; the maximum is {cap}")
+            raise ClientError(
+                400, "batch_too_large", f"{len(events)} events in one batch; the maximum is {cap}"
+            )
         rejected: list[dict[str, Any]] = []
         prepared: list[Prepared] = []
         indexes: list[int] = []
@@ -204,7 +206,7 @@ class IngestHandler:
             try:
                 prepared.append(prepare(item, ctx, self.limits))
                 indexes.append(i)
-            except IngestError as err:
+            except ClientError as err:
                 rejected.append({"index": i, "error": err.code, "message": err.message})
         results = await self._route(prepared) if prepared else []
         accepted = 0
@@ -219,7 +221,7 @@ class IngestHandler:
                 accepted += 1
         rejected.sort(key=lambda r: r["index"])
         if retry_after and accepted == 0 and len(rejected) == len(events) and prepared:
-            raise ApiError(
+            raise ClientError(
                 503,
                 "storage_unavailable",
                 "events could not be logged now; retry the batch after Retry-After seconds",
@@ -283,8 +285,8 @@ class IngestHandler:
         return out
 
     @staticmethod
-    def _unavailable(exc: ShardUnavailable) -> ApiError:
-        return ApiError(
+    def _unavailable(exc: ShardUnavailable) -> ClientError:
+        return ClientError(
             503,
             "storage_unavailable",
             f"the event could not be logged now ({exc}); retry after Retry-After seconds",

@@ -21,8 +21,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from eventlens.api.auth import Authenticator
-from eventlens.api.errors import ApiError, json_response
+from eventlens.api.errors import error_response, json_response
 from eventlens.api.querier import Querier
+from eventlens.errors import ClientError, pydantic_details, validation_message
 from eventlens.insights import queries
 from eventlens.insights.buckets import bucket_start, buckets, check_interval
 from eventlens.insights.cache import InsightCache, NoVersions
@@ -90,14 +91,14 @@ def create_api(
     app = FastAPI(title="Event Lens", docs_url="/docs", openapi_url="/openapi.json")
     cache = cache or InsightCache(None, NoVersions(), 0)
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> Response:
-        return exc.response()
+    @app.exception_handler(ClientError)
+    async def _api_error(_: Request, exc: ClientError) -> Response:
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
-        details = [{"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-        msg = f"{details[0]['loc']}: {details[0]['msg']}" if details else "invalid request"
+        details = pydantic_details(exc)
+        msg = validation_message(details, "invalid request")
         return json_response({"error": "invalid_request", "message": msg, "details": details}, 422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -257,11 +258,11 @@ def create_api(
             dim = "name" if dimension in ("event", "event_name") else dimension
             if dim.startswith("properties."):
                 if not 0 < len(dim) - len("properties.") <= 200:
-                    raise ApiError(
+                    raise ClientError(
                         400, "invalid_dimension", "properties.<key> needs a key of 1-200 characters"
                     )
             elif dim not in queries.BREAKDOWN_DIMENSIONS:
-                raise ApiError(
+                raise ClientError(
                     400,
                     "invalid_dimension",
                     f"dimension {dimension[:60]!r} is not one of {', '.join(queries.BREAKDOWN_DIMENSIONS)}"
@@ -279,7 +280,7 @@ def create_api(
         async def compute() -> Json:
             for i, step in enumerate(body.steps):
                 if not 0 < len(step) <= 200:
-                    raise ApiError(
+                    raise ClientError(
                         400, "invalid_step", f"steps[{i}] must be an event name of 1-200 characters"
                     )
             scope = scope_of(project_id, p)
@@ -299,7 +300,7 @@ def create_api(
             # cohorts x periods grows quadratically: keep it to what a table can show
             n = len(buckets(scope.rng.start, scope.rng.end, period, scope.tz))
             if n > 400:
-                raise ApiError(
+                raise ClientError(
                     400, "too_many_periods", f"{n} {period}s in range; at most 400 — use a wider period"
                 )
             last = bucket_start(scope.rng.end - timedelta(milliseconds=1), period, scope.tz)

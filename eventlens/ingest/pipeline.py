@@ -14,14 +14,14 @@ from typing import Any
 import uuid_utils
 from pydantic import ValidationError
 
-from eventlens.ingest.errors import IngestError, pydantic_details, validation_message
+from eventlens.errors import ClientError, pydantic_details, validation_message
 from eventlens.ingest.identity import device_hash, visitor_key
 from eventlens.ingest.page import UTM_KEYS, split_page
 from eventlens.ingest.properties import flatten
 from eventlens.ingest.referrer import classify_referrer
 from eventlens.ingest.timestamps import parse_timestamp
 from eventlens.models import BODY_ADAPTER, AliasBody, IdentifyBody, IncrementBody, TrackBody
-from eventlens.storage.wal import Record
+from eventlens.records import TABLE_KEY, Record
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def _reserved_str(props: dict[str, Any], key: str) -> str | None:
         return None
     if isinstance(value, str | int | float) and not isinstance(value, bool):
         return str(value)
-    raise IngestError(422, "invalid_property", f"properties.{key} must be a string")
+    raise ClientError(422, "invalid_property", f"properties.{key} must be a string")
 
 
 def _flat(props: dict[str, Any] | None, limits: Limits) -> dict[str, str]:
@@ -83,22 +83,22 @@ def _flat(props: dict[str, Any] | None, limits: Limits) -> dict[str, str]:
 
 def validate_body(body: Any) -> TrackBody | IdentifyBody | IncrementBody | AliasBody:
     if not isinstance(body, dict):
-        raise IngestError(400, "invalid_body", 'body must be a JSON object {"type": ..., "payload": {...}}')
+        raise ClientError(400, "invalid_body", 'body must be a JSON object {"type": ..., "payload": {...}}')
     kind = body.get("type")
     if kind not in ("track", "identify", "increment", "decrement", "alias"):
-        raise IngestError(
+        raise ClientError(
             400,
             "invalid_type",
             "type must be one of track, identify, increment, decrement, alias",
             [{"loc": "type", "msg": f"got {str(kind)[:40]!r}"}],
         )
     if not isinstance(body.get("payload"), dict):
-        raise IngestError(400, "invalid_payload", "payload must be a JSON object")
+        raise ClientError(400, "invalid_payload", "payload must be a JSON object")
     try:
         return BODY_ADAPTER.validate_python(body)
     except ValidationError as exc:
         details = pydantic_details(exc)
-        raise IngestError(400, "invalid_payload", validation_message(details), details) from None
+        raise ClientError(400, "invalid_payload", validation_message(details), details) from None
 
 
 def prepare_track(body: TrackBody, ctx: RequestContext, limits: Limits) -> Prepared:
@@ -109,7 +109,7 @@ def prepare_track(body: TrackBody, ctx: RequestContext, limits: Limits) -> Prepa
     title = p.title if p.title is not None else _reserved_str(props, "__title")
     raw_ts = p.timestamp if p.timestamp is not None else props.get("__timestamp")
     if raw_ts is not None and not isinstance(raw_ts, str | int | float):
-        raise IngestError(
+        raise ClientError(
             400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds"
         )
     device_id = p.deviceId or _reserved_str(props, "__deviceId")
@@ -128,7 +128,7 @@ def prepare_track(body: TrackBody, ctx: RequestContext, limits: Limits) -> Prepa
         # routed without the salt, so both ids of one visitor reach the same shard
         shard_key = "anon:" + visitor_key(ip, ctx.user_agent)
     record: Record = {
-        "_t": "events",
+        TABLE_KEY: "events",
         "id": p.id or new_id(),
         "project_id": ctx.project_id,
         "name": p.name,
@@ -158,7 +158,7 @@ def prepare_track(body: TrackBody, ctx: RequestContext, limits: Limits) -> Prepa
 def prepare_identify(body: IdentifyBody, ctx: RequestContext, limits: Limits) -> Prepared:
     p = body.payload
     record: Record = {
-        "_t": "profiles",
+        TABLE_KEY: "profiles",
         "project_id": ctx.project_id,
         "profile_id": p.profileId,
         "first_name": p.firstName or "",
@@ -176,7 +176,7 @@ def prepare_counter(body: IncrementBody, ctx: RequestContext) -> Prepared:
     p = body.payload
     delta = p.value if body.type == "increment" else -p.value
     record: Record = {
-        "_t": "profile_counters",
+        TABLE_KEY: "profile_counters",
         "project_id": ctx.project_id,
         "profile_id": p.profileId,
         "property": p.property,
@@ -190,7 +190,7 @@ def prepare_counter(body: IncrementBody, ctx: RequestContext) -> Prepared:
 def prepare_alias(body: AliasBody, ctx: RequestContext) -> Prepared:
     p = body.payload
     record: Record = {
-        "_t": "profile_aliases",
+        TABLE_KEY: "profile_aliases",
         "project_id": ctx.project_id,
         "alias": p.alias,
         "profile_id": p.profileId,

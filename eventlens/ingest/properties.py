@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from eventlens.ingest.errors import IngestError
+from eventlens.errors import ClientError
 
 # Keys the OpenPanel SDK sends inside properties to mean payload fields; consumed, not stored.
 RESERVED = ("__path", "__referrer", "__title", "__timestamp", "__deviceId", "__ip")
@@ -27,7 +27,7 @@ def _scalar(v: Any) -> str:
 
 
 def flatten(props: dict[str, Any], *, max_keys: int, max_key_len: int, max_value_len: int) -> dict[str, str]:
-    """``{"a": {"b": [1, 2]}}`` → ``{"a.b.0": "1", "a.b.1": "2"}``; raises IngestError past limits."""
+    """``{"a": {"b": [1, 2]}}`` → ``{"a.b.0": "1", "a.b.1": "2"}``; raises ClientError past limits."""
     if len(props) <= max_keys:
         # the common case, flat scalar properties: no stack, one pass of checks
         flat: dict[str, str] = {}
@@ -58,20 +58,20 @@ def flatten(props: dict[str, Any], *, max_keys: int, max_key_len: int, max_value
             continue
         text = _scalar(value) if not isinstance(value, dict | list) else ""
         if len(key) > max_key_len:
-            raise IngestError(
+            raise ClientError(
                 422,
                 "property_key_too_long",
                 f"property key {key[:40]!r}… is longer than {max_key_len} characters",
             )
         if len(text) > max_value_len:
-            raise IngestError(
+            raise ClientError(
                 422,
                 "property_value_too_long",
                 f"property {key!r} has a value longer than {max_value_len} characters",
             )
         out[key] = text
         if len(out) > max_keys:
-            raise IngestError(
+            raise ClientError(
                 422, "too_many_properties", f"more than {max_keys} properties after flattening nested values"
             )
     return out

@@ -19,38 +19,8 @@ from typing import Any
 
 import uuid_utils
 
-from eventlens.storage.wal import Record
+from eventlens.records import ENTRY_FIELDS, PAGE_VIEWS, TABLE_KEY, Record, table_of
 
-PAGE_VIEWS = frozenset(("page_view", "screen_view"))
-MARKERS = frozenset(("session_start", "session_end"))
-
-# Copied from the first event onto markers and the sessions row.
-ENTRY_FIELDS = (
-    "project_id",
-    "device_id",
-    "origin",
-    "referrer",
-    "referrer_name",
-    "referrer_type",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "country",
-    "region",
-    "city",
-    "browser",
-    "browser_version",
-    "os",
-    "os_version",
-    "device",
-    "brand",
-    "model",
-    "is_bot",
-    "sdk_name",
-    "sdk_version",
-)
 _ENTRY_DEFAULTS: Record = dict.fromkeys(ENTRY_FIELDS, "")
 
 
@@ -97,7 +67,7 @@ def marker(name: str, session: Session, at_ms: int, now_ms: int) -> Record:
     rec: Record = dict(session.first)  # entry fields only (see Session.first)
     rec.update(
         {
-            "_t": "events",
+            TABLE_KEY: "events",
             # deterministic ids: a replayed or repeated marker collapses onto the first one
             "id": f"{session.session_id}:{'s' if name == 'session_start' else 'e'}",
             "name": name,
@@ -121,7 +91,7 @@ def snapshot(session: Session, now_ms: int, closed: bool) -> Record:
     row: Record = {**_ENTRY_DEFAULTS, **session.first}
     row.update(
         {
-            "_t": "sessions",
+            TABLE_KEY: "sessions",
             "session_id": session.session_id,
             "profile_id": session.profile_id,
             "opened_at": session.opened_ms,
@@ -244,7 +214,7 @@ class Sessionizer:
 
     def replay(self, record: Record) -> None:
         """Re-apply a logged record (its session already assigned) after a restart."""
-        table = record.get("_t", "events")
+        table = table_of(record)
         if table == "sessions":
             # a logged snapshot's version must stay below the next one we write
             live = self.live.get((record.get("project_id", ""), record.get("device_id", "")))

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from eventlens.ingest.sessions import Sessionizer
+from eventlens.records import Record, table_of
 from eventlens.storage.tables import group_by_table
-from eventlens.storage.wal import Record, Segment, SegmentLog
+from eventlens.storage.wal import Segment, SegmentLog
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +118,12 @@ class ShardCore:
             counted = {
                 r["session_id"]
                 for r in records
-                if r.get("_t") == "sessions" and stored_version.get(r["session_id"], -1) >= int(r["version"])
+                if table_of(r) == "sessions" and stored_version.get(r["session_id"], -1) >= int(r["version"])
             }
             for rec in records:
                 if rec.get("session_id") not in counted:
                     self.sessions.replay(rec)
-                table = rec.get("_t", "events")
+                table = table_of(rec)
                 if table == "profiles":
                     self._cache_profile(rec)
                 elif table == "events" and rec.get("name") not in ("session_start", "session_end"):
@@ -160,7 +161,7 @@ class ShardCore:
         # ids first seen in this call: a retry racing its original can share one (coalesced) call
         in_call: dict[str, dict[str, str]] = {}
         for rec in records:
-            table = rec.get("_t", "events")
+            table = table_of(rec)
             if table != "events":
                 to_log.append(self._merge_profile(rec) if table == "profiles" else rec)
                 results.append({})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from eventlens.ingest.errors import IngestError
+from eventlens.errors import ClientError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -17,12 +17,12 @@ def parse_timestamp(value: str | int | float | None, now_ms: int, max_future_ms:
     if value is None or value == "":
         return now_ms
     if isinstance(value, bool):
-        raise IngestError(
+        raise ClientError(
             400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds"
         )
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
-            raise IngestError(400, "invalid_timestamp", "timestamp must be a finite number of milliseconds")
+            raise ClientError(400, "invalid_timestamp", "timestamp must be a finite number of milliseconds")
         ms = int(value)
     else:
         text = value.strip()
@@ -30,21 +30,21 @@ def parse_timestamp(value: str | int | float | None, now_ms: int, max_future_ms:
             try:  # isdigit() also accepts digits int() refuses ("²"), and int() caps string length
                 ms = int(text)
             except ValueError:
-                raise IngestError(
+                raise ClientError(
                     400, "invalid_timestamp", f"timestamp {text[:40]!r} is not ISO-8601 or epoch milliseconds"
                 ) from None
         else:
             try:
                 dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
             except ValueError:
-                raise IngestError(
+                raise ClientError(
                     400, "invalid_timestamp", f"timestamp {text[:40]!r} is not ISO-8601 or epoch milliseconds"
                 ) from None
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)
             ms = (dt - _EPOCH) // _ONE_MS  # exact: dt.timestamp() * 1000 loses a millisecond
     if ms < _MIN_MS:
-        raise IngestError(
+        raise ClientError(
             400, "invalid_timestamp", "timestamp is before 2000-01-01; send epoch milliseconds, not seconds"
         )
     if ms > now_ms + max_future_ms:

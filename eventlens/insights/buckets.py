@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from eventlens.api.errors import ApiError
+from eventlens.errors import ClientError
 
 INTERVALS = ("minute", "hour", "day", "week", "month")
 MAX_BUCKETS = 3000
@@ -27,7 +27,7 @@ CH_BUCKET = {
 
 def check_interval(interval: str) -> str:
     if interval not in INTERVALS:
-        raise ApiError(
+        raise ClientError(
             400, "invalid_interval", f"interval {interval[:20]!r} is not one of {', '.join(INTERVALS)}"
         )
     return interval
@@ -85,7 +85,7 @@ def buckets(start: datetime, end: datetime, interval: str, tz: ZoneInfo) -> list
         "month": 28 * 86400,
     }[interval]
     if estimate > MAX_BUCKETS:
-        raise ApiError(
+        raise ClientError(
             400,
             "too_many_buckets",
             f"{interval} buckets over this range would be about {int(estimate)}; at most {MAX_BUCKETS}"

@@ -12,9 +12,8 @@ from typing import Any
 
 import orjson
 
-from eventlens.api.errors import ApiError
-from eventlens.ingest.sessions import ENTRY_FIELDS
-from eventlens.storage.tables import EVENT_COLUMNS
+from eventlens.errors import ClientError
+from eventlens.records import ENTRY_FIELDS, EVENT_COLUMNS
 
 # Event columns a filter or breakdown may name: every text column of the events table but the
 # event id and project (the project comes from the route).
@@ -72,9 +71,9 @@ class Filter:
     value: Any  # str | float | list[str] | None
 
 
-def _bad(message: str, index: int | None = None) -> ApiError:
+def _bad(message: str, index: int | None = None) -> ClientError:
     where = f"filters[{index}]: " if index is not None else "filters: "
-    return ApiError(400, "invalid_filter", where + message)
+    return ClientError(400, "invalid_filter", where + message)
 
 
 def _scalar(value: Any, index: int) -> str | float:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from eventlens.api.errors import ApiError
+from eventlens.errors import ClientError
 
 MAX_RANGE_DAYS = 3660
 # what ClickHouse's DateTime64 and the calendars here can hold, with room either side
@@ -27,7 +27,7 @@ def _zone(name: str) -> ZoneInfo:
             raise ValueError(name)
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ApiError(
+        raise ClientError(
             400, "invalid_timezone", f"timezone {name[:64]!r} is not an IANA zone like Europe/Berlin"
         ) from None
 
@@ -45,13 +45,15 @@ def _parse(value: str, field: str, tz: ZoneInfo, end: bool) -> datetime:
             dt = dt.replace(tzinfo=tz)
         dt = dt.astimezone(UTC)
     except (ValueError, OverflowError):
-        raise ApiError(400, "invalid_date", f"{field} {text[:40]!r} is not an ISO date or datetime") from None
+        raise ClientError(
+            400, "invalid_date", f"{field} {text[:40]!r} is not an ISO date or datetime"
+        ) from None
     return _in_bounds(dt, field, text)
 
 
 def _in_bounds(dt: datetime, field: str, text: str) -> datetime:
     if not MIN_DATE <= dt <= MAX_DATE:
-        raise ApiError(
+        raise ClientError(
             400, "invalid_date", f"{field} {text[:40]!r} is outside {MIN_DATE.year}-{MAX_DATE.year - 1}"
         )
     return dt
@@ -64,7 +66,7 @@ def parse_range(start: str | None, end: str | None, timezone: str | None, defaul
     end_dt = _parse(end, "endDate", tz, True) if end else now + timedelta(seconds=1)
     start_dt = _parse(start, "startDate", tz, False) if start else end_dt - timedelta(days=default_days)
     if start_dt >= end_dt:
-        raise ApiError(400, "invalid_range", "startDate must be before endDate")
+        raise ClientError(400, "invalid_range", "startDate must be before endDate")
     if end_dt - start_dt > timedelta(days=MAX_RANGE_DAYS):
-        raise ApiError(400, "range_too_large", f"the range may span at most {MAX_RANGE_DAYS} days")
+        raise ClientError(400, "range_too_large", f"the range may span at most {MAX_RANGE_DAYS} days")
     return Range(start_dt, end_dt, tzname)

@@ -9,9 +9,7 @@ from zoneinfo import ZoneInfo
 from eventlens.insights.buckets import hour_aligned
 from eventlens.insights.filters import SESSION_COLUMNS, Filter, filter_sql
 from eventlens.insights.params import Range
-
-MARKERS = ("session_start", "session_end")
-PAGE_VIEWS = ("screen_view", "page_view")
+from eventlens.records import MARKERS, PAGE_VIEWS
 
 
 @dataclass(frozen=True)
@@ -41,8 +39,8 @@ class Scope:
             "end": self.rng.end.replace(tzinfo=None),
             "tz": self.rng.timezone,
             "bots": 1 if self.include_bots else 0,
-            "markers": list(MARKERS),
-            "page_views": list(PAGE_VIEWS),
+            "markers": sorted(MARKERS),
+            "page_views": sorted(PAGE_VIEWS),
         }
 
 

@@ -14,8 +14,8 @@ from typing import Any
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
+from eventlens.records import Record
 from eventlens.storage.tables import TABLES, to_columns, to_json_rows
-from eventlens.storage.wal import Record
 
 # Settings named per purpose, never scattered literals.
 INSERT_SETTINGS: dict[str, Any] = {"insert_deduplicate": 1, "async_insert": 0}

@@ -29,7 +29,8 @@ from typing import Any, Protocol
 
 import orjson
 
-Record = dict[str, Any]
+from eventlens.records import Record
+
 _HEADER = struct.Struct("<II")
 
 

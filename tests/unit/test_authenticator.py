@@ -10,7 +10,7 @@ import pytest
 
 from eventlens.api import auth as auth_module
 from eventlens.api.auth import Authenticator
-from eventlens.api.errors import ApiError
+from eventlens.errors import ClientError
 from eventlens.security import hash_secret
 from eventlens.storage.metadata import open_metadata
 
@@ -62,9 +62,9 @@ def test_wrong_secrets_are_refused_every_time(setup: tuple[Authenticator, Any, s
         )
 
     results = asyncio.run(burst())
-    assert all(isinstance(r, ApiError) and r.status == 401 for r in results)
+    assert all(isinstance(r, ClientError) and r.status == 401 for r in results)
     assert len(calls) == 1  # the concurrent ones shared the run
-    with pytest.raises(ApiError):
+    with pytest.raises(ClientError):
         asyncio.run(auth.authenticate(headers(client.id, "wrong"), "write"))
     assert len(calls) == 2  # a failure is never remembered
 

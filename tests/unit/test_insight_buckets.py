@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventlens.api.errors import ApiError
+from eventlens.errors import ClientError
 from eventlens.insights.buckets import MAX_BUCKETS, bucket_start, buckets, hour_aligned, label
 from eventlens.insights.params import parse_range
 
@@ -62,7 +62,7 @@ def test_months_and_half_hour_zones() -> None:
 
 def test_too_many_buckets_is_a_400() -> None:
     rng = parse_range("2026-01-01", "2026-12-31", "UTC")
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(ClientError) as err:
         buckets(rng.start, rng.end, "minute", ZoneInfo("UTC"))
     assert err.value.status == 400 and str(MAX_BUCKETS) in err.value.message
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventlens.api.errors import ApiError
+from eventlens.errors import ClientError
 from eventlens.insights.filters import COLUMNS, OPERATORS, filter_sql, parse_filters
 
 
@@ -70,7 +70,7 @@ def test_camel_case_aliases() -> None:
     ],
 )
 def test_bad_filters_are_400_naming_the_part(raw: object, fragment: str) -> None:
-    with pytest.raises(ApiError) as err:
+    with pytest.raises(ClientError) as err:
         sql_of(raw)
     assert err.value.status == 400
     assert fragment in err.value.message

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from eventlens.ingest.errors import IngestError
+from eventlens.errors import ClientError
 from eventlens.ingest.identity import device_hash, visitor_key
 from eventlens.ingest.pipeline import Limits, RequestContext, prepare, validate_body
-from eventlens.storage.tables import TABLES
+from eventlens.records import TABLES
 
 NOW = 1_750_000_000_000
 CTX = RequestContext(
@@ -34,8 +34,8 @@ def prep(body: Any, ctx: RequestContext = CTX, limits: Limits = LIMITS) -> dict[
     return prepare(body, ctx, limits).record
 
 
-def error_of(body: Any, ctx: RequestContext = CTX, limits: Limits = LIMITS) -> IngestError:
-    with pytest.raises(IngestError) as info:
+def error_of(body: Any, ctx: RequestContext = CTX, limits: Limits = LIMITS) -> ClientError:
+    with pytest.raises(ClientError) as info:
         prepare(body, ctx, limits)
     return info.value
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlens.ingest.errors import IngestError
+from eventlens.errors import ClientError
 from eventlens.ingest.properties import RESERVED, flatten
 
 BIG = {"max_keys": 10_000, "max_key_len": 10_000, "max_value_len": 100_000}
@@ -81,7 +81,7 @@ def test_deep_nesting_does_not_recurse() -> None:
 )
 def test_limits_raise_422(props: dict[str, Any], limits: dict[str, int], code: str) -> None:
     full = {"max_keys": 100, "max_key_len": 100, "max_value_len": 100, **limits}
-    with pytest.raises(IngestError) as info:
+    with pytest.raises(ClientError) as info:
         flatten(props, **full)
     assert info.value.status == 422
     assert info.value.code == code
@@ -181,7 +181,7 @@ def test_flat_scalars_match_the_documented_rules(
             break
         expected[k] = text
     if error:
-        with pytest.raises(IngestError) as exc:
+        with pytest.raises(ClientError) as exc:
             flatten(props, **limits)
         assert exc.value.code == error
     else:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlens.ingest.sessions import ENTRY_FIELDS, Sessionizer
-from eventlens.storage.tables import SESSION_COLUMNS
+from eventlens.ingest.sessions import Sessionizer
+from eventlens.records import ENTRY_FIELDS, SESSION_COLUMNS
 
 MIN = 60_000
 TIMEOUT = 30 * MIN

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from eventlens.ingest.shard import Overloaded, ShardConfig, ShardCore, now_ms
-from eventlens.storage.tables import TABLES, to_columns
+from eventlens.records import TABLES
+from eventlens.storage.tables import to_columns
 from eventlens.storage.wal import FileSegmentLog, Segment
 
 T0 = 1_750_000_000_000  # a fixed "now" for tests that never look at the real clock

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlens.storage.tables import TABLES, TIMESTAMP_COLUMNS, group_by_table, to_columns, to_json_rows
+from eventlens.records import TABLES, TIMESTAMP_COLUMNS
+from eventlens.storage.tables import group_by_table, to_columns, to_json_rows
 
 
 @pytest.mark.parametrize("table", sorted(TABLES))

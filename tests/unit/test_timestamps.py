@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlens.ingest.errors import IngestError
+from eventlens.errors import ClientError
 from eventlens.ingest.timestamps import parse_timestamp
 
 NOW = 1_750_000_000_000  # 2025-06-15T15:06:40Z
@@ -94,7 +94,7 @@ def test_future_is_clamped_to_server_time(value: str | int, expected: int) -> No
     ],
 )
 def test_invalid_is_400_invalid_timestamp(value: str | int | float) -> None:
-    with pytest.raises(IngestError) as info:
+    with pytest.raises(ClientError) as info:
         parse_timestamp(value, NOW, SKEW)
     assert info.value.status == 400
     assert info.value.code == "invalid_timestamp"
@@ -124,7 +124,7 @@ def test_any_far_future_is_now(ms: int) -> None:
 def test_never_raises_anything_but_a_400(value: str | int | float) -> None:
     try:
         ms = parse_timestamp(value, NOW, SKEW)
-    except IngestError as err:
+    except ClientError as err:
         assert (err.status, err.code) == (400, "invalid_timestamp")
     else:
         assert 946_684_800_000 <= ms <= NOW + SKEW

@@ -344,7 +344,7 @@ def test_results_are_cached_per_string() -> None:
 
 
 def test_columns_match_the_event_row() -> None:
-    from eventlens.storage.tables import EVENT_COLUMNS
+    from eventlens.records import EVENT_COLUMNS
 
     row = parse_user_agent(
         "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)"

@@ -1,0 +1,169 @@
+"""The vocabulary every layer shares: the record, its table key, the tables' columns, event kinds.
+
+A record is one row on its way to ClickHouse, as it travels from an ingest replica through a
+shard's write-ahead log to an insert: a plain dict whose ``TABLE_KEY`` names its table (events when
+absent) and whose other keys are that table's columns (any it lacks takes the default below).
+The column lists mirror ``migrations/clickhouse``; a test compares them with ``DESCRIBE TABLE``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Record = dict[str, Any]
+
+# The key naming a record's table; not a column, so inserts skip it.
+TABLE_KEY = "_t"
+DEFAULT_TABLE = "events"
+
+
+def table_of(record: Record) -> str:
+    return record.get(TABLE_KEY, DEFAULT_TABLE)
+
+
+# Event names with a meaning of their own.
+PAGE_VIEWS = frozenset(("page_view", "screen_view"))
+MARKERS = frozenset(("session_start", "session_end"))
+
+# Campaign, geo and device columns: on every event and copied onto its session's row.
+ATTRIBUTION_COLUMNS: dict[str, Any] = {
+    "utm_source": "",
+    "utm_medium": "",
+    "utm_campaign": "",
+    "utm_term": "",
+    "utm_content": "",
+    "country": "",
+    "region": "",
+    "city": "",
+    "browser": "",
+    "browser_version": "",
+    "os": "",
+    "os_version": "",
+    "device": "",
+    "brand": "",
+    "model": "",
+    "is_bot": 0,
+}
+
+EVENT_COLUMNS: dict[str, Any] = {
+    "id": "",
+    "project_id": "",
+    "name": "",
+    "device_id": "",
+    "profile_id": "",
+    "session_id": "",
+    "created_at": 0,
+    "received_at": 0,
+    "origin": "",
+    "path": "",
+    "title": "",
+    "referrer": "",
+    "referrer_name": "",
+    "referrer_type": "",
+    **ATTRIBUTION_COLUMNS,
+    "properties": {},
+    "sdk_name": "",
+    "sdk_version": "",
+}
+
+PROFILE_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "profile_id": "",
+    "first_name": "",
+    "last_name": "",
+    "email": "",
+    "avatar": "",
+    "properties": {},
+    "updated_at": 0,
+    "event_id": "",
+}
+
+COUNTER_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "profile_id": "",
+    "property": "",
+    "delta": 0.0,
+    "created_at": 0,
+    "event_id": "",
+}
+
+ALIAS_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "alias": "",
+    "profile_id": "",
+    "created_at": 0,
+    "event_id": "",
+}
+
+SESSION_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "session_id": "",
+    "device_id": "",
+    "profile_id": "",
+    "opened_at": 0,
+    "started_at": 0,
+    "ended_at": 0,
+    "duration": 0.0,
+    "entry_path": "",
+    "exit_path": "",
+    "origin": "",
+    "referrer": "",
+    "referrer_name": "",
+    "referrer_type": "",
+    **ATTRIBUTION_COLUMNS,
+    "sdk_name": "",
+    "sdk_version": "",
+    "page_views": 0,
+    "events": 0,
+    "is_bounce": 0,
+    "is_closed": 0,
+    "version": 0,
+    "shard": 0,
+}
+
+TABLES: dict[str, dict[str, Any]] = {
+    "events": EVENT_COLUMNS,
+    "profiles": PROFILE_COLUMNS,
+    "profile_counters": COUNTER_COLUMNS,
+    "profile_aliases": ALIAS_COLUMNS,
+    "sessions": SESSION_COLUMNS,
+}
+
+
+# The DateTime64(3) columns of each table: records hold epoch milliseconds there (see to_json_rows).
+TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": ("created_at", "received_at"),
+    "profiles": ("updated_at",),
+    "profile_counters": ("created_at",),
+    "profile_aliases": ("created_at",),
+    "sessions": ("opened_at", "started_at", "ended_at"),
+}
+
+
+# Copied from a session's first event onto its markers and its sessions row.
+ENTRY_FIELDS = (
+    "project_id",
+    "device_id",
+    "origin",
+    "referrer",
+    "referrer_name",
+    "referrer_type",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "country",
+    "region",
+    "city",
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device",
+    "brand",
+    "model",
+    "is_bot",
+    "sdk_name",
+    "sdk_version",
+)
