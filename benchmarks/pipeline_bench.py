@@ -4,7 +4,7 @@
 
 Times, single-threaded in this process, what an ingest replica does per event before the shard
 hand-off: validation, properties, timestamp, device id, page/UTM split, referrer classification
-(``ingest.pipeline.prepare``) and, once per request, user agent + geo (``IngestHandler._enrichment``).
+(``ingest.pipeline``) and, once per request, user agent + geo (``ingest.context.build_context``).
 
 - bare: enrichment switched off (empty user agent, no geo database) — the foundation's path;
 - enriched, warm: realistic traffic, where user agents, IPs and referrers repeat (caches hit);
@@ -25,10 +25,14 @@ from typing import Any
 from benchmarks.enrichment_bench import make_agents
 from benchmarks.traffic import public_ip
 from eventlens.config import Settings
-from eventlens.ingest.geo import GeoLookup, enrich_geo
-from eventlens.ingest.pipeline import Limits, RequestContext, prepare
-from eventlens.ingest.useragent import parse_user_agent, warm_up
+from eventlens.ingest.context import RequestContext, build_context
+from eventlens.ingest.geo import GeoLookup
+from eventlens.ingest.pipeline import Limits, prepare
+from eventlens.ingest.useragent import warm_up
 
+NOW = 1_790_000_000_000
+SALTS = ("s" * 64, "t" * 64)
+IP_HEADERS = Settings().ip_headers
 REFERRERS = [
     "https://www.google.com/",
     "https://t.co/x",
@@ -55,9 +59,11 @@ def run(n: int, mode: str, geo: GeoLookup, agents: list[str]) -> float:
     rnd = random.Random(1)
     start = time.perf_counter()
     for i in range(n):
-        if mode == "bare":
-            ua, ip, ref = "", "203.0.113.9", REFERRERS[i % len(REFERRERS)]
-            enrichment: dict[str, Any] = {}
+        if mode == "bare":  # no user agent, no geo: the pipeline's own cost
+            ref = REFERRERS[i % len(REFERRERS)]
+            ctx = RequestContext(
+                "p1", "203.0.113.9", "", NOW, SALTS[0], SALTS[1], origin="https://shop.example"
+            )
         else:
             if mode == "cold":
                 ua, ip, ref = (
@@ -71,17 +77,8 @@ def run(n: int, mode: str, geo: GeoLookup, agents: list[str]) -> float:
                     public_ip(rnd.randrange(300)),
                     REFERRERS[i % len(REFERRERS)],
                 )
-            enrichment = {**parse_user_agent(ua).columns(), **enrich_geo(geo, ip, {})._asdict()}
-        ctx = RequestContext(
-            project_id="p1",
-            ip=ip,
-            user_agent=ua,
-            now_ms=1_790_000_000_000,
-            salt="s" * 64,
-            prev_salt="t" * 64,
-            origin="https://shop.example",
-            enrichment=enrichment,
-        )
+            headers = {"user-agent": ua, "x-forwarded-for": ip, "origin": "https://shop.example"}
+            ctx = build_context("p1", headers, None, SALTS, ip_headers=IP_HEADERS, geo=geo, now_ms=NOW)
         prepare(_body(i, ref), ctx, limits)
     return (time.perf_counter() - start) / n * 1e6
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.shard_bench [--batches 200] [--devices 5000]
 
-Feeds ``ingest.shard.ShardCore`` what an ingest replica sends it: JSON blobs of 1,000 prepared
+Feeds ``buffer.core.BufferCore`` what an ingest replica sends it: JSON blobs of 1,000 prepared
 records each (the records of the load generator's ``/track/batch`` bodies, enriched as a desktop
 Chrome visitor), with a fresh event id each. It times, in this process:
 
@@ -33,12 +33,12 @@ from typing import Any
 import orjson
 
 from benchmarks.scenarios.batch import bodies
+from eventlens.buffer.core import BufferConfig, BufferCore
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
-from eventlens.ingest.geo import GeoLookup, enrich_geo
-from eventlens.ingest.pipeline import Limits, RequestContext, prepare
-from eventlens.ingest.shard import ShardConfig, ShardCore
-from eventlens.ingest.useragent import parse_user_agent
+from eventlens.ingest.context import build_context
+from eventlens.ingest.geo import GeoLookup
+from eventlens.ingest.pipeline import Limits, prepare
 from eventlens.storage.tables import to_json_rows
 from eventlens.storage.wal import FileSegmentLog
 
@@ -52,14 +52,9 @@ FLUSH_EVERY = 10
 
 def make_blobs(batches: int, devices: int, now: int) -> list[bytes]:
     geo = GeoLookup(Settings().geo_database)
-    ctx = RequestContext(
-        project_id="p1",
-        ip="81.2.69.142",
-        user_agent=UA,
-        now_ms=now,
-        salt="s" * 64,
-        prev_salt="t" * 64,
-        enrichment={**parse_user_agent(UA).columns(), **enrich_geo(geo, "81.2.69.142", {})._asdict()},
+    headers = {"user-agent": UA, "x-forwarded-for": "81.2.69.142"}
+    ctx = build_context(
+        "p1", headers, None, ("s" * 64, "t" * 64), ip_headers=Settings().ip_headers, geo=geo, now_ms=now
     )
     events = [e for body in bodies(BLOB, devices=devices) for e in orjson.loads(body)["events"]]
     limits = Limits()
@@ -90,7 +85,7 @@ def run(mode: str, batches: int, devices: int) -> dict[str, float]:
 
     gc.callbacks.append(on_gc)
     with tempfile.TemporaryDirectory() as tmp:
-        core = ShardCore(ShardConfig("bench-0", flush_max_age_ms=1000), FileSegmentLog(Path(tmp)), insert)
+        core = BufferCore(BufferConfig("bench-0", flush_max_age_ms=1000), FileSegmentLog(Path(tmp)), insert)
         times = {"decode": 0.0, "append": 0.0, "flush": 0.0}
         for i, blob in enumerate(blobs):
             t0 = time.perf_counter()

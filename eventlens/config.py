@@ -1,12 +1,14 @@
 """The only reader of ``EVENTLENS_*``: one pydantic settings model.
 
-Values come from (highest first) explicit keyword arguments (the Serve config's ``args:`` or CLI
-flags), then ``EVENTLENS_*`` environment variables, then the defaults below, which give a fully
-embedded single-machine daemon: chDB under the data directory, SQLite metadata, no Redis.
+Precedence, highest first, written once in ``resolve_settings``: an explicit CLI flag, then the
+Serve config's ``args:`` (and its ``http_options`` host and port), then ``EVENTLENS_*`` environment
+variables, then the defaults below, which give a fully embedded single-machine daemon: chDB under
+the data directory, SQLite metadata, no Redis.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -158,6 +160,16 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")
 
 
+def resolve_settings(
+    cli: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None
+) -> Settings:
+    """Explicit CLI flags (None = not given) over Serve config ``args:`` over ``EVENTLENS_*`` over
+    defaults: keyword arguments beat the environment in pydantic-settings, so the first two are
+    merged here and the environment fills in the rest."""
+    flags = {k: v for k, v in (cli or {}).items() if v is not None}
+    return Settings(**{**(config or {}), **flags})
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with explicit overrides (None values are ignored)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    return resolve_settings(overrides)

@@ -9,13 +9,14 @@ import importlib
 import logging
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from eventlens.config import Settings
+from eventlens.config import Settings, resolve_settings
 
 log = logging.getLogger(__name__)
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "deployments" / "embedded.yaml"
@@ -88,9 +89,51 @@ def ensure_demo(settings: Settings) -> Demo | None:
         return Demo(project.id, write.id, wsecret, read.id, rsecret)
 
 
+@dataclass(frozen=True)
+class ServeConfig:
+    """A Serve config file: its applications and the settings their ``args:`` name."""
+
+    applications: list[dict[str, Any]]
+    http_options: dict[str, Any]
+
+    def settings_args(self) -> dict[str, Any]:
+        """Every application's ``args:`` and the HTTP host and port, as one set of settings.
+
+        The daemon's actors serve every application, so two applications may not disagree on a
+        setting; an application-only setting (``ingest_replicas``) is simply named by one of them.
+        """
+        merged: dict[str, Any] = {k: self.http_options[k] for k in ("host", "port") if k in self.http_options}
+        owner: dict[str, str] = {}
+        for app in self.applications:
+            for key, value in (app.get("args") or {}).items():
+                if key in merged and merged[key] != value and key in owner:
+                    raise ValueError(
+                        f"applications {owner[key]!r} and {app['name']!r} set {key} differently "
+                        f"({merged[key]!r} and {value!r}); the daemon needs one value"
+                    )
+                merged[key], owner[key] = value, app["name"]
+        return merged
+
+
+def load_config(path: Path) -> ServeConfig:
+    doc = yaml.safe_load(path.read_text()) or {}
+    return ServeConfig(list(doc.get("applications") or []), dict(doc.get("http_options") or {}))
+
+
 def load_apps(config_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    doc = yaml.safe_load(config_path.read_text())
-    return doc.get("http_options") or {}, list(doc.get("applications") or [])
+    config = load_config(config_path)
+    return config.http_options, config.applications
+
+
+def resolve(
+    cli: Mapping[str, Any] | Settings | None, config_path: Path = DEFAULT_CONFIG
+) -> tuple[Settings, ServeConfig]:
+    """The daemon's settings: CLI flags > the config's ``args:``/``http_options`` > env > defaults.
+
+    A ``Settings`` object (tests, embedding code) counts as explicit flags, all of them."""
+    config = load_config(config_path)
+    flags = cli.to_args() if isinstance(cli, Settings) else dict(cli or {})
+    return resolve_settings(flags, config.settings_args()), config
 
 
 def start_actors(settings: Settings) -> list[str]:
@@ -102,9 +145,10 @@ def start_actors(settings: Settings) -> list[str]:
 
     from eventlens.actors import registry
 
-    applied: list[str] = []
-    if settings.embedded_clickhouse:
-        applied = ray.get(registry.warehouse_actor(settings).migrations.remote(), timeout=300)
+    # migrations run where storage is owned: in the chDB owner actor, or here against a server
+    owner = registry.storage_owner(settings)
+    if owner is not None:
+        applied = ray.get(owner.migrations.remote(), timeout=300)
     else:
         from eventlens.storage.ch_migrations import apply_clickhouse_migrations
 
@@ -119,25 +163,12 @@ def start_actors(settings: Settings) -> list[str]:
 def orphan_logs(settings: Settings) -> list[int]:
     """Shard numbers at or past ``settings.shards`` whose log still holds segments.
 
-    Lowering the shard count (the default went from 2 to 1) leaves such logs behind when the last
-    shutdown could not drain them (storage down); no shard of the new count would ever read them.
+    Lowering the shard count leaves such logs behind when the last shutdown could not drain them
+    (storage down); no shard of the new count would ever read them.
     """
-    found: set[int] = set()
-    if settings.redis_url:
-        import redis
+    from eventlens import backends
 
-        client = redis.Redis.from_url(settings.redis_url)
-        prefix = f"eventlens:{settings.instance}:wal:"
-        for key in client.scan_iter(match=f"{prefix}*:segs"):
-            index = key.decode()[len(prefix) :].split(":")[0]
-            if index.isdigit() and client.zcard(key):
-                found.add(int(index))
-    elif settings.wal_dir.is_dir():
-        for path in settings.wal_dir.glob("shard-*"):
-            index = path.name.removeprefix("shard-")
-            if index.isdigit() and any(path.glob("*.wal")):
-                found.add(int(index))
-    return sorted(i for i in found if i >= settings.shards)
+    return sorted(i for i in backends.wal_indexes(settings) if i >= settings.shards)
 
 
 def drain_orphan_logs(settings: Settings) -> list[dict[str, Any]]:
@@ -163,21 +194,26 @@ def drain_orphan_logs(settings: Settings) -> list[dict[str, Any]]:
     return states
 
 
-def start(settings: Settings, config_path: Path = DEFAULT_CONFIG, wait_s: float = 120) -> Running:
+def start(
+    cli: Mapping[str, Any] | Settings | None = None, config_path: Path = DEFAULT_CONFIG, wait_s: float = 120
+) -> Running:
+    """Start Ray (or join it), migrate, start the actors and deploy every application of the config."""
     from ray import serve
 
+    settings, config = resolve(cli, config_path)
     init_ray(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     demo = ensure_demo(settings)
     migrations = start_actors(settings)
-    _, apps = load_apps(config_path)
     serve.start(http_options={"host": settings.host, "port": settings.port})
     names = []
-    for spec in apps:
+    for spec in config.applications:
         module, func = spec["import_path"].split(":")
         builder = getattr(importlib.import_module(module), func)
-        args = {**(spec.get("args") or {}), **settings.to_args()}
-        serve.run(builder(args), name=spec["name"], route_prefix=spec["route_prefix"], blocking=False)
+        # every application gets the daemon's resolved settings, so replicas and actors agree
+        serve.run(
+            builder(settings.to_args()), name=spec["name"], route_prefix=spec["route_prefix"], blocking=False
+        )
         names.append(spec["name"])
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     url = f"http://{host}:{settings.port}"

@@ -1,4 +1,8 @@
-"""Named actors in an explicit namespace: created once, found by every replica and node."""
+"""Named actors in an explicit namespace: created once, found by every replica and node.
+
+Which actors exist is decided here: the chDB owner only with embedded storage, one presence
+actor, one buffer shard per ``settings.shards``. Each shard is handed the handles it talks to.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ from typing import Any
 
 import ray
 
+from eventlens.actors.presence import PresenceActor
+from eventlens.actors.warehouse import WarehouseActor
+from eventlens.buffer.actor import BufferShard
 from eventlens.config import Settings
 
 
@@ -20,21 +27,22 @@ def _opts(settings: Settings, role: str) -> dict[str, Any]:
 
 
 def warehouse_actor(settings: Settings) -> Any:
-    from eventlens.actors.warehouse import WarehouseActor
-
     return WarehouseActor.options(**_opts(settings, "warehouse")).remote(settings.to_args())
 
 
-def presence_actor(settings: Settings) -> Any:
-    from eventlens.actors.presence import PresenceActor
+def storage_owner(settings: Settings) -> Any | None:
+    """The actor owning the embedded chDB directory; None with a ClickHouse server."""
+    return warehouse_actor(settings) if settings.embedded_clickhouse else None
 
+
+def presence_actor(settings: Settings) -> Any:
     return PresenceActor.options(**_opts(settings, "presence")).remote(settings.live_window_s)
 
 
 def shard_actor(settings: Settings, index: int) -> Any:
-    from eventlens.actors.buffer import BufferShard
-
-    return BufferShard.options(**_opts(settings, f"shard-{index}")).remote(settings.to_args(), index)
+    return BufferShard.options(**_opts(settings, f"shard-{index}")).remote(
+        settings.to_args(), index, storage_owner(settings), presence_actor(settings)
+    )
 
 
 def shard_actors(settings: Settings) -> list[Any]:

@@ -9,8 +9,8 @@ import ray
 
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
-from eventlens.insights.cache import VersionCounter, projects_in
 from eventlens.storage.clickhouse import Warehouse
+from eventlens.storage.versions import VersionCounter, projects_in
 
 
 class StorageUnavailable(RuntimeError):

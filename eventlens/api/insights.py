@@ -22,7 +22,6 @@ from starlette.responses import Response
 
 from eventlens.api.auth import Authenticator
 from eventlens.api.errors import error_response, json_response
-from eventlens.api.querier import Querier
 from eventlens.errors import ClientError, pydantic_details, validation_message
 from eventlens.insights import queries
 from eventlens.insights.buckets import bucket_start, buckets, check_interval
@@ -30,6 +29,7 @@ from eventlens.insights.cache import InsightCache, NoVersions
 from eventlens.insights.filters import parse_filters
 from eventlens.insights.params import parse_range
 from eventlens.insights.scope import Scope
+from eventlens.storage.reader import Reader
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ Catalog = Annotated[dict[str, Any], Depends(catalog_params)]
 
 def create_api(
     auth: Authenticator,
-    querier: Querier,
+    querier: Reader,
     presence: Any,
     metadata_ping: Any,
     cache: InsightCache | None = None,

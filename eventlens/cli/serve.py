@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 
 from eventlens.cli.common import DataDirOption, JsonOption, cli_errors, print_json
-from eventlens.config import load_settings
 
 
 def serve_command(
@@ -29,15 +28,16 @@ def serve_command(
     """Run the daemon in the foreground; SIGTERM or Ctrl-C drains the buffers and stops it."""
     from eventlens import daemon
 
+    flags = {"host": host, "port": port, "data_dir": data_dir, "ray_address": ray_address}
     with cli_errors():
-        settings = load_settings(host=host, port=port, data_dir=data_dir, ray_address=ray_address)
+        settings, _ = daemon.resolve(flags, config or daemon.DEFAULT_CONFIG)
     stop = threading.Event()
 
     def _signal(signum: int, _: Any) -> None:
         stop.set()
 
     with cli_errors():
-        running = daemon.start(settings, config or daemon.DEFAULT_CONFIG)
+        running = daemon.start(flags, config or daemon.DEFAULT_CONFIG)
     # after ray.init, which installs its own fatal-signal handlers in the driver
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)

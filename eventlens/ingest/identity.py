@@ -1,4 +1,4 @@
-"""Cookieless device ids and stable shard routing."""
+"""Cookieless device ids, and the salt-free key that routes a cookieless visitor."""
 
 from __future__ import annotations
 
@@ -19,9 +19,3 @@ def device_hash(project_id: str, ip: str, user_agent: str, salt: str) -> str:
 def visitor_key(ip: str, user_agent: str) -> str:
     """Salt-free routing key of a cookieless visitor: used to pick a shard, never stored."""
     return hashlib.blake2b(f"{ip}\x00{user_agent}".encode(), digest_size=8).hexdigest()
-
-
-def shard_of(project_id: str, key: str, shards: int) -> int:
-    """Stable across processes and restarts (unlike ``hash()``, which is salted per process)."""
-    digest = hashlib.blake2b(f"{project_id}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % shards

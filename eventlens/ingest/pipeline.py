@@ -1,13 +1,16 @@
-"""One incoming body → one WAL record, through a short list of named steps.
+"""One incoming body → one record, through a literal list of named steps.
 
-Runs in the ingest replica, before anything touches a shard: everything here is pure and cheap,
-so rejected input never costs a Ray call. Session assignment happens later, in the shard that owns
-the device.
+Runs in the ingest replica, before anything touches a shard: every step is a function of the
+event being built and the request's context (no I/O, no shared state), so rejected input never
+costs a Ray call. ``STEPS`` lists, per message type, the steps in the order they run; reading it is
+reading the ingest path. A rejected event is a value (``Dropped``: its index in the request, the
+step that refused it and why), not an exception that escapes. Sessions are assigned later, in the
+shard that owns the device (``eventlens.buffer``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +18,7 @@ import uuid_utils
 from pydantic import ValidationError
 
 from eventlens.errors import ClientError, pydantic_details, validation_message
+from eventlens.ingest.context import RequestContext
 from eventlens.ingest.identity import device_hash, visitor_key
 from eventlens.ingest.page import UTM_KEYS, split_page
 from eventlens.ingest.properties import flatten
@@ -22,6 +26,8 @@ from eventlens.ingest.referrer import classify_referrer
 from eventlens.ingest.timestamps import parse_timestamp
 from eventlens.models import BODY_ADAPTER, AliasBody, IdentifyBody, IncrementBody, TrackBody
 from eventlens.records import TABLE_KEY, Record
+
+MESSAGE_TYPES = ("track", "identify", "increment", "decrement", "alias")
 
 
 @dataclass(frozen=True)
@@ -33,28 +39,39 @@ class Limits:
 
 
 @dataclass(frozen=True)
-class RequestContext:
-    project_id: str
-    ip: str
-    user_agent: str
-    now_ms: int
-    salt: str
-    prev_salt: str = ""
-    server_side: bool = False
-    sdk_name: str = ""
-    sdk_version: str = ""
-    origin: str = ""  # the request's Origin header: the page's site when paths come without one
-    # per-request enrichment (user agent, geo): the same for every event of a batch
-    enrichment: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Prepared:
     """A validated record, the key that picks its shard, and its type for the response."""
 
     record: Record
     shard_key: str
     type: str
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """An event the pipeline refused: where it was in the request, at which step, and why."""
+
+    index: int
+    step: str
+    error: ClientError
+
+
+@dataclass
+class Draft:
+    """The event being built: the validated body, the request's context, and the record so far."""
+
+    body: Any
+    ctx: RequestContext
+    limits: Limits
+    record: Record = field(default_factory=dict)
+    shard_key: str = ""
+    ip: str = ""
+    # reserved ``__*`` properties read by the track steps, and the page URL the referrer is judged by
+    props: dict[str, Any] = field(default_factory=dict)
+    page_url: str = ""
+
+
+Step = tuple[str, Callable[[Draft], None]]
 
 
 def new_id() -> str:
@@ -81,15 +98,16 @@ def _flat(props: dict[str, Any] | None, limits: Limits) -> dict[str, str]:
     )
 
 
+# --- parse -----------------------------------------------------------------------------------
 def validate_body(body: Any) -> TrackBody | IdentifyBody | IncrementBody | AliasBody:
     if not isinstance(body, dict):
         raise ClientError(400, "invalid_body", 'body must be a JSON object {"type": ..., "payload": {...}}')
     kind = body.get("type")
-    if kind not in ("track", "identify", "increment", "decrement", "alias"):
+    if kind not in MESSAGE_TYPES:
         raise ClientError(
             400,
             "invalid_type",
-            "type must be one of track, identify, increment, decrement, alias",
+            f"type must be one of {', '.join(MESSAGE_TYPES)}",
             [{"loc": "type", "msg": f"got {str(kind)[:40]!r}"}],
         )
     if not isinstance(body.get("payload"), dict):
@@ -101,112 +119,163 @@ def validate_body(body: Any) -> TrackBody | IdentifyBody | IncrementBody | Alias
         raise ClientError(400, "invalid_payload", validation_message(details), details) from None
 
 
-def prepare_track(body: TrackBody, ctx: RequestContext, limits: Limits) -> Prepared:
-    p = body.payload
-    props = p.properties or {}
-    path = p.path if p.path is not None else _reserved_str(props, "__path")
-    referrer = p.referrer if p.referrer is not None else _reserved_str(props, "__referrer")
-    title = p.title if p.title is not None else _reserved_str(props, "__title")
-    raw_ts = p.timestamp if p.timestamp is not None else props.get("__timestamp")
-    if raw_ts is not None and not isinstance(raw_ts, str | int | float):
+# --- track steps -----------------------------------------------------------------------------
+def start_event(d: Draft) -> None:
+    p = d.body.payload
+    d.props = p.properties or {}
+    d.ip = d.ctx.ip
+    if d.ctx.server_side and (forwarded_ip := _reserved_str(d.props, "__ip")):
+        d.ip = forwarded_ip  # a server-side SDK forwards its visitor's address
+    title = p.title if p.title is not None else _reserved_str(d.props, "__title")
+    d.record = {
+        TABLE_KEY: "events",
+        "id": p.id or new_id(),
+        "project_id": d.ctx.project_id,
+        "name": p.name,
+        "device_id": "",
+        "profile_id": p.profileId or "",
+        "session_id": p.sessionId or "",
+        "created_at": 0,
+        "received_at": d.ctx.now_ms,
+        "title": title or "",
+        "properties": {},
+        "sdk_name": d.ctx.sdk_name,
+        "sdk_version": d.ctx.sdk_version,
+        **d.ctx.enrichment,
+    }
+
+
+def put_timestamp(d: Draft) -> None:
+    raw = d.body.payload.timestamp
+    if raw is None:
+        raw = d.props.get("__timestamp")
+    if raw is not None and not isinstance(raw, str | int | float):
         raise ClientError(
             400, "invalid_timestamp", "timestamp must be an ISO-8601 string or epoch milliseconds"
         )
-    device_id = p.deviceId or _reserved_str(props, "__deviceId")
-    ip = ctx.ip
-    if ctx.server_side and (forwarded_ip := _reserved_str(props, "__ip")):
-        ip = forwarded_ip  # a server-side SDK forwards its visitor's address
-    created_at = parse_timestamp(raw_ts, ctx.now_ms, limits.max_future_ms)
-    extra: Record = {}
+    d.record["created_at"] = parse_timestamp(raw, d.ctx.now_ms, d.limits.max_future_ms)
+
+
+def put_device(d: Draft) -> None:
+    """The client's device id, else the cookieless hash of (project, IP, user agent, salt)."""
+    ctx = d.ctx
+    device_id = d.body.payload.deviceId or _reserved_str(d.props, "__deviceId")
     if device_id:
-        shard_key = device_id
+        d.shard_key = device_id
     else:
-        device_id = device_hash(ctx.project_id, ip, ctx.user_agent, ctx.salt)
+        device_id = device_hash(ctx.project_id, d.ip, ctx.user_agent, ctx.salt)
         if ctx.prev_salt:
-            # the shard continues a visit that began under the previous salt (see sessions.py)
-            extra["_prev_device"] = device_hash(ctx.project_id, ip, ctx.user_agent, ctx.prev_salt)
+            # the shard continues a visit that began under the previous salt (buffer.sessions)
+            d.record["_prev_device"] = device_hash(ctx.project_id, d.ip, ctx.user_agent, ctx.prev_salt)
         # routed without the salt, so both ids of one visitor reach the same shard
-        shard_key = "anon:" + visitor_key(ip, ctx.user_agent)
-    record: Record = {
-        TABLE_KEY: "events",
-        "id": p.id or new_id(),
-        "project_id": ctx.project_id,
-        "name": p.name,
-        "device_id": device_id,
-        "profile_id": p.profileId or "",
-        "session_id": p.sessionId or "",
-        "created_at": created_at,
-        "received_at": ctx.now_ms,
-        "title": title or "",
-        "properties": _flat(props, limits),
-        "sdk_name": ctx.sdk_name,
-        "sdk_version": ctx.sdk_version,
-        **ctx.enrichment,
-        **extra,
-    }
+        d.shard_key = "anon:" + visitor_key(d.ip, ctx.user_agent)
+    d.record["device_id"] = device_id
+
+
+def put_properties(d: Draft) -> None:
+    d.record["properties"] = _flat(d.props, d.limits)
+
+
+def put_page(d: Draft) -> None:
+    """Origin, path and UTM parameters of the page; the request's Origin when the path has none."""
+    p = d.body.payload
+    path = p.path if p.path is not None else _reserved_str(d.props, "__path")
+    origin = d.ctx.origin
     page = split_page(path)
-    if not page["origin"] and ctx.origin.startswith(("http://", "https://")):
-        page["origin"] = ctx.origin.lower().rstrip("/")
-    record.update(page)
-    page_url = path if page["origin"] or not ctx.origin else ctx.origin + (path or "")
-    utm = {k: page[k] for k in UTM_KEYS if page[k]}
-    ref = classify_referrer(referrer, page_url, utm)
-    record["referrer"], record["referrer_name"], record["referrer_type"] = ref
-    return Prepared(record, shard_key, "track")
+    if not page["origin"] and origin.startswith(("http://", "https://")):
+        page["origin"] = origin.lower().rstrip("/")
+    d.record.update(page)
+    d.page_url = path if page["origin"] or not origin else origin + (path or "")
 
 
-def prepare_identify(body: IdentifyBody, ctx: RequestContext, limits: Limits) -> Prepared:
-    p = body.payload
-    record: Record = {
+def put_referrer(d: Draft) -> None:
+    p = d.body.payload
+    referrer = p.referrer if p.referrer is not None else _reserved_str(d.props, "__referrer")
+    utm = {k: d.record[k] for k in UTM_KEYS if d.record[k]}
+    ref = classify_referrer(referrer, d.page_url, utm)
+    d.record["referrer"], d.record["referrer_name"], d.record["referrer_type"] = ref
+
+
+# --- profile steps ---------------------------------------------------------------------------
+def put_profile(d: Draft) -> None:
+    p = d.body.payload
+    d.record = {
         TABLE_KEY: "profiles",
-        "project_id": ctx.project_id,
+        "project_id": d.ctx.project_id,
         "profile_id": p.profileId,
         "first_name": p.firstName or "",
         "last_name": p.lastName or "",
         "email": p.email or "",
         "avatar": p.avatar or "",
-        "properties": _flat(p.properties, limits),
-        "updated_at": ctx.now_ms,
+        "properties": _flat(p.properties, d.limits),
+        "updated_at": d.ctx.now_ms,
         "event_id": new_id(),
     }
-    return Prepared(record, f"profile:{p.profileId}", "identify")
+    d.shard_key = f"profile:{p.profileId}"  # every operation on one profile goes through one shard
 
 
-def prepare_counter(body: IncrementBody, ctx: RequestContext) -> Prepared:
+def put_counter(d: Draft) -> None:
+    body = d.body
     p = body.payload
-    delta = p.value if body.type == "increment" else -p.value
-    record: Record = {
+    d.record = {
         TABLE_KEY: "profile_counters",
-        "project_id": ctx.project_id,
+        "project_id": d.ctx.project_id,
         "profile_id": p.profileId,
         "property": p.property,
-        "delta": float(delta),
-        "created_at": ctx.now_ms,
+        "delta": float(p.value if body.type == "increment" else -p.value),
+        "created_at": d.ctx.now_ms,
         "event_id": new_id(),
     }
-    return Prepared(record, f"profile:{p.profileId}", body.type)
+    d.shard_key = f"profile:{p.profileId}"
 
 
-def prepare_alias(body: AliasBody, ctx: RequestContext) -> Prepared:
-    p = body.payload
-    record: Record = {
+def put_alias(d: Draft) -> None:
+    p = d.body.payload
+    d.record = {
         TABLE_KEY: "profile_aliases",
-        "project_id": ctx.project_id,
+        "project_id": d.ctx.project_id,
         "alias": p.alias,
         "profile_id": p.profileId,
-        "created_at": ctx.now_ms,
+        "created_at": d.ctx.now_ms,
         "event_id": new_id(),
     }
-    return Prepared(record, f"profile:{p.profileId}", "alias")
+    d.shard_key = f"profile:{p.profileId}"
+
+
+# The ingest path, per message type, in order. ``parse`` (``validate_body``) runs before all of them.
+TRACK_STEPS: tuple[Step, ...] = (
+    ("event", start_event),
+    ("timestamp", put_timestamp),
+    ("device", put_device),
+    ("properties", put_properties),
+    ("page", put_page),
+    ("referrer", put_referrer),
+)
+STEPS: dict[str, tuple[Step, ...]] = {
+    "track": TRACK_STEPS,
+    "identify": (("profile", put_profile),),
+    "increment": (("counter", put_counter),),
+    "decrement": (("counter", put_counter),),
+    "alias": (("alias", put_alias),),
+}
+
+
+def run(body: Any, ctx: RequestContext, limits: Limits, index: int = 0) -> Prepared | Dropped:
+    """Parse ``body`` and run its type's steps: the record, or why it was dropped."""
+    step = "parse"
+    try:
+        model = validate_body(body)
+        draft = Draft(model, ctx, limits)
+        for step, fn in STEPS[model.type]:  # noqa: B007 - ``step`` names the failing step below
+            fn(draft)
+    except ClientError as err:
+        return Dropped(index, step, err)
+    return Prepared(draft.record, draft.shard_key, model.type)
 
 
 def prepare(body: Any, ctx: RequestContext, limits: Limits) -> Prepared:
-    """Validate one ``{"type", "payload"}`` body and turn it into a WAL record."""
-    model = validate_body(body)
-    if isinstance(model, TrackBody):
-        return prepare_track(model, ctx, limits)
-    if isinstance(model, IdentifyBody):
-        return prepare_identify(model, ctx, limits)
-    if isinstance(model, IncrementBody):
-        return prepare_counter(model, ctx)
-    return prepare_alias(model, ctx)
+    """``run`` for one event, raising the drop's ``ClientError``."""
+    result = run(body, ctx, limits)
+    if isinstance(result, Dropped):
+        raise result.error
+    return result

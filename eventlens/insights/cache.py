@@ -1,61 +1,18 @@
 """Insight response cache, keyed by every parameter and by the project's data version.
 
-A flush bumps the version of every project it wrote, so a cached answer is never older than the
-newest flushed data: the next request after a flush misses and recomputes. The version lives
-where every writer and reader can see it: in the chDB owner actor (embedded mode: all inserts go
-through it) or in Redis (a ClickHouse server with Redis). A server without Redis has no shared
-place for it, so responses are not cached there.
+A flush bumps the version of every project it wrote (``storage.versions``), so a cached answer is
+never older than the newest flushed data: the next request after a flush misses and recomputes.
+The readers here fetch the version from where the writers keep it: the chDB owner actor, or Redis.
+A server without Redis has no shared place for it, so responses are not cached there.
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Iterable
 from typing import Any, Protocol
 
 import orjson
 from cachetools import TTLCache
-
-# the tables insights read (profile_aliases: profile funnels and retention resolve aliases)
-VERSIONED_TABLES = frozenset({"events", "sessions", "profile_aliases"})
-
-
-def projects_in(table: str, project_ids: Iterable[str]) -> set[str]:
-    """Projects an insert touches (empty for tables no insight reads)."""
-    if table not in VERSIONED_TABLES:
-        return set()
-    return set(project_ids)
-
-
-class VersionCounter:
-    """Per-project versions held in one process; a boot id keeps versions unique across restarts."""
-
-    def __init__(self) -> None:
-        self.boot = uuid.uuid4().hex[:12]
-        self.counts: dict[str, int] = {}
-
-    def bump(self, projects: Iterable[str]) -> None:
-        for p in projects:
-            self.counts[p] = self.counts.get(p, 0) + 1
-
-    def get(self, project: str) -> str:
-        return f"{self.boot}:{self.counts.get(project, 0)}"
-
-
-def redis_versions_key(instance: str) -> str:
-    return f"eventlens:{instance}:data-version"
-
-
-def bump_redis(client: Any, key: str, projects: Iterable[str]) -> None:
-    """Synchronous bump after a direct insert into a ClickHouse server (shards)."""
-    projects = list(projects)
-    if not projects:
-        return
-    pipe = client.pipeline(transaction=False)
-    for p in projects:
-        pipe.hincrby(key, p, 1)
-    pipe.execute()
 
 
 class Versions(Protocol):

@@ -151,7 +151,7 @@ def parse_filters(raw: str | list[Any] | None) -> list[Filter]:
     return out
 
 
-# Columns a session keeps from its first event and never changes (see ingest.sessions): a filter
+# Columns a session keeps from its first event and never changes (see buffer.sessions): a filter
 # on one of them selects sessions by their own value, as peers do for visit attributes.
 SESSION_COLUMNS = (frozenset(ENTRY_FIELDS) - {"project_id", "is_bot"}) | {"session_id"}
 

@@ -22,7 +22,7 @@ import secrets
 import struct
 import threading
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -204,37 +204,37 @@ class FileSegmentLog:
 
 
 class RedisSegmentLog:
-    """Segments as Redis Streams ``<prefix>:seg:<number>``, listed in the sorted set ``<prefix>:segs``.
+    """Segments as Redis Streams (key ``seg, <number>``), listed in a sorted set (key ``segs``).
 
     Durability is Redis's: run it with ``appendonly yes`` and ``appendfsync always`` (or a replica
     and ``WAIT``) when a Redis failure must not lose acknowledged events.
     """
 
-    def __init__(self, client: Any, prefix: str) -> None:
+    def __init__(self, client: Any, key: Callable[..., str]) -> None:
         self.r = client
-        self.prefix = prefix
+        self.key = key  # builds this log's Redis keys from their parts (``backends.redis_key``)
         self._active_no = 0
         self._active_count = 0
         self._registered = False
         self.log_id = ""
 
     def _key(self, number: int) -> str:
-        return f"{self.prefix}:seg:{number}"
+        return self.key("seg", number)
 
     def recover(self) -> list[Segment]:
-        self.r.set(f"{self.prefix}:id", secrets.token_hex(6), nx=True)
-        self.log_id = self.r.get(f"{self.prefix}:id").decode()
+        self.r.set(self.key("id"), secrets.token_hex(6), nx=True)
+        self.log_id = self.r.get(self.key("id")).decode()
         segments: list[Segment] = []
-        numbers = sorted(int(n) for n in self.r.zrange(f"{self.prefix}:segs", 0, -1))
+        numbers = sorted(int(n) for n in self.r.zrange(self.key("segs"), 0, -1))
         for number in numbers:
             count = len(self.read(number))
             if count:
                 segments.append(Segment(number, count))
             else:
                 self.delete(number)
-        last = int(self.r.get(f"{self.prefix}:next") or 0)
+        last = int(self.r.get(self.key("next")) or 0)
         self._active_no = max([last, *(n + 1 for n in numbers)])
-        self.r.set(f"{self.prefix}:next", self._active_no)
+        self.r.set(self.key("next"), self._active_no)
         return segments
 
     def write(self, records: list[Record]) -> int:
@@ -255,8 +255,8 @@ class RedisSegmentLog:
             return
         pipe = self.r.pipeline(transaction=True)
         if not self._registered:
-            pipe.zadd(f"{self.prefix}:segs", {str(self._active_no): self._active_no})
-            pipe.set(f"{self.prefix}:next", self._active_no + 1)
+            pipe.zadd(self.key("segs"), {str(self._active_no): self._active_no})
+            pipe.set(self.key("next"), self._active_no + 1)
         pipe.xadd(self._key(self._active_no), {"d": orjson.dumps(records)})
         pipe.execute()
         self._registered = True
@@ -274,7 +274,7 @@ class RedisSegmentLog:
     def delete(self, number: int) -> None:
         pipe = self.r.pipeline(transaction=True)
         pipe.delete(self._key(number))
-        pipe.zrem(f"{self.prefix}:segs", str(number))
+        pipe.zrem(self.key("segs"), str(number))
         pipe.execute()
 
     def close(self) -> None:

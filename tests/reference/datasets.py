@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from eventlens.ingest.sessions import Sessionizer
+from eventlens.buffer.sessions import Sessionizer
 from eventlens.insights.filters import OPERATORS
 
 TIMEOUT_MS = 30 * 60_000

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from eventlens.api.ingest import salt_key
 from eventlens.ingest.identity import device_hash
+from eventlens.ingest.salts import salt_key
 from eventlens.storage.metadata import open_metadata
 from tests.conftest import Daemon
 

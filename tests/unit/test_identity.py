@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlens.ingest.identity import device_hash, shard_of
+from eventlens.buffer.client import shard_of
+from eventlens.ingest.identity import device_hash
 
 BASE = ("proj", "8.8.8.8", "Mozilla/5.0", "salt-2025-06-15")
 
@@ -35,7 +36,7 @@ def test_device_hash_fields_are_separated() -> None:
 
 
 def test_device_hash_is_the_same_in_another_process() -> None:
-    code = f"from eventlens.ingest.identity import device_hash, shard_of; print(device_hash(*{BASE!r}), shard_of('p', 'k', 97))"
+    code = f"from eventlens.buffer.client import shard_of; from eventlens.ingest.identity import device_hash; print(device_hash(*{BASE!r}), shard_of('p', 'k', 97))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from eventlens.errors import ClientError
+from eventlens.ingest.context import RequestContext
 from eventlens.ingest.identity import device_hash, visitor_key
-from eventlens.ingest.pipeline import Limits, RequestContext, prepare, validate_body
+from eventlens.ingest.pipeline import Limits, prepare, validate_body
 from eventlens.records import TABLES
 
 NOW = 1_750_000_000_000

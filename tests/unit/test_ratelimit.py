@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlens.api import ratelimit
-from eventlens.api.ratelimit import Decision, LocalRateLimiter, RedisRateLimiter, gcra, retry_after_header
+from eventlens import ratelimit
+from eventlens.ratelimit import Decision, LocalRateLimiter, RedisRateLimiter, gcra, retry_after_header
 
 # the pure step -----------------------------------------------------------------------------------
 

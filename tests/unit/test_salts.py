@@ -1,4 +1,4 @@
-"""Device-hash salts per rotation period (eventlens.api.ingest.SaltCache, salt_key) on a real SQLite
+"""Device-hash salts per rotation period (eventlens.ingest.salts.SaltCache, salt_key) on a real SQLite
 metadata store."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from eventlens.api import ingest
-from eventlens.api.ingest import SaltCache, salt_key
+from eventlens.ingest import salts as salts_module
+from eventlens.ingest.salts import SaltCache, salt_key
 from eventlens.storage.metadata import MetadataStore, open_metadata
 
 DAY = 86400
@@ -30,7 +30,7 @@ def store(tmp_path: Path) -> Iterator[MetadataStore]:
 
 
 class Clock:
-    """Stands in for the ``time`` module of eventlens.api.ingest only (asyncio keeps the real one)."""
+    """Stands in for the ``time`` module of eventlens.ingest.salts only (asyncio keeps the real one)."""
 
     def __init__(self, now: float) -> None:
         self.now = now
@@ -42,7 +42,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     c = Clock(DAY_20000)
-    monkeypatch.setattr(ingest, "time", types.SimpleNamespace(time=c.time))
+    monkeypatch.setattr(salts_module, "time", types.SimpleNamespace(time=c.time))
     return c
 
 

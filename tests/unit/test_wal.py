@@ -299,6 +299,10 @@ def test_corrupted_middle_frame_recovers_the_prefix(wal: FileSegmentLog, wal_dir
 # redis segments ----------------------------------------------------------------------------------
 
 
+def keys(prefix: str) -> Any:
+    return lambda *parts: ":".join((prefix, *(str(p) for p in parts)))
+
+
 @pytest.fixture
 def redis_client() -> Iterator[Any]:
     import redis
@@ -310,7 +314,7 @@ def redis_client() -> Iterator[Any]:
 
 @pytest.mark.redis
 def test_redis_append_seal_read_delete(redis_client: Any, redis_prefix: str) -> None:
-    log = RedisSegmentLog(redis_client, redis_prefix)
+    log = RedisSegmentLog(redis_client, keys(redis_prefix))
     assert log.recover() == []
     assert log.seal() is None
     log.append([rec(1), rec(2)])
@@ -333,7 +337,7 @@ def test_redis_append_seal_read_delete(redis_client: Any, redis_prefix: str) -> 
 
 @pytest.mark.redis
 def test_redis_recover_after_restart(redis_client: Any, redis_prefix: str) -> None:
-    log = RedisSegmentLog(redis_client, redis_prefix)
+    log = RedisSegmentLog(redis_client, keys(redis_prefix))
     log.recover()
     log.append([rec(1), rec(2)])
     log.seal()
@@ -341,7 +345,7 @@ def test_redis_recover_after_restart(redis_client: Any, redis_prefix: str) -> No
     log.seal()
     log.delete(1)
     log.append([rec(4)])  # active when the process dies
-    restarted = RedisSegmentLog(redis_client, redis_prefix)
+    restarted = RedisSegmentLog(redis_client, keys(redis_prefix))
     assert restarted.recover() == [Segment(0, 2), Segment(2, 1)]
     assert restarted.read(2) == [rec(4)]
     restarted.append([rec(5)])
@@ -351,14 +355,14 @@ def test_redis_recover_after_restart(redis_client: Any, redis_prefix: str) -> No
 
 @pytest.mark.redis
 def test_redis_numbering_never_reuses_a_flushed_number(redis_client: Any, redis_prefix: str) -> None:
-    log = RedisSegmentLog(redis_client, redis_prefix)
+    log = RedisSegmentLog(redis_client, keys(redis_prefix))
     log.recover()
     for i in range(3):
         log.append([rec(i)])
         seg = log.seal()
         assert seg is not None
         log.delete(seg.number)
-    restarted = RedisSegmentLog(redis_client, redis_prefix)
+    restarted = RedisSegmentLog(redis_client, keys(redis_prefix))
     assert restarted.recover() == []
     restarted.append([rec(9)])
     assert restarted.seal() == Segment(3, 1)
@@ -367,7 +371,7 @@ def test_redis_numbering_never_reuses_a_flushed_number(redis_client: Any, redis_
 @pytest.mark.redis
 def test_redis_recover_drops_registered_but_empty_segments(redis_client: Any, redis_prefix: str) -> None:
     redis_client.zadd(f"{redis_prefix}:segs", {"5": 5})
-    log = RedisSegmentLog(redis_client, redis_prefix)
+    log = RedisSegmentLog(redis_client, keys(redis_prefix))
     assert log.recover() == []
     assert redis_client.zcard(f"{redis_prefix}:segs") == 0
     log.append([rec(1)])
@@ -376,8 +380,8 @@ def test_redis_recover_drops_registered_but_empty_segments(redis_client: Any, re
 
 @pytest.mark.redis
 def test_redis_separate_prefixes_are_independent(redis_client: Any, redis_prefix: str) -> None:
-    a = RedisSegmentLog(redis_client, f"{redis_prefix}:a")
-    b = RedisSegmentLog(redis_client, f"{redis_prefix}:b")
+    a = RedisSegmentLog(redis_client, keys(f"{redis_prefix}:a"))
+    b = RedisSegmentLog(redis_client, keys(f"{redis_prefix}:b"))
     a.recover()
     b.recover()
     a.append([rec(1)])

@@ -3,7 +3,7 @@
 ``append`` makes records durable in the segment log and returns what the client is told;
 ``flush`` seals the active segment when it is due (size or age) and inserts every sealed segment,
 oldest first, with the token ``<shard>:<log id>:<segment>:<table>``; a segment is deleted only after all of
-its tables were inserted. The Ray actor (``eventlens.actors.buffer``) only schedules these calls.
+its tables were inserted. The Ray actor (``eventlens.buffer.actor``) only schedules these calls.
 
 Thread-safe: appends run on the actor's threads while one flusher thread inserts. The state lock
 is never held across an insert, so a slow ClickHouse does not stall acknowledgements.
@@ -20,7 +20,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from eventlens.ingest.sessions import Sessionizer
+from eventlens.buffer.profiles import ProfileBook, ProfileLoader
+from eventlens.buffer.sessions import Sessionizer
+from eventlens.config import Settings
 from eventlens.records import Record, table_of
 from eventlens.storage.tables import group_by_table
 from eventlens.storage.wal import Segment, SegmentLog
@@ -43,37 +45,56 @@ class Overloaded(Exception):
         self.retry_after_s = retry_after_s
 
 
+def _default(name: str) -> Any:
+    return Settings.model_fields[name].default
+
+
 @dataclass(frozen=True)
-class ShardConfig:
+class BufferConfig:
+    """A shard's bounds; the defaults are the settings' (``BufferConfig.from_settings``)."""
+
     shard_id: str
     index: int = 0
-    flush_max_events: int = 20_000
-    flush_max_age_ms: int = 500
-    max_pending: int = 1_000_000
-    session_timeout_ms: int = 1_800_000
-    late_bound_ms: int = 3_600_000
+    flush_max_events: int = _default("flush_max_events")
+    flush_max_age_ms: int = _default("flush_max_age_ms")
+    max_pending: int = _default("wal_max_pending_events")
+    session_timeout_ms: int = _default("session_timeout_s") * 1000
+    late_bound_ms: int = _default("late_event_bound_s") * 1000
+    live_window_ms: int = _default("live_window_s") * 1000
     # inserts in flight at once: with 2, one table's insert body is built while the previous insert
     # runs in ClickHouse (the flush is otherwise a serial encode → wait → encode chain)
-    insert_threads: int = 1
+    insert_threads: int = _default("flush_insert_threads")
+
+    @classmethod
+    def from_settings(cls, s: Settings, index: int) -> BufferConfig:
+        return cls(
+            shard_id=f"{s.instance}-{index}",
+            index=index,
+            flush_max_events=s.flush_max_events,
+            flush_max_age_ms=s.flush_max_age_ms,
+            max_pending=s.wal_max_pending_events,
+            session_timeout_ms=s.session_timeout_s * 1000,
+            late_bound_ms=s.late_event_bound_s * 1000,
+            live_window_ms=s.live_window_s * 1000,
+            insert_threads=s.flush_insert_threads,
+        )
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class ShardCore:
+class BufferCore:
     def __init__(
         self,
-        config: ShardConfig,
+        config: BufferConfig,
         wal: SegmentLog,
         insert: Inserter,
         open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
-        load_profile: Callable[[str, str], dict[str, Any] | None] | None = None,
+        load_profile: ProfileLoader | None = None,
     ) -> None:
         self.config = config
-        # The stored state of a profile this shard has not seen lately (identify merges into it).
-        self.load_profile = load_profile
-        self.profiles: OrderedDict[tuple[str, str], Record] = OrderedDict()
+        self.profiles = ProfileBook(load_profile, RECENT_IDS // 4)
         # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
         # state every flushed segment left behind (see ``recover``).
         self.open_sessions = open_sessions
@@ -125,7 +146,7 @@ class ShardCore:
                     self.sessions.replay(rec)
                 table = table_of(rec)
                 if table == "profiles":
-                    self._cache_profile(rec)
+                    self.profiles.remember(rec)
                 elif table == "events" and rec.get("name") not in ("session_start", "session_end"):
                     self._remember(rec)
         replayed = sum(s.count for s in segments)
@@ -163,7 +184,7 @@ class ShardCore:
         for rec in records:
             table = table_of(rec)
             if table != "events":
-                to_log.append(self._merge_profile(rec) if table == "profiles" else rec)
+                to_log.append(self.profiles.merge(rec) if table == "profiles" else rec)
                 results.append({})
                 continue
             key = f"{rec['project_id']}\x00{rec['id']}"
@@ -190,40 +211,12 @@ class ShardCore:
                 # sealed now, not when the flusher next looks: a busy flusher must not let the
                 # active segment grow past the size its insert (and the record cache) is made for
                 self.seal(now)
-        live_after = now - 300_000
+        live_after = now - self.config.live_window_ms
         for rec in fresh:
             self._remember(rec)
             if rec["created_at"] >= live_after:
                 self.presence.append((rec["project_id"], rec["device_id"], rec["created_at"]))
         return results, ticket
-
-    def _merge_profile(self, rec: Record) -> Record:
-        """identify upserts: fields it leaves out and properties it does not name keep their values.
-
-        Exact because every identify of a profile goes through this one shard, in order.
-        """
-        key = (rec["project_id"], rec["profile_id"])
-        prev = self.profiles.get(key)
-        if prev is None and self.load_profile is not None:
-            prev = self.load_profile(*key)
-        if prev:
-            merged = dict(rec)
-            for f in ("first_name", "last_name", "email", "avatar"):
-                if not merged.get(f):
-                    merged[f] = prev.get(f, "")
-            merged["properties"] = {**(prev.get("properties") or {}), **(rec.get("properties") or {})}
-            # the newest row must win in the ReplacingMergeTree even within one millisecond
-            merged["updated_at"] = max(int(rec["updated_at"]), int(prev.get("updated_at", 0)) + 1)
-            rec = merged
-        self._cache_profile(rec)
-        return rec
-
-    def _cache_profile(self, rec: Record) -> None:
-        key = (rec["project_id"], rec["profile_id"])
-        self.profiles[key] = rec
-        self.profiles.move_to_end(key)
-        if len(self.profiles) > RECENT_IDS // 4:
-            self.profiles.popitem(last=False)
 
     def expire_sessions(self, now: int | None = None) -> int:
         now = now_ms() if now is None else now

@@ -1,4 +1,4 @@
-"""Session assignment per device (eventlens.ingest.sessions.Sessionizer)."""
+"""Session assignment per device (eventlens.buffer.sessions.Sessionizer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eventlens.ingest.sessions import Sessionizer
+from eventlens.buffer.sessions import Sessionizer
 from eventlens.records import ENTRY_FIELDS, SESSION_COLUMNS
 
 MIN = 60_000
@@ -349,7 +349,7 @@ def test_snapshot_is_a_complete_sessions_row() -> None:
         "is_closed": 0,
         "version": NOW + 100_000,
     }
-    # every column of the sessions table but ``shard`` (the ShardCore adds it)
+    # every column of the sessions table but ``shard`` (the BufferCore adds it)
     assert set(row) - {"_t"} == set(SESSION_COLUMNS) - {"shard"}
 
 

@@ -1,16 +1,13 @@
-"""The ``/track`` hot path: raw Starlette request in, JSON out, no framework routing.
+"""The ``/track`` hot path over HTTP: raw Starlette request in, JSON out, no framework routing.
 
-auth → rate limit → parse → ``ingest.pipeline.prepare`` → shard hand-off (durable log) → reply.
-A reply of 200 is sent only after every accepted record is in its shard's log.
+HTTP only: CORS, body limits, auth, rate limit, routing, the batch reply. The event itself goes
+``ingest.context`` → ``ingest.pipeline`` → ``buffer.client`` (the shard's durable log). A reply
+of 200 is sent only after every accepted record is in its shard's log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections.abc import Mapping
-from datetime import UTC, date, datetime
 from typing import Any
 
 import orjson
@@ -19,16 +16,14 @@ from starlette.responses import Response
 
 from eventlens.api.auth import Authenticator, Caller
 from eventlens.api.errors import error_response, json_response
-from eventlens.api.handoff import ShardRouter, ShardUnavailable
-from eventlens.api.ratelimit import LocalRateLimiter, RedisRateLimiter, retry_after_header
+from eventlens.buffer.client import BufferClient, ShardUnavailable
 from eventlens.config import Settings
 from eventlens.errors import ClientError
-from eventlens.ingest.clientip import client_ip
-from eventlens.ingest.geo import GeoLookup, enrich_geo
-from eventlens.ingest.identity import shard_of
-from eventlens.ingest.pipeline import Limits, Prepared, RequestContext, prepare
-from eventlens.ingest.useragent import parse_user_agent
-from eventlens.storage.metadata import MetadataStore
+from eventlens.ingest.context import RequestContext, build_context
+from eventlens.ingest.geo import GeoLookup
+from eventlens.ingest.pipeline import Dropped, Limits, Prepared, run
+from eventlens.ingest.salts import SaltCache
+from eventlens.ratelimit import LocalRateLimiter, RedisRateLimiter, retry_after_header
 
 log = logging.getLogger(__name__)
 
@@ -51,42 +46,14 @@ def cors_headers(origin: str | None) -> dict[str, str]:
     return {"access-control-allow-origin": origin, "vary": "Origin"}
 
 
-def salt_key(period: int, rotation_s: int) -> date | str:
-    """Daily rotation keys by UTC date; other periods by their number."""
-    if rotation_s == 86400:
-        return datetime.fromtimestamp(period * 86400, UTC).date()
-    return f"r{period:09d}"
-
-
-class SaltCache:
-    """The current and the previous period's salt, from the metadata database (so every replica and
-    node agrees), fetched once per period. The previous salt lets a visit survive the rotation."""
-
-    def __init__(self, store: MetadataStore, rotation_s: int = 86400) -> None:
-        self.store = store
-        self.rotation_s = rotation_s
-        self.period = -1
-        self.salts = ("", "")
-
-    async def current(self) -> tuple[str, str]:
-        period = int(time.time()) // self.rotation_s
-        if period != self.period:
-            now = await asyncio.to_thread(self.store.get_or_create_salt, salt_key(period, self.rotation_s))
-            prev = await asyncio.to_thread(
-                self.store.get_or_create_salt, salt_key(period - 1, self.rotation_s)
-            )
-            self.salts, self.period = (now, prev), period
-        return self.salts
-
-
-class IngestHandler:
+class TrackHandler:
     """Everything of ``/track`` that is not Ray: constructed with its collaborators."""
 
     def __init__(
         self,
         settings: Settings,
         auth: Authenticator,
-        router: ShardRouter,
+        buffer: BufferClient,
         salts: SaltCache,
         limiter: LocalRateLimiter | RedisRateLimiter,
         geo: GeoLookup | None = None,
@@ -94,7 +61,7 @@ class IngestHandler:
         self.settings = settings
         self.geo = geo
         self.auth = auth
-        self.router = router
+        self.buffer = buffer
         self.salts = salts
         self.limiter = limiter
         self.limits = Limits(
@@ -173,12 +140,10 @@ class IngestHandler:
         headers = cors_headers(origin)
         if batch:
             return await self._batch(body, ctx, headers)
-        try:
-            prepared = prepare(body, ctx, self.limits)
-        except ClientError:
-            raise
-        results = await self._route([prepared])
-        result = results[0]
+        prepared = run(body, ctx, self.limits)
+        if isinstance(prepared, Dropped):
+            raise prepared.error
+        result = (await self.buffer.submit([(prepared.record, prepared.shard_key)]))[0]
         if isinstance(result, ShardUnavailable):
             raise self._unavailable(result)
         reply: dict[str, Any] = {"success": True}
@@ -203,12 +168,14 @@ class IngestHandler:
         prepared: list[Prepared] = []
         indexes: list[int] = []
         for i, item in enumerate(events):
-            try:
-                prepared.append(prepare(item, ctx, self.limits))
+            result = run(item, ctx, self.limits, i)
+            if isinstance(result, Dropped):
+                rejected.append({"index": i, "error": result.error.code, "message": result.error.message})
+            else:
+                prepared.append(result)
                 indexes.append(i)
-            except ClientError as err:
-                rejected.append({"index": i, "error": err.code, "message": err.message})
-        results = await self._route(prepared) if prepared else []
+        routed = [(p.record, p.shard_key) for p in prepared]
+        results = await self.buffer.submit(routed) if routed else []
         accepted = 0
         retry_after = 0
         for i, result in zip(indexes, results, strict=True):
@@ -233,56 +200,15 @@ class IngestHandler:
         return json_response(reply, 200, headers)
 
     async def _context(self, request: Request, caller: Caller) -> RequestContext:
-        h: Mapping[str, str] = request.headers
-        peer = request.client.host if request.client else None
-        salt, prev_salt = await self.salts.current()
-        ip = client_ip(h, self.settings.ip_headers, peer)
-        user_agent = h.get("user-agent", "")[:1024]
-        return RequestContext(
-            project_id=caller.project_id,
-            ip=ip,
-            user_agent=user_agent,
-            now_ms=int(time.time() * 1000),
-            salt=salt,
-            prev_salt=prev_salt,
+        return build_context(
+            caller.project_id,
+            request.headers,
+            request.client.host if request.client else None,
+            await self.salts.current(),
+            ip_headers=self.settings.ip_headers,
+            geo=self.geo,
             server_side=caller.server_side,
-            sdk_name=h.get("openpanel-sdk-name", h.get("event-lens-sdk-name", ""))[:64],
-            sdk_version=h.get("openpanel-sdk-version", h.get("event-lens-sdk-version", ""))[:64],
-            origin=(h.get("origin") or "")[:512],
-            enrichment=self._enrichment(ip, user_agent, h, caller.server_side),
         )
-
-    def _enrichment(
-        self, ip: str, user_agent: str, headers: Mapping[str, str], server_side: bool
-    ) -> dict[str, Any]:
-        """User agent and geo columns, once per request (a batch shares them)."""
-        ua = parse_user_agent(user_agent).columns()
-        if server_side and ua["is_bot"]:
-            # a server-side SDK authenticated with its secret is never a bot (CONTRACT 2)
-            ua["is_bot"] = 0
-            if ua["device"] == "bot":
-                ua["device"] = ""
-        return {**ua, **enrich_geo(self.geo, ip, headers)._asdict()}
-
-    async def _route(self, prepared: list[Prepared]) -> list[dict[str, str] | ShardUnavailable]:
-        """Hand every record to its shard; per record the shard's answer or why it failed."""
-        n = len(self.router.shards)
-        by_shard: dict[int, list[int]] = {}
-        for i, p in enumerate(prepared):
-            by_shard.setdefault(shard_of(p.record["project_id"], p.shard_key, n), []).append(i)
-        out: list[dict[str, str] | ShardUnavailable] = [{}] * len(prepared)
-
-        async def one(shard: int, idxs: list[int]) -> None:
-            try:
-                res = await self.router.append(shard, [prepared[i].record for i in idxs])
-                for i, r in zip(idxs, res, strict=True):
-                    out[i] = r
-            except ShardUnavailable as exc:
-                for i in idxs:
-                    out[i] = exc
-
-        await asyncio.gather(*(one(s, idxs) for s, idxs in by_shard.items()))
-        return out
 
     @staticmethod
     def _unavailable(exc: ShardUnavailable) -> ClientError:

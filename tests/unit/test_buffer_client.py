@@ -1,4 +1,4 @@
-"""Batched hand-off of records to shard actors (eventlens.api.handoff.ShardRouter), without Ray.
+"""Batched hand-off of records to shard actors (eventlens.buffer.client.BufferClient), without Ray.
 
 A fake shard's ``append.remote(records)`` returns a coroutine, as a Ray ObjectRef is awaitable; the
 tests run their event loop with ``asyncio.run``.
@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 import pytest
 
-from eventlens.api.handoff import ShardRouter, ShardUnavailable
+from eventlens.buffer.client import BufferClient, ShardUnavailable
 
 
 class FakeShard:
@@ -34,7 +34,7 @@ class FakeShard:
         self.append = SimpleNamespace(remote=self._remote)
 
     def _remote(self, records: bytes | list[dict[str, Any]]) -> Any:
-        if isinstance(records, bytes):  # the router sends one JSON blob (api.handoff.encode)
+        if isinstance(records, bytes):  # the router sends one JSON blob (buffer.client.encode)
             records = orjson.loads(records)
         self.calls.append(list(records))
         return self._reply(list(records), self.mode)
@@ -85,7 +85,7 @@ def test_concurrent_appends_are_coalesced_and_results_split_per_caller() -> None
     sizes = [1 + i % 3 for i in range(50)]
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=5)
+        router = BufferClient([shard], handoff_ms=5)
         return await asyncio.gather(*(router.append(0, recs(i, n)) for i, n in enumerate(sizes)))
 
     results = asyncio.run(main())
@@ -99,7 +99,7 @@ def test_coalesces_even_without_a_handoff_delay() -> None:
     shard = FakeShard()
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=0)
+        router = BufferClient([shard], handoff_ms=0)
         return await asyncio.gather(*(router.append(0, recs(i, 2)) for i in range(20)))
 
     results = asyncio.run(main())
@@ -111,7 +111,7 @@ def test_one_call_in_flight_per_shard_and_later_appends_ride_the_next_call() -> 
     shard = FakeShard(gated=True)
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=1, max_in_flight=1)
+        router = BufferClient([shard], handoff_ms=1, max_in_flight=1)
         first = asyncio.create_task(router.append(0, recs(0, 1)))
         await shard.wait_in_flight()
         later = [asyncio.create_task(router.append(0, recs(i, 1))) for i in range(1, 11)]
@@ -131,7 +131,7 @@ def test_two_calls_in_flight_per_shard_then_appends_wait_for_one_of_them() -> No
     shard = FakeShard(gated=True)
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=1, max_in_flight=2)
+        router = BufferClient([shard], handoff_ms=1, max_in_flight=2)
         first = asyncio.create_task(router.append(0, recs(0, 1)))
         await shard.wait_in_flight()
         second = [asyncio.create_task(router.append(0, recs(i, 1))) for i in range(1, 4)]
@@ -157,7 +157,7 @@ def test_shards_get_only_their_own_records() -> None:
     shards = [FakeShard("a"), FakeShard("b"), FakeShard("c")]
 
     async def main() -> list[Any]:
-        router = ShardRouter(shards, handoff_ms=2)
+        router = BufferClient(shards, handoff_ms=2)
         return await asyncio.gather(*(router.append(i % 3, recs(i, 1)) for i in range(30)))
 
     results = asyncio.run(main())
@@ -172,7 +172,7 @@ def test_empty_record_list_gets_an_empty_answer() -> None:
     shard = FakeShard()
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=1)
+        router = BufferClient([shard], handoff_ms=1)
         return await asyncio.gather(router.append(0, []), router.append(0, recs(1, 2)), router.append(0, []))
 
     assert asyncio.run(main()) == [[], expected("s0", recs(1, 2)), []]
@@ -189,7 +189,7 @@ def test_failed_call_raises_shard_unavailable_for_every_caller_in_it(
     shard.mode = mode
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=2)
+        router = BufferClient([shard], handoff_ms=2)
         return await asyncio.gather(*(router.append(0, recs(i, 2)) for i in range(5)), return_exceptions=True)
 
     results = asyncio.run(main())
@@ -204,7 +204,7 @@ def test_only_the_failed_batch_fails_and_the_router_recovers() -> None:
     shard = FakeShard(gated=True)
 
     async def main() -> tuple[list[Any], list[Any], list[Any]]:
-        router = ShardRouter([shard], handoff_ms=1, max_in_flight=1)
+        router = BufferClient([shard], handoff_ms=1, max_in_flight=1)
         shard.mode = "overloaded"
         first = [asyncio.create_task(router.append(0, recs(i, 1))) for i in range(3)]
         await shard.wait_in_flight()  # the failing call is in flight; the next one will succeed
@@ -231,7 +231,7 @@ def test_a_call_past_the_timeout_is_unavailable() -> None:
     shard.mode = "hang"
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=1, timeout_s=0.05)
+        router = BufferClient([shard], handoff_ms=1, timeout_s=0.05)
         return await asyncio.gather(*(router.append(0, recs(i, 1)) for i in range(3)), return_exceptions=True)
 
     results = asyncio.run(main())
@@ -243,7 +243,7 @@ def test_a_cancelled_caller_does_not_disturb_the_others() -> None:
     shard = FakeShard(gated=True)
 
     async def main() -> list[Any]:
-        router = ShardRouter([shard], handoff_ms=1)
+        router = BufferClient([shard], handoff_ms=1)
         tasks = [asyncio.create_task(router.append(0, recs(i, 1))) for i in range(4)]
         await shard.wait_in_flight()
         tasks[1].cancel()  # the client went away while its records were being logged
@@ -264,7 +264,7 @@ class DeadShard(FakeShard):
         self.exc = exc
 
     def _remote(self, records: bytes | list[dict[str, Any]]) -> Any:
-        if isinstance(records, bytes):  # the router sends one JSON blob (api.handoff.encode)
+        if isinstance(records, bytes):  # the router sends one JSON blob (buffer.client.encode)
             records = orjson.loads(records)
         self.calls.append(list(records))
 
@@ -285,7 +285,7 @@ def test_a_gone_actor_is_resolved_once_and_the_batch_goes_to_the_new_handle() ->
         return fresh
 
     async def main() -> tuple[list[Any], list[Any]]:
-        router = ShardRouter([FakeShard("s0"), dead], handoff_ms=1, resolve=resolve)
+        router = BufferClient([FakeShard("s0"), dead], handoff_ms=1, resolve=resolve)
         first = await asyncio.gather(*(router.append(1, recs(i, 1)) for i in range(3)))
         later = await asyncio.gather(router.append(1, recs(7, 1)))
         return first, later
@@ -319,7 +319,7 @@ def test_two_calls_in_flight_on_a_gone_actor_resolve_it_once() -> None:
         return fresh
 
     async def main() -> list[Any]:
-        router = ShardRouter([dead], handoff_ms=1, resolve=resolve, max_in_flight=2)
+        router = BufferClient([dead], handoff_ms=1, resolve=resolve, max_in_flight=2)
         first = asyncio.create_task(router.append(0, recs(0, 1)))
         await asyncio.sleep(0.005)
         second = asyncio.create_task(router.append(0, recs(1, 1)))
@@ -337,7 +337,7 @@ def test_other_errors_are_not_resolved(resolve: bool) -> None:
     resolved: list[int] = []
 
     async def main() -> list[Any]:
-        router = ShardRouter(
+        router = BufferClient(
             [dead], handoff_ms=1, resolve=(lambda i: resolved.append(i) or FakeShard()) if resolve else None
         )
         return await asyncio.gather(router.append(0, recs(0, 1)), return_exceptions=True)

@@ -1,7 +1,7 @@
-"""The buffer shard's core without Ray (eventlens.ingest.shard.ShardCore).
+"""The buffer shard's core without Ray (eventlens.buffer.core.BufferCore).
 
 A real FileSegmentLog in tmp_path and a fake inserter that records every call and can be told to
-fail, per table or for all. A "crash" is a new ShardCore (and log) on the same directory.
+fail, per table or for all. A "crash" is a new BufferCore (and log) on the same directory.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from eventlens.ingest.shard import Overloaded, ShardConfig, ShardCore, now_ms
+from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded, now_ms
 from eventlens.records import TABLES
 from eventlens.storage.tables import to_columns
 from eventlens.storage.wal import FileSegmentLog, Segment
@@ -116,12 +116,13 @@ def make(
     inserter: FakeInserter | None = None,
     open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
     **overrides: Any,
-) -> tuple[ShardCore, FakeInserter]:
-    options: dict[str, Any] = {"flush_max_events": 1_000_000, "flush_max_age_ms": 10**12}
+) -> tuple[BufferCore, FakeInserter]:
+    # one insert at a time unless a test asks for more: the order of inserts is then deterministic
+    options: dict[str, Any] = {"flush_max_events": 1_000_000, "flush_max_age_ms": 10**12, "insert_threads": 1}
     options.update(overrides)
     ins = inserter or FakeInserter()
-    core = ShardCore(
-        ShardConfig(shard_id=SHARD, **options), FileSegmentLog(directory, fsync=False), ins, open_sessions
+    core = BufferCore(
+        BufferConfig(shard_id=SHARD, **options), FileSegmentLog(directory, fsync=False), ins, open_sessions
     )
     core.recover()
     return core, ins
@@ -137,7 +138,7 @@ def newest_sessions(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def logged(core: ShardCore) -> list[dict[str, Any]]:
+def logged(core: BufferCore) -> list[dict[str, Any]]:
     """Every record in the log: sealed segments, then the active one."""
     numbers = [s.number for s in core.sealed]
     active = core.wal._active_no  # type: ignore[attr-defined]
@@ -303,7 +304,7 @@ def test_records_of_several_tables_go_to_their_tables_with_segment_tokens(wal_di
     assert (snap["device_id"], snap["started_at"], snap["ended_at"]) == ("dev-1", T0, T0)
     assert (snap["page_views"], snap["events"], snap["is_bounce"], snap["is_closed"]) == (2, 2, 0, 0)
     assert (snap["entry_path"], snap["exit_path"]) == ("/p/1", "/p/2")
-    assert snap["shard"] == 0  # the default ShardConfig.index
+    assert snap["shard"] == 0  # the default BufferConfig.index
     sessions_call = next(c for c in ins.calls if c[0] == "sessions")
     assert sessions_call[1] == list(TABLES["sessions"])
 
@@ -717,8 +718,8 @@ def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir:
             raise Killed
         return n
 
-    core = ShardCore(
-        ShardConfig(shard_id=SHARD, index=3, flush_max_events=10**6, flush_max_age_ms=10**12),
+    core = BufferCore(
+        BufferConfig(shard_id=SHARD, index=3, flush_max_events=10**6, flush_max_age_ms=10**12, insert_threads=1),
         FileSegmentLog(wal_dir, fsync=False),
         dies_after_sessions,
     )
@@ -817,8 +818,8 @@ def test_identify_merges_into_the_stored_profile_after_a_restart(wal_dir: Path) 
         return dict(stored) if profile_id == "user-1" else None
 
     ins = FakeInserter()
-    core = ShardCore(
-        ShardConfig(shard_id=SHARD, flush_max_events=1_000_000, flush_max_age_ms=10**12),
+    core = BufferCore(
+        BufferConfig(shard_id=SHARD, flush_max_events=1_000_000, flush_max_age_ms=10**12, insert_threads=1),
         FileSegmentLog(wal_dir, fsync=False),
         ins,
         load_profile=load_profile,

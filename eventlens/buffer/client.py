@@ -1,6 +1,8 @@
-"""Per-replica hand-off of events to shard actors, in batches.
+"""The buffer's client in each ingest replica: routes records to their shard and hands them off in batches.
 
-One Ray call per event would halve throughput (FIELD-NOTES), so requests put their records in a
+Records are routed by a stable hash of (project, shard key) (``shard_of``).
+
+One Ray call per event would halve throughput, so requests put their records in a
 per-shard queue and await a future; a sender waits ``handoff_ms``, sends everything queued in one
 ``append`` call, and resolves each request's future when the shard has logged the records. Up to
 ``max_in_flight`` calls per shard are in flight (default 2): while one is being logged and fsynced
@@ -11,6 +13,7 @@ all are in flight rides the next call.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +28,17 @@ class ShardUnavailable(Exception):
         self.retry_after_s = retry_after_s
 
 
-class ShardRouter:
+# per record: what the client is told (device and session id), or why it could not be logged
+Result = dict[str, str] | ShardUnavailable
+
+
+def shard_of(project_id: str, key: str, shards: int) -> int:
+    """Stable across processes and restarts (unlike ``hash()``, which is salted per process)."""
+    digest = hashlib.blake2b(f"{project_id}\x00{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % shards
+
+
+class BufferClient:
     def __init__(
         self,
         shards: list[Any],
@@ -48,6 +61,26 @@ class ShardRouter:
         # a sender is still collecting (sleeping ``handoff_ms``): new records ride it
         self.collecting = [False] * len(shards)
         self.resolving: list[asyncio.Lock | None] = [None] * len(shards)
+
+    async def submit(self, routed: list[tuple[Record, str]]) -> list[Result]:
+        """Hand every (record, shard key) to its shard; per record the shard's answer or why it failed."""
+        n = len(self.shards)
+        by_shard: dict[int, list[int]] = {}
+        for i, (rec, key) in enumerate(routed):
+            by_shard.setdefault(shard_of(rec["project_id"], key, n), []).append(i)
+        out: list[Result] = [{}] * len(routed)
+
+        async def one(shard: int, idxs: list[int]) -> None:
+            try:
+                res = await self.append(shard, [routed[i][0] for i in idxs])
+                for i, r in zip(idxs, res, strict=True):
+                    out[i] = r
+            except ShardUnavailable as exc:
+                for i in idxs:
+                    out[i] = exc
+
+        await asyncio.gather(*(one(s, idxs) for s, idxs in by_shard.items()))
+        return out
 
     async def append(self, shard: int, records: list[Record]) -> list[dict[str, str]]:
         """Returns once the shard's log holds ``records``; per record what the client is told."""

@@ -1,0 +1,136 @@
+"""Which storage, log, cache, version counter, rate limiter and metadata store this daemon talks to.
+
+Decided here, once, from ``Settings``; everything else is handed the result. Embedded storage
+(a ``chdb://`` URL, the default) is reached through the actor that owns the directory, passed in
+as ``warehouse`` (``actors.registry.storage_owner``); a ClickHouse server is reached directly.
+Redis, when configured, holds the write-ahead log, rate limits, the insight cache and the data
+versions; every Redis key is built by ``redis_key``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eventlens.config import Settings
+from eventlens.insights.cache import (
+    ActorVersions,
+    InsightCache,
+    LocalStore,
+    NoVersions,
+    RedisStore,
+    RedisVersions,
+    Versions,
+)
+from eventlens.storage.metadata import MetadataStore, open_metadata
+from eventlens.storage.reader import ActorReader, Reader, ServerReader
+from eventlens.storage.wal import FileSegmentLog, RedisSegmentLog, SegmentLog
+from eventlens.storage.writer import ActorWriter, ServerWriter, Writer
+
+
+def redis_key(instance: str, *parts: str | int) -> str:
+    """The one place Redis keys are named: ``eventlens:<instance>:<part>:…``."""
+    return ":".join(("eventlens", instance, *(str(p) for p in parts)))
+
+
+def redis_client(settings: Settings) -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url)
+
+
+def async_redis_client(settings: Settings) -> Any:
+    import redis.asyncio as aioredis
+
+    return aioredis.Redis.from_url(settings.redis_url)
+
+
+# --- the buffer's side ---------------------------------------------------------------------------
+def open_wal(settings: Settings, index: int) -> SegmentLog:
+    """A shard's write-ahead log: a Redis Stream set when Redis is configured (any node finds it),
+    else files on the shard's node."""
+    if settings.redis_url:
+        instance = settings.instance
+        return RedisSegmentLog(
+            redis_client(settings), lambda *parts: redis_key(instance, "wal", index, *parts)
+        )
+    return FileSegmentLog(settings.wal_dir / f"shard-{index:03d}", fsync=settings.wal_fsync == "always")
+
+
+def wal_indexes(settings: Settings) -> set[int]:
+    """Shard numbers whose log still holds segments, whatever the current shard count."""
+    found: set[int] = set()
+    if settings.redis_url:
+        client = redis_client(settings)
+        prefix = redis_key(settings.instance, "wal") + ":"
+        for key in client.scan_iter(match=f"{prefix}*:segs"):
+            index = key.decode()[len(prefix) :].split(":")[0]
+            if index.isdigit() and client.zcard(key):
+                found.add(int(index))
+    elif settings.wal_dir.is_dir():
+        for path in settings.wal_dir.glob("shard-*"):
+            index = path.name.removeprefix("shard-")
+            if index.isdigit() and any(path.glob("*.wal")):
+                found.add(int(index))
+    return found
+
+
+def writer(settings: Settings, warehouse: Any | None) -> Writer:
+    """Where a shard's flushes go: the chDB owner actor, or the ClickHouse server."""
+    if settings.embedded_clickhouse:
+        if warehouse is None:
+            raise ValueError("embedded ClickHouse needs the warehouse actor that owns the directory")
+        return ActorWriter(warehouse, settings.insert_format)
+    from eventlens.storage.clickhouse import Warehouse
+    from eventlens.storage.versions import RedisVersionBump
+
+    versions = None
+    if settings.redis_url:
+        versions = RedisVersionBump(redis_client(settings), redis_key(settings.instance, "data-version"))
+    wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
+    return ServerWriter(wh, settings.insert_format, versions)
+
+
+# --- the insights' side --------------------------------------------------------------------------
+def reader(settings: Settings, warehouse: Any | None) -> Reader:
+    if settings.embedded_clickhouse:
+        return ActorReader(warehouse)
+    from eventlens.storage.clickhouse import Warehouse
+
+    return ServerReader(Warehouse(settings.clickhouse_dsn, settings.clickhouse_database))
+
+
+def insight_cache(settings: Settings, warehouse: Any | None) -> InsightCache:
+    """Responses in Redis when configured, else in this replica; versions from the writers' side."""
+    client = async_redis_client(settings) if settings.redis_url else None
+    versions: Versions
+    if settings.embedded_clickhouse:
+        versions = ActorVersions(warehouse)
+    elif client is not None:
+        versions = RedisVersions(client, redis_key(settings.instance, "data-version"))
+    else:
+        versions = NoVersions()  # no shared place for versions: do not cache
+    store = (
+        RedisStore(client, redis_key(settings.instance, "insights") + ":")
+        if client is not None
+        else LocalStore(max(settings.insights_cache_ttl_s, 1))
+    )
+    return InsightCache(store, versions, settings.insights_cache_ttl_s)
+
+
+# --- the door ------------------------------------------------------------------------------------
+def rate_limiter(settings: Settings) -> Any:
+    from eventlens.ratelimit import LocalRateLimiter, RedisRateLimiter
+
+    if settings.redis_url:
+        prefix = redis_key(settings.instance, "rl")
+        return RedisRateLimiter(
+            async_redis_client(settings), settings.rate_limit_per_second, settings.rate_limit_burst, prefix
+        )
+    return LocalRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+
+
+def metadata_store(settings: Settings, migrate: bool = True) -> MetadataStore:
+    store = open_metadata(settings.metadata_dsn)
+    if migrate:
+        store.migrate()  # idempotent and race-safe: lets `serve deploy` work without the CLI
+    return store

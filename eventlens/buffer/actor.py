@@ -1,0 +1,108 @@
+"""Buffer shard actor: a thin shell scheduling ``BufferCore`` on Ray.
+
+Threaded actor: ``append`` calls from ingest replicas run on the actor's threads; one flusher
+thread seals and inserts by size or age, pushes presence and closes idle sessions. A restart
+(Ray restarts it after a crash) re-runs ``__init__``, which replays whatever the log still holds.
+The actor is handed the handles it talks to (the chDB owner, or None with a ClickHouse server; the
+presence actor); which log and writer it uses is ``eventlens.backends``' decision.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import orjson
+import ray
+
+from eventlens import backends
+from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded
+from eventlens.buffer.recovery import open_sessions_loader, profile_loader
+from eventlens.config import Settings
+from eventlens.gctune import tune_gc
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=16)
+class BufferShard:
+    def __init__(self, settings_args: dict[str, Any], index: int, warehouse: Any, presence: Any) -> None:
+        self.settings = s = Settings(**settings_args)
+        self.index = index
+        writer = backends.writer(s, warehouse)
+        self.core = BufferCore(
+            BufferConfig.from_settings(s, index),
+            backends.open_wal(s, index),
+            writer.insert,
+            open_sessions_loader(index, writer.query),
+            profile_loader(writer.query),
+        )
+        self.core.recover()
+        self.presence = presence
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
+        self._thread.start()
+        tune_gc()
+
+    # called by ingest replicas ---------------------------------------------------------------
+    def append(self, records: bytes | list[dict[str, Any]]) -> dict[str, Any]:
+        """Log records (a JSON array from ``buffer.client.encode``, or a list) and answer per record."""
+        if isinstance(records, bytes):
+            records = orjson.loads(records)
+        try:
+            return {"ok": True, "results": self.core.append(records)}
+        except Overloaded as exc:
+            return {"ok": False, "error": "overloaded", "message": str(exc), "retry_after": exc.retry_after_s}
+
+    # background ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        backoff = 0.05
+        tick = min(self.settings.flush_max_age_ms, self.settings.presence_push_ms) / 1000 / 2
+        last_expire = 0.0
+        while not self._stop.is_set():
+            try:
+                batch = self.core.take_presence()
+                if batch:
+                    self.presence.add.remote(batch)
+                now = time.monotonic()
+                if now - last_expire >= 1.0:
+                    self.core.expire_sessions()
+                    last_expire = now
+                if self.core.due():
+                    self.core.flush()
+                self.core.last_error = ""
+                backoff = 0.05
+                self._stop.wait(tick)
+            except Exception as exc:  # storage down: keep the log, retry with backoff
+                self.core.stats["flush_errors"] += 1
+                self.core.last_error = f"{type(exc).__name__}: {exc}"[:500]
+                log.warning("shard %s flush failed: %s", self.index, self.core.last_error)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, self.settings.flush_retry_max_s)
+
+    # control ---------------------------------------------------------------------------------
+    def drain(self) -> dict[str, Any]:
+        """Flush everything now (graceful shutdown); what fails stays in the log for next time."""
+        try:
+            self.core.expire_sessions(now=None)
+            self.core.flush(force=True)
+        except Exception as exc:
+            self.core.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        return self.core.describe()
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        state = self.drain()
+        self.core.close()
+        return state
+
+    def describe(self) -> dict[str, Any]:
+        return self.core.describe()
+
+    def pid(self) -> int:
+        import os
+
+        return os.getpid()

@@ -1,0 +1,55 @@
+"""``identify`` merges into a profile's stored state: what it leaves out keeps its value.
+
+Exact because every profile operation goes through the profile's one shard, in order: the shard
+keeps the newest state of recently seen profiles and reads an unseen one back from storage once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from eventlens.records import Record
+
+ProfileLoader = Callable[[str, str], dict[str, Any] | None]
+NAME_FIELDS = ("first_name", "last_name", "email", "avatar")
+
+
+def merge_profile(prev: dict[str, Any] | None, rec: Record) -> Record:
+    """``rec`` on top of ``prev``: empty fields and unnamed properties keep their stored values."""
+    if not prev:
+        return rec
+    merged = dict(rec)
+    for f in NAME_FIELDS:
+        if not merged.get(f):
+            merged[f] = prev.get(f, "")
+    merged["properties"] = {**(prev.get("properties") or {}), **(rec.get("properties") or {})}
+    # the newest row must win in the ReplacingMergeTree even within one millisecond
+    merged["updated_at"] = max(int(rec["updated_at"]), int(prev.get("updated_at", 0)) + 1)
+    return merged
+
+
+class ProfileBook:
+    """The newest state of the profiles a shard saw lately (LRU), loading others on demand."""
+
+    def __init__(self, load: ProfileLoader | None, capacity: int) -> None:
+        self.load = load
+        self.capacity = capacity
+        self.profiles: OrderedDict[tuple[str, str], Record] = OrderedDict()
+
+    def merge(self, rec: Record) -> Record:
+        key = (rec["project_id"], rec["profile_id"])
+        prev = self.profiles.get(key)
+        if prev is None and self.load is not None:
+            prev = self.load(*key)
+        rec = merge_profile(prev, rec)
+        self.remember(rec)
+        return rec
+
+    def remember(self, rec: Record) -> None:
+        key = (rec["project_id"], rec["profile_id"])
+        self.profiles[key] = rec
+        self.profiles.move_to_end(key)
+        if len(self.profiles) > self.capacity:
+            self.profiles.popitem(last=False)

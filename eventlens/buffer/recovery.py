@@ -1,0 +1,63 @@
+"""What a (re)started shard reads back from storage: its open sessions and stored profiles.
+
+The shard's log holds what was not flushed; storage holds the rest. A restarted shard restores
+the newest ``sessions`` rows of its still-open sessions, replays its log on top
+(``BufferCore.recover``), and loads a profile's stored state the first time ``identify`` names it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
+
+OPEN_SESSIONS_SQL = """
+SELECT * EXCEPT (opened_at, started_at, ended_at), toUnixTimestamp64Milli(opened_at) AS opened_ms,
+    toUnixTimestamp64Milli(started_at) AS started_ms, toUnixTimestamp64Milli(ended_at) AS ended_ms
+FROM sessions FINAL
+WHERE shard = {shard:UInt16} AND is_closed = 0 AND opened_at >= {since_start:DateTime64(3, 'UTC')}
+"""
+
+PROFILE_SQL = """
+SELECT first_name, last_name, email, avatar, properties, toUnixTimestamp64Milli(updated_at) AS updated_at
+FROM profiles FINAL
+WHERE project_id = {p:String} AND profile_id = {id:String}
+"""
+
+# sessions that timed out while the shard was down come back too: the first expire() closes them
+# with a session_end and a final snapshot
+OPEN_SESSION_HORIZON = timedelta(days=2)
+
+
+def profile_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
+    def load(project: str, profile_id: str) -> dict[str, Any] | None:
+        rows = query(PROFILE_SQL, {"p": project, "id": profile_id})
+        return rows[0] if rows else None
+
+    return load
+
+
+def open_sessions_loader(index: int, query: Query, attempts: int = 10) -> Callable[[], list[dict[str, Any]]]:
+    def load() -> list[dict[str, Any]]:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        params = {"shard": index, "since_start": now - OPEN_SESSION_HORIZON}
+        for attempt in range(attempts):  # storage may still be starting; sessions restart if it stays down
+            try:
+                rows = query(OPEN_SESSIONS_SQL, params)
+            except Exception as exc:
+                log.warning("shard %s: cannot read open sessions (%s), attempt %d", index, exc, attempt + 1)
+                time.sleep(min(0.5 * 2**attempt, 5))
+                continue
+            for r in rows:
+                r["opened_at"] = r.pop("opened_ms")
+                r["started_at"], r["ended_at"] = r.pop("started_ms"), r.pop("ended_ms")
+            return rows
+        return []
+
+    return load
