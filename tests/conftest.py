@@ -22,6 +22,52 @@ import pytest
 MARIADB_URL = "mysql://root@127.0.0.1:3306"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
+# Fixtures that run a daemon on the test Ray cluster: a test using one must be marked ``ray``.
+RAY_FIXTURES = frozenset({"ray_session", "daemons", "embedded", "shared"})
+
+
+def _refuse(backend: str, nodeid: str) -> Any:
+    def refused(*_: Any, **__: Any) -> Any:
+        raise RuntimeError(f"{nodeid} touches {backend} without @pytest.mark.{backend}")
+
+    return refused
+
+
+@pytest.fixture(autouse=True)
+def _backends_need_markers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test touching Ray, chDB, Redis or MariaDB must say so with its marker: unmarked access fails,
+    so ``-m "not ray"`` (and every other marker selection) really leaves those parts out."""
+    marks = {m.name for m in request.node.iter_markers()}
+    nodeid = request.node.nodeid
+    if "ray" not in marks:
+        if RAY_FIXTURES & set(request.fixturenames):
+            pytest.fail(f"{nodeid} runs a daemon on Ray without @pytest.mark.ray")
+        import ray
+
+        for name in ("init", "get", "get_actor"):
+            monkeypatch.setattr(ray, name, _refuse("ray", nodeid))
+    if "redis" not in marks:
+        import redis.asyncio.connection
+        import redis.connection
+
+        monkeypatch.setattr(redis.connection.AbstractConnection, "connect", _refuse("redis", nodeid))
+        monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "connect", _refuse("redis", nodeid))
+    if "mariadb" not in marks:
+        import pymysql.connections
+
+        monkeypatch.setattr(pymysql.connections.Connection, "connect", _refuse("mariadb", nodeid))
+    if "chdb" not in marks and "ray" not in marks:
+        import clickhouse_connect
+
+        real = clickhouse_connect.get_client
+
+        def get_client(*args: Any, **kwargs: Any) -> Any:
+            if str(kwargs.get("dsn", "")).startswith("chdb://"):
+                raise RuntimeError(f"{nodeid} opens chDB without @pytest.mark.chdb")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(clickhouse_connect, "get_client", get_client)
+
 
 def free_port(low: int = 20000, high: int = 29000) -> int:
     """A free port below the kernel's ephemeral range (32768+), where Ray's own processes bind at

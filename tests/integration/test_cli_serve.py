@@ -9,29 +9,39 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from tests.conftest import free_port
+from tests.conftest import MARIADB_URL, REDIS_URL, free_port
 
 pytestmark = pytest.mark.ray
 
 EVENTLENS = str(Path(sys.executable).with_name("eventlens"))
 
 
-def _start(data_dir: Path, port: int, log: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def _start(
+    data_dir: Path,
+    port: int | None,
+    log: Path,
+    extra_args: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     env = {
         **os.environ,
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+        **(extra_env or {}),
     }
     env.pop("RAY_ADDRESS", None)
     out = open(log, "ab")  # noqa: SIM115 - handed to the child
+    port_args = ["--port", str(port)] if port is not None else []
     proc = subprocess.Popen(
-        [EVENTLENS, "serve", "--data-dir", str(data_dir), "--port", str(port), "--json"],
+        [EVENTLENS, "serve", "--data-dir", str(data_dir), *port_args, "--json", *(extra_args or [])],
         stdout=subprocess.PIPE,
         stderr=out,
         env=env,
@@ -107,3 +117,104 @@ def test_serve_sigterm_and_restart_loses_nothing(tmp_path: Path) -> None:
         assert m["uniqueVisitors"] == 10
     finally:
         _stop(proc)
+
+
+def _session_processes(sid: int, name: str) -> int:
+    """Processes of session ``sid`` whose command line starts with ``name`` (Ray titles its workers)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getsid(int(entry.name)) != sid:
+                continue
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except (OSError, ProcessLookupError):
+            continue
+        count += cmd.startswith(name)
+    return count
+
+
+@pytest.mark.mariadb
+@pytest.mark.redis
+def test_serve_config_file_is_used_with_flags_over_args_over_env(tmp_path: Path) -> None:
+    """``eventlens serve --config FILE``: the file's args and http_options reach the daemon (MariaDB,
+    Redis, 2 shards, its port) over EVENTLENS_* variables, and a CLI flag wins over the file."""
+    import pymysql
+    import redis
+
+    instance = f"p{uuid.uuid4().hex[:6]}"
+    db = f"eventlens_prec_{uuid.uuid4().hex[:8]}"
+    port, env_port = free_port(), free_port()
+    yaml_dir, flag_dir = tmp_path / "from-yaml", tmp_path / "from-flag"
+    config = {
+        "http_options": {"host": "127.0.0.1", "port": port},
+        "applications": [
+            {
+                "name": name,
+                "route_prefix": prefix,
+                "import_path": f"eventlens.api.deployments:{builder}",
+                "args": {
+                    "metadata_url": f"{MARIADB_URL}/{db}",
+                    "redis_url": REDIS_URL,
+                    "shards": 2,
+                    "instance": instance,
+                    "data_dir": str(yaml_dir),
+                },
+            }
+            for name, prefix, builder in (
+                ("ingest", "/track", "build_ingest_app"),
+                ("api", "/", "build_api_app"),
+            )
+        ],
+    }
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(config))
+    # the environment says otherwise: the file must win
+    env = {"EVENTLENS_PORT": str(env_port), "EVENTLENS_SHARDS": "5", "EVENTLENS_INSTANCE": "fromenv"}
+    proc, info = _start(flag_dir, None, tmp_path / "serve.log", ["--config", str(path)], env)
+    r = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert info["url"] == f"http://127.0.0.1:{port}"
+        assert info["data_dir"] == str(flag_dir.resolve())  # --data-dir beats the file's data_dir
+        demo = info["demo"]
+        write = {
+            "event-lens-client-id": demo["write"]["clientId"],
+            "event-lens-client-secret": demo["write"]["clientSecret"],
+        }
+        body = {
+            "events": [{"type": "track", "payload": {"name": "e", "deviceId": f"d{i}"}} for i in range(50)]
+        }
+        reply = httpx.post(f"http://127.0.0.1:{port}/track/batch", json=body, headers=write, timeout=30)
+        assert reply.json()["accepted"] == 50
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{env_port}/health", timeout=2)
+
+        # metadata in MariaDB: the demo project and its two clients
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database=db)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT id FROM projects")
+                assert [row[0] for row in cur.fetchall()] == [demo["projectId"]]
+                cur.execute("SELECT COUNT(*) FROM clients")
+                assert cur.fetchone()[0] == 2
+        finally:
+            conn.close()
+        # the write-ahead logs are Redis keys of this instance, one log per shard of the file's 2
+        logs = {k.decode().split(":")[3] for k in r.scan_iter(f"eventlens:{instance}:wal:*:id")}
+        assert logs == {"0", "1"}
+        assert not list(r.scan_iter("eventlens:fromenv:*"))
+        assert _session_processes(proc.pid, "ray::BufferShard") == 2
+        # embedded chDB under the flag's data directory, nothing under the file's
+        assert (flag_dir / "clickhouse").is_dir()
+        assert not yaml_dir.exists()
+    finally:
+        _stop(proc)
+        for key in r.scan_iter(f"eventlens:{instance}:*"):
+            r.delete(key)
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
+        finally:
+            conn.close()

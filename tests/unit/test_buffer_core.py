@@ -719,7 +719,9 @@ def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir:
         return n
 
     core = BufferCore(
-        BufferConfig(shard_id=SHARD, index=3, flush_max_events=10**6, flush_max_age_ms=10**12, insert_threads=1),
+        BufferConfig(
+            shard_id=SHARD, index=3, flush_max_events=10**6, flush_max_age_ms=10**12, insert_threads=1
+        ),
         FileSegmentLog(wal_dir, fsync=False),
         dies_after_sessions,
     )
