@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="redis://host:6379/0 enables shared mode")
 
     # serving
-    # two ingest replicas: one Python process tops out near 13k batched events/s on this 2-core box
+    # two ingest replicas: one Python process tops out near 13k batched events/s on two cores
     ingest_replicas: int = Field(default=2, ge=1)
     insights_replicas: int = Field(default=1, ge=1)
     max_ongoing_requests: int = Field(default=256, ge=1)
@@ -78,8 +78,8 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=4000, ge=1)
 
     # shards, write-ahead log and flushing
-    # one shard on a 2-core box: every shard flushes its own inserts, each with a fixed cost of
-    # ~0.1 s of chDB CPU (the rollup views), which two shards pay twice (README, Benchmarks)
+    # one shard on two cores: every shard flushes its own inserts, each with a fixed cost in
+    # chDB (the rollup views) that two shards pay twice; add shards with cores
     shards: int = Field(default=1, ge=1, le=1024)
     handoff_ms: float = Field(
         default=2.0, ge=0, description="Replica collects events this long per shard call"

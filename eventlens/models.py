@@ -1,4 +1,4 @@
-"""Wire models of the ingest API (CONTRACT 2), validated with pydantic at the edge."""
+"""Wire models of the ingest API (docs/API.md), validated with pydantic at the edge."""
 
 from __future__ import annotations
 
@@ -89,9 +89,3 @@ AnyBody = Annotated[
 ]
 BODY_ADAPTER: TypeAdapter[TrackBody | IdentifyBody | IncrementBody | AliasBody] = TypeAdapter(AnyBody)
 EVENT_TYPES = ("track", "identify", "increment", "decrement", "alias")
-
-
-class ErrorBody(BaseModel):
-    error: str
-    message: str
-    details: list[Any] = Field(default_factory=list)

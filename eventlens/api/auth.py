@@ -70,7 +70,7 @@ class Authenticator:
         if key in self._verified:
             return True
         # Single flight: requests that arrive together with the same secret share one scrypt run
-        # (a burst of 64 connections used to run 64, ~10 % of an ingest replica's CPU).
+        # (otherwise a burst of 64 connections runs 64, ~10 % of an ingest replica's CPU).
         pending = self._pending.get(key)
         if pending is None:
             pending = asyncio.ensure_future(asyncio.to_thread(verify_secret, secret, client.secret_hash))

@@ -24,10 +24,8 @@ from eventlens.ingest.page import UTM_KEYS, split_page
 from eventlens.ingest.properties import flatten
 from eventlens.ingest.referrer import classify_referrer
 from eventlens.ingest.timestamps import parse_timestamp
-from eventlens.models import BODY_ADAPTER, AliasBody, IdentifyBody, IncrementBody, TrackBody
+from eventlens.models import BODY_ADAPTER, EVENT_TYPES, AliasBody, IdentifyBody, IncrementBody, TrackBody
 from eventlens.records import TABLE_KEY, Record
-
-MESSAGE_TYPES = ("track", "identify", "increment", "decrement", "alias")
 
 
 @dataclass(frozen=True)
@@ -103,11 +101,11 @@ def validate_body(body: Any) -> TrackBody | IdentifyBody | IncrementBody | Alias
     if not isinstance(body, dict):
         raise ClientError(400, "invalid_body", 'body must be a JSON object {"type": ..., "payload": {...}}')
     kind = body.get("type")
-    if kind not in MESSAGE_TYPES:
+    if kind not in EVENT_TYPES:
         raise ClientError(
             400,
             "invalid_type",
-            f"type must be one of {', '.join(MESSAGE_TYPES)}",
+            f"type must be one of {', '.join(EVENT_TYPES)}",
             [{"loc": "type", "msg": f"got {str(kind)[:40]!r}"}],
         )
     if not isinstance(body.get("payload"), dict):

@@ -36,7 +36,7 @@ def to_json_rows(table: str, records: Sequence[Record]) -> bytes:
 
     Cheaper end to end than building columns in Python for clickhouse-connect's Native encoder:
     47.5 against 67.5 µs per event for 5,000-row inserts into a migrated chDB, encoding included
-    (measured 2026-11-27). ClickHouse reads a JSON number as *seconds* for a DateTime64,
+    (``benchmarks``). ClickHouse reads a JSON number as *seconds* for a DateTime64,
     so milliseconds become ``ms / 1000``: the division is correctly rounded and orjson prints the
     shortest repr, so the text is exactly ``<s>.<ms>`` for every DateTime64(3) value (a test
     checks). Keys that are not columns (``_t``, ``_prev_device``) are skipped by the insert; a

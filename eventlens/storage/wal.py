@@ -22,7 +22,7 @@ import secrets
 import struct
 import threading
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -279,7 +279,3 @@ class RedisSegmentLog:
 
     def close(self) -> None:
         """Nothing to release: the Redis client's pool belongs to the caller."""
-
-
-def count_records(segments: Iterable[Segment]) -> int:
-    return sum(s.count for s in segments)

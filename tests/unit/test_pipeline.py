@@ -487,3 +487,37 @@ def test_alias_record() -> None:
     assert p.record["_t"] == "profile_aliases"
     assert (p.record["alias"], p.record["profile_id"], p.record["created_at"]) == ("anon-9", "user-1", NOW)
     assert set(p.record) - {"_t"} <= set(TABLES["profile_aliases"])
+
+
+# the step list ------------------------------------------------------------------------------------
+
+
+def test_steps_are_listed_per_message_type_in_order() -> None:
+    from eventlens.ingest.pipeline import STEPS
+    from eventlens.models import EVENT_TYPES
+
+    assert set(STEPS) == set(EVENT_TYPES)
+    assert [name for name, _ in STEPS["track"]] == [
+        "event",
+        "timestamp",
+        "device",
+        "properties",
+        "page",
+        "referrer",
+    ]
+    assert [name for name, _ in STEPS["identify"]] == ["profile"]
+
+
+def test_a_drop_is_a_value_naming_its_index_and_step() -> None:
+    from eventlens.ingest.pipeline import Dropped, Prepared, run
+
+    assert isinstance(run(track(), CTX, LIMITS, 0), Prepared)
+    parse = run({"type": "nope"}, CTX, LIMITS, 7)
+    assert isinstance(parse, Dropped)
+    assert (parse.index, parse.step, parse.error.code) == (7, "parse", "invalid_type")
+    late = run(track(timestamp="1999-12-31T00:00:00Z"), CTX, LIMITS, 3)
+    assert isinstance(late, Dropped)
+    assert (late.index, late.step, late.error.status) == (3, "timestamp", 400)
+    bad_path = run(track(properties={"__path": {"x": 1}}), CTX, LIMITS, 2)
+    assert isinstance(bad_path, Dropped)
+    assert (bad_path.step, bad_path.error.code) == ("page", "invalid_property")

@@ -18,7 +18,6 @@ from eventlens.storage.wal import (
     FileSegmentLog,
     RedisSegmentLog,
     Segment,
-    count_records,
     decode_frames,
     encode_frame,
 )
@@ -129,15 +128,6 @@ def test_decode_short_input(data: bytes) -> None:
     assert decode_frames(data) == ([], 0)
 
 
-def test_count_records() -> None:
-    assert count_records([]) == 0
-    assert count_records([Segment(0, 3), Segment(4, 5)]) == 8
-
-
-# file segments -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
 def wal_dir(tmp_path: Path) -> Path:
     return tmp_path / "wal"
 
