@@ -39,6 +39,8 @@ def _backends_need_markers(request: pytest.FixtureRequest, monkeypatch: pytest.M
     so ``-m "not ray"`` (and every other marker selection) really leaves those parts out."""
     marks = {m.name for m in request.node.iter_markers()}
     nodeid = request.node.nodeid
+    if "shared" in request.fixturenames and not {"redis", "mariadb"} <= marks:
+        pytest.fail(f"{nodeid} uses the shared-mode daemon without @pytest.mark.redis and mariadb")
     if "ray" not in marks:
         if RAY_FIXTURES & set(request.fixturenames):
             pytest.fail(f"{nodeid} runs a daemon on Ray without @pytest.mark.ray")

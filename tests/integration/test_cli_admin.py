@@ -247,6 +247,7 @@ def test_bad_settings_exit_2(data_dir: Path) -> None:
     assert_usage_error(result, "metadata_url must start with sqlite:// or mysql://")
 
 
+@pytest.mark.mariadb  # the MySQL driver tries to connect (to a closed port)
 def test_unreachable_database_exits_1(data_dir: Path) -> None:
     result = run(data_dir, "project", "list", "--metadata-url", "mysql://root:pw@127.0.0.1:1/db")
     assert result.exit_code == 1

@@ -343,6 +343,8 @@ def test_answers_are_cached_until_new_data_is_flushed(daemon: Daemon) -> None:
     assert "x-cache" not in live.headers
 
 
+@pytest.mark.redis
+@pytest.mark.mariadb
 def test_shared_mode_caches_in_redis(shared: Daemon) -> None:
     import redis
 

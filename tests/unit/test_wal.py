@@ -128,6 +128,10 @@ def test_decode_short_input(data: bytes) -> None:
     assert decode_frames(data) == ([], 0)
 
 
+# file segments -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
 def wal_dir(tmp_path: Path) -> Path:
     return tmp_path / "wal"
 
