@@ -106,7 +106,7 @@ def start_actors(settings: Settings) -> list[str]:
     if settings.embedded_clickhouse:
         applied = ray.get(registry.warehouse_actor(settings).migrations.remote(), timeout=300)
     else:
-        from eventlens.storage.ch_migrations import apply_clickhouse_migrations
+        from eventlens.storage.migrations import apply_clickhouse_migrations
 
         applied = apply_clickhouse_migrations(settings)
     registry.presence_actor(settings)
