@@ -91,32 +91,28 @@ def _migrate_report(settings: Settings, migrations_dir: Path | None, skip_clickh
 
 
 def _status_report(settings: Settings, migrations_dir: Path | None, skip_clickhouse: bool) -> dict[str, Any]:
-    report: dict[str, Any] = {
-        "metadata": {
-            "url": redact(settings.metadata_dsn),
-            "migrations": _as_dicts(_metadata_status(settings, migrations_dir or METADATA_DIR)),
-        }
-    }
+    url, found = _metadata_status(settings.metadata_dsn, migrations_dir or METADATA_DIR)
+    report: dict[str, Any] = {"metadata": {"url": url, "migrations": _as_dicts(found)}}
     if skip_clickhouse:
         report["clickhouse"] = {"skipped": "--skip-clickhouse"}
         return report
     try:
-        found = clickhouse_status(settings)
+        ch_found = clickhouse_status(settings)
     except Exception as exc:
         fail(f"ClickHouse status failed: {exc}", 1)
-    report["clickhouse"] = {"url": redact(settings.clickhouse_dsn), "migrations": _as_dicts(found)}
+    report["clickhouse"] = {"url": redact(settings.clickhouse_dsn), "migrations": _as_dicts(ch_found)}
     return report
 
 
-def _metadata_status(settings: Settings, directory: Path) -> list[MigrationStatus]:
-    dsn = settings.metadata_dsn
+def _metadata_status(dsn: str, directory: Path) -> tuple[str, list[MigrationStatus]]:
+    """The store's display URL and its migration status."""
     if dsn.startswith("sqlite://"):
         path = sqlite_path(dsn)
         # Opening a SQLite store creates its file; a status check must not.
         if path != ":memory:" and not Path(path).exists():
-            return migration_status(None, directory)
+            return f"sqlite://{path}", migration_status(None, directory)
     with open_metadata(dsn) as store:
-        return store.migration_status(directory)
+        return store.url, store.migration_status(directory)
 
 
 def _as_dicts(found: list[MigrationStatus]) -> list[dict[str, Any]]:
