@@ -15,7 +15,7 @@ What it writes into ``DIR`` (the daemon's data directory layout, see ``eventlens
 
 Why not over HTTP: ten million events through ``/track/batch`` at the ~10–20k events/s this
 2-core machine sustains would take 10–20 minutes of ingest alone, and would measure ingest, not
-insights. The loader opens the embedded chDB directory itself (``Warehouse.migrate()``, then
+insights. The loader opens the embedded chDB directory itself (``migrate_clickhouse``, then
 ``Warehouse.insert_columns`` in column-oriented batches with a unique deduplication token each),
 so the materialized views of the migrations see the rows exactly as they see a shard's flush. chDB
 allows one owning process per directory: run this *before* starting a daemon on ``DIR``, never
@@ -835,6 +835,7 @@ def load(
 
     from eventlens.storage.clickhouse import Warehouse
     from eventlens.storage.metadata import open_metadata
+    from eventlens.storage.migrations import migrate_clickhouse
 
     console = Console(stderr=True)
     data_dir = data_dir.resolve()
@@ -843,7 +844,7 @@ def load(
     t0 = time.monotonic()
     wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
     try:
-        applied = wh.migrate()
+        applied = migrate_clickhouse(wh)
         before = existing_rows(wh)
         if before and not force:
             raise SystemExit(

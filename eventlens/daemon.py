@@ -150,7 +150,7 @@ def start_actors(settings: Settings) -> list[str]:
     if owner is not None:
         applied = ray.get(owner.migrations.remote(), timeout=300)
     else:
-        from eventlens.storage.ch_migrations import apply_clickhouse_migrations
+        from eventlens.storage.migrations import apply_clickhouse_migrations
 
         applied = apply_clickhouse_migrations(settings)
     registry.presence_actor(settings)

@@ -10,6 +10,7 @@ import ray
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
 from eventlens.storage.clickhouse import Warehouse
+from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.versions import VersionCounter, projects_in
 
 
@@ -23,7 +24,7 @@ class WarehouseActor:
         settings = Settings(**settings_args)
         self.wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
         # Migrations run in the owning process: no other process may open the chDB directory.
-        self.applied = self.wh.migrate()
+        self.applied = migrate_clickhouse(self.wh)
         self.paused = False
         # per-project data versions: insight caches key on them, so a flush invalidates
         self.versions = VersionCounter()

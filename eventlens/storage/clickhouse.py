@@ -118,11 +118,6 @@ class Warehouse:
         except Exception:
             return False
 
-    def migrate(self) -> list[str]:
-        from eventlens.storage.ch_migrations import apply_migrations
-
-        return apply_migrations(self)
-
     def close(self) -> None:
         with self._write_lock:
             self._write.close()

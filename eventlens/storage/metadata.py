@@ -9,14 +9,11 @@ to share between threads — correct under Ray's threaded actors.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import logging
 import re
 import secrets
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -39,6 +36,14 @@ from eventlens.storage.metadata_backends import (
     redact,
     sqlite_path,
 )
+from eventlens.storage.migrations import (
+    METADATA_DIR,
+    MetadataLedger,
+    MigrationError,
+    MigrationStatus,
+    apply_migrations,
+    migration_status,
+)
 
 __all__ = [
     "CLIENT_TYPES",
@@ -47,35 +52,18 @@ __all__ = [
     "MetadataError",
     "MetadataStore",
     "MigrationError",
+    "MigrationStatus",
     "Project",
     "open_metadata",
 ]
 
-log = logging.getLogger(__name__)
-
 ClientType = Literal["write", "read", "root"]
 CLIENT_TYPES: tuple[str, ...] = get_args(ClientType)
-DEFAULT_MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations" / "metadata"
 
 # Ids are lowercase so that lookups behave the same on SQLite (binary compare) and on a MariaDB
 # database whose default collation may be case-insensitive.
 _PROJECT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-_MIGRATION_RE = re.compile(r"^(?P<version>\d{4})_(?P<label>[a-z0-9_]+)\.sql$")
-_STATEMENT_END_RE = re.compile(r";[ \t]*$", re.MULTILINE)
 _MAX_NAME = 255
-
-_LEDGER_DDL = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version VARCHAR(255) NOT NULL PRIMARY KEY,
-    name VARCHAR(255) NOT NULL,
-    checksum VARCHAR(64) NOT NULL,
-    applied_at VARCHAR(32) NOT NULL
-)
-"""
-
-
-class MigrationError(MetadataError):
-    """Migration files are inconsistent (duplicate numbers, bad names) or one failed to apply."""
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -113,45 +101,6 @@ class Client(BaseModel):
     def allows_origin(self, origin: str | None) -> bool:
         """Whether a browser request from ``origin`` may use this (secret-less) client."""
         return origin_allowed(origin, self.origins)
-
-
-# --- migrations -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Migration:
-    version: str  # "0001"
-    name: str  # "0001_initial"
-    sql: str
-    checksum: str
-
-    @property
-    def statements(self) -> list[str]:
-        return split_statements(self.sql)
-
-
-def split_statements(sql: str) -> list[str]:
-    """Statements end with ``;`` at the end of a line; whole-line ``--`` comments are dropped
-    (MySQL rejects a comment-only query as empty)."""
-    lines = [ln for ln in sql.splitlines() if not ln.lstrip().startswith("--")]
-    chunks = _STATEMENT_END_RE.split("\n".join(lines))
-    return [c.strip() for c in chunks if c.strip()]
-
-
-def discover_migrations(directory: Path) -> list[Migration]:
-    """``NNNN_name.sql`` files in version order. A duplicate number or a ``.sql`` file that does not
-    follow the pattern fails loudly rather than being skipped."""
-    if not directory.is_dir():
-        raise MigrationError(f"migrations directory not found: {directory}")
-    found: dict[str, Migration] = {}
-    for path in sorted(directory.glob("*.sql")):
-        match = _MIGRATION_RE.match(path.name)
-        if match is None:
-            raise MigrationError(f"migration file name must look like 0001_name.sql: {path}")
-        version = match["version"]
-        if version in found:
-            raise MigrationError(f"duplicate migration number {version}: {found[version].name}, {path.stem}")
-        sql = path.read_text(encoding="utf-8")
-        found[version] = Migration(version, path.stem, sql, hashlib.sha256(sql.encode()).hexdigest())
-    return [found[v] for v in sorted(found)]
 
 
 # --- the store --------------------------------------------------------------------------------
@@ -199,45 +148,23 @@ class MetadataStore:
         """Apply pending ``NNNN_name.sql`` migrations in order; returns the names newly applied.
 
         Each migration runs under an exclusive lock and re-checks the ledger after taking it, so
-        concurrent callers in several processes apply each migration exactly once.
+        concurrent callers in several processes apply each migration exactly once. An applied
+        migration whose file was edited since raises ``MigrationError`` naming the file.
         """
-        migrations = discover_migrations(directory or DEFAULT_MIGRATIONS_DIR)
-        applied: list[str] = []
         with self._lock:
-            self._query(_LEDGER_DDL)
-            recorded = dict(self._query("SELECT version, checksum FROM schema_migrations"))
-            for migration in migrations:
-                if migration.version in recorded:
-                    if recorded[migration.version] != migration.checksum:
-                        # Not fatal: editing an applied migration is a mistake to report, but the
-                        # schema it describes is already in place.
-                        log.warning("migration %s changed after it was applied", migration.name)
-                    continue
-                if self._apply(migration):
-                    applied.append(migration.name)
-        return applied
+            return apply_migrations(self._ledger(), directory or METADATA_DIR)
 
-    def _apply(self, migration: Migration) -> bool:
-        with self._backend.exclusive("migrate"):
-            done = self._backend.execute(
-                "SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)
-            )
-            if done:
-                return False  # another process applied it while we waited for the lock
-            for statement in migration.statements:
-                try:
-                    self._backend.execute(statement)
-                except Exception as exc:
-                    raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
-            try:
-                self._backend.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
-                    (migration.version, migration.name, migration.checksum, _ts(_now())),
-                )
-            except self._backend.integrity_errors:
-                return False  # recorded concurrently; the statements are idempotent
-            log.info("applied metadata migration %s", migration.name)
-            return True
+    def migration_status(self, directory: Path | None = None) -> list[MigrationStatus]:
+        """Applied and pending migrations, with whether each applied file is unchanged."""
+        with self._lock:
+            return migration_status(self._ledger(), directory or METADATA_DIR)
+
+    def _ledger(self) -> MetadataLedger:
+        # the caller holds self._lock, which serialises use of the backend's connection
+        if self._closed:
+            raise MetadataError("metadata store is closed")
+        self._backend.ensure_connected()
+        return MetadataLedger(self._backend)
 
     # projects --------------------------------------------------------------------------------
     def create_project(self, name: str, id: str | None = None) -> Project:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,8 @@ from eventlens.cli import migrate as migrate_module
 from eventlens.cli.main import app
 from eventlens.config import Settings
 from eventlens.security import verify_secret
-from eventlens.storage.metadata import open_metadata
+from eventlens.storage.metadata import MigrationError, open_metadata
+from eventlens.storage.migrations import CLICKHOUSE_DIR, METADATA_DIR, discover
 
 runner = CliRunner()
 
@@ -79,29 +83,95 @@ def test_migrate_calls_clickhouse_migrations_with_settings(
         seen.append(settings)
         return ["0001_events"]
 
-    monkeypatch.setattr(migrate_module, "_clickhouse_migrator", lambda: fake)
+    monkeypatch.setattr(migrate_module, "apply_clickhouse_migrations", fake)
     out = run_json(data_dir, "migrate", "--clickhouse-url", "http://ch.example:8123")
     assert out["clickhouse"] == {"applied": ["0001_events"]}
     assert seen[0].clickhouse_url == "http://ch.example:8123"
     assert seen[0].data_dir == data_dir
 
 
-def test_migrate_reports_missing_clickhouse_module(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(migrate_module, "_clickhouse_migrator", lambda: None)
-    result = run(data_dir, "migrate")
-    assert result.exit_code == 0
-    assert "clickhouse: skipped" in result.stdout
-
-
 def test_migrate_clickhouse_failure_exits_1(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(settings: Settings) -> list[str]:
-        raise RuntimeError("server unreachable")
+        raise MigrationError("migration edited after it was applied (checksum differs): /x/0003_c.sql")
 
-    monkeypatch.setattr(migrate_module, "_clickhouse_migrator", lambda: broken)
+    monkeypatch.setattr(migrate_module, "apply_clickhouse_migrations", broken)
     result = run(data_dir, "migrate")
     assert result.exit_code == 1
-    assert "ClickHouse migrations failed: server unreachable" in result.stderr
+    assert "ClickHouse migrations failed: migration edited" in result.stderr
+    assert "0003_c.sql" in result.stderr
     assert "Traceback" not in result.output
+
+
+def _states(part: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
+    return [(m["name"], m["state"], m["checksum_match"]) for m in part["migrations"]]
+
+
+def test_status_before_and_after_migrating(data_dir: Path) -> None:
+    metadata_names = [m.name for m in discover(METADATA_DIR)]
+    clickhouse_names = [m.name for m in discover(CLICKHOUSE_DIR)]
+    before = run_json(data_dir, "migrate", "--status")
+    assert _states(before["metadata"]) == [(n, "pending", None) for n in metadata_names]
+    assert _states(before["clickhouse"]) == [(n, "pending", None) for n in clickhouse_names]
+    assert before["clickhouse"]["url"].startswith("chdb://")
+    assert not data_dir.exists()  # a status check creates nothing
+    text = run(data_dir, "migrate", "--status")
+    assert text.exit_code == 0, text.output
+    assert f"metadata (sqlite://{data_dir.resolve()}/metadata.sqlite3)" in text.stdout
+    assert f"0 applied, {len(metadata_names)} pending" in text.stdout
+
+    assert run(data_dir, "migrate", "--skip-clickhouse").exit_code == 0
+    after = run_json(data_dir, "migrate", "--status", "--skip-clickhouse")
+    assert _states(after["metadata"]) == [(n, "applied", True) for n in metadata_names]
+    assert after["clickhouse"] == {"skipped": "--skip-clickhouse"}
+    text = run(data_dir, "migrate", "--status", "--skip-clickhouse")
+    assert f"{len(metadata_names)} applied, 0 pending" in text.stdout
+    assert re.search(r"^0001 +0001_initial +applied +ok$", text.stdout, re.M)
+    assert "clickhouse: skipped (--skip-clickhouse)" in text.stdout
+
+
+def test_edited_metadata_migration_shows_in_status_and_fails_migrate(data_dir: Path, tmp_path: Path) -> None:
+    mig = tmp_path / "migs"
+    mig.mkdir()
+    (mig / "0001_a.sql").write_text("CREATE TABLE IF NOT EXISTS a (id VARCHAR(10) NOT NULL PRIMARY KEY);\n")
+    flags = ["--metadata-migrations", str(mig), "--skip-clickhouse"]
+    assert run(data_dir, "migrate", *flags).exit_code == 0
+    (mig / "0001_a.sql").write_text("CREATE TABLE IF NOT EXISTS a (id VARCHAR(20) NOT NULL PRIMARY KEY);\n")
+    (mig / "0002_b.sql").write_text("CREATE TABLE IF NOT EXISTS b (id VARCHAR(10) NOT NULL PRIMARY KEY);\n")
+
+    status = run_json(data_dir, "migrate", "--status", *flags)
+    assert _states(status["metadata"]) == [("0001_a", "applied", False), ("0002_b", "pending", None)]
+    text = run(data_dir, "migrate", "--status", *flags)
+    assert text.exit_code == 0
+    assert re.search(r"^0001 +0001_a +applied +MISMATCH", text.stdout, re.M)
+
+    result = run(data_dir, "migrate", *flags)
+    assert result.exit_code == 1
+    assert "edited after it was applied" in result.stderr
+    assert str(mig / "0001_a.sql") in result.stderr
+    assert "Traceback" not in result.output
+    status = run_json(data_dir, "migrate", "--status", *flags)
+    assert status["metadata"]["migrations"][1]["state"] == "pending"
+
+
+@pytest.mark.chdb
+def test_status_and_migrate_on_a_real_chdb_in_a_subprocess(data_dir: Path) -> None:
+    # a subprocess: this module must not open chDB itself (one chDB directory per process)
+    def cli(*args: str) -> Any:
+        proc = subprocess.run(
+            [sys.executable, "-m", "eventlens.cli.main", *args, "--data-dir", str(data_dir), "--json"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    names = [m.name for m in discover(CLICKHOUSE_DIR)]
+    assert {m["state"] for m in cli("migrate", "--status")["clickhouse"]["migrations"]} == {"pending"}
+    assert cli("migrate")["clickhouse"] == {"applied": names}
+    after = cli("migrate", "--status")
+    assert _states(after["clickhouse"]) == [(n, "applied", True) for n in names]
+    assert {m["state"] for m in after["metadata"]["migrations"]} == {"applied"}
 
 
 # --- projects -----------------------------------------------------------------------------------

@@ -20,14 +20,12 @@ import pytest
 
 from eventlens.security import verify_secret
 from eventlens.storage.metadata import (
-    DEFAULT_MIGRATIONS_DIR,
     MetadataError,
     MetadataStore,
     MigrationError,
-    discover_migrations,
     open_metadata,
-    split_statements,
 )
+from eventlens.storage.migrations import METADATA_DIR, discover
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 
@@ -147,32 +145,92 @@ def test_failed_migration_is_not_recorded(dsn: str, tmp_path: Path) -> None:
         assert s.migrate(mig) == ["0002_broken"]
 
 
-def test_duplicate_migration_numbers_fail_loudly(tmp_path: Path) -> None:
+def test_duplicate_migration_numbers_fail_loudly(dsn: str, tmp_path: Path) -> None:
     _write(tmp_path, "0001_a.sql", "SELECT 1;\n")
     _write(tmp_path, "0001_b.sql", "SELECT 1;\n")
-    with pytest.raises(MigrationError, match="duplicate migration number 0001"):
-        discover_migrations(tmp_path)
+    with (
+        open_metadata(dsn) as s,
+        pytest.raises(MigrationError, match="duplicate migration number 0001") as err,
+    ):
+        s.migrate(tmp_path)
+    assert "0001_a.sql" in str(err.value) and "0001_b.sql" in str(err.value)
 
 
-def test_badly_named_migration_fails_loudly(tmp_path: Path) -> None:
-    _write(tmp_path, "1_initial.sql", "SELECT 1;\n")
-    with pytest.raises(MigrationError, match=r"0001_name\.sql"):
-        discover_migrations(tmp_path)
+def test_badly_named_migration_fails_loudly(dsn: str, tmp_path: Path) -> None:
+    _write(tmp_path, "0001_initial.sql", "SELECT 1;\n")
+    _write(tmp_path, "2_next.sql", "SELECT 1;\n")
+    with open_metadata(dsn) as s, pytest.raises(MigrationError, match=r"2_next\.sql"):
+        s.migrate(tmp_path)
 
 
 def test_missing_migrations_dir_fails(tmp_path: Path) -> None:
-    with pytest.raises(MigrationError, match="not found"):
-        discover_migrations(tmp_path / "nope")
-
-
-def test_split_statements_on_semicolon_at_line_end() -> None:
-    sql = "-- header\nCREATE TABLE a (x TEXT);\n\n  -- note\nINSERT INTO a VALUES ('x;y');  \nSELECT 1"
-    assert split_statements(sql) == ["CREATE TABLE a (x TEXT)", "INSERT INTO a VALUES ('x;y')", "SELECT 1"]
+    with (
+        open_metadata(f"sqlite:///{tmp_path / 'm.sqlite3'}") as s,
+        pytest.raises(MigrationError, match="not found"),
+    ):
+        s.migrate(tmp_path / "nope")
 
 
 def test_repository_migrations_are_discoverable() -> None:
-    names = [m.name for m in discover_migrations(DEFAULT_MIGRATIONS_DIR)]
+    names = [m.name for m in discover(METADATA_DIR)]
     assert names[0] == "0001_initial"
+
+
+def _states(store: MetadataStore, directory: Path) -> list[tuple[str, str, bool | None]]:
+    return [(m.name, m.state, m.checksum_match) for m in store.migration_status(directory)]
+
+
+def test_status_before_and_after_migrating(dsn: str, tmp_path: Path) -> None:
+    mig = tmp_path / "migs"
+    _write(mig, "0001_a.sql", "CREATE TABLE IF NOT EXISTS a (id VARCHAR(10) NOT NULL PRIMARY KEY);\n")
+    _write(mig, "0002_b.sql", "CREATE TABLE IF NOT EXISTS b (id VARCHAR(10) NOT NULL PRIMARY KEY);\n")
+    with open_metadata(dsn) as s:
+        assert _states(s, mig) == [("0001_a", "pending", None), ("0002_b", "pending", None)]
+        # status changes nothing, not even the ledger table
+        with pytest.raises(Exception, match="schema_migrations"):
+            s._backend.execute("SELECT 1 FROM schema_migrations")
+        assert s.migrate(mig) == ["0001_a", "0002_b"]
+        assert _states(s, mig) == [("0001_a", "applied", True), ("0002_b", "applied", True)]
+        # the ledger keeps the zero-padded text version existing databases hold
+        assert sorted(s._backend.execute("SELECT version, name FROM schema_migrations")) == [
+            ("0001", "0001_a"),
+            ("0002", "0002_b"),
+        ]
+        (mig / "0002_b.sql").unlink()
+        assert _states(s, mig) == [("0001_a", "applied", True), ("0002_b", "applied", None)]
+        assert s.migrate(mig) == []
+
+
+def test_edited_applied_migration_is_an_error_naming_the_file(dsn: str, tmp_path: Path) -> None:
+    mig = tmp_path / "migs"
+    _write(mig, "0001_a.sql", "CREATE TABLE IF NOT EXISTS a (id VARCHAR(10) NOT NULL PRIMARY KEY);\n")
+    with open_metadata(dsn) as s:
+        assert s.migrate(mig) == ["0001_a"]
+    _write(mig, "0001_a.sql", "CREATE TABLE IF NOT EXISTS a (id VARCHAR(20) NOT NULL PRIMARY KEY);\n")
+    _write(mig, "0002_b.sql", "CREATE TABLE IF NOT EXISTS b (id VARCHAR(10) NOT NULL PRIMARY KEY);\n")
+    with open_metadata(dsn) as s:
+        with pytest.raises(MigrationError, match="edited after it was applied") as err:
+            s.migrate(mig)
+        assert str(mig / "0001_a.sql") in str(err.value)
+        # nothing applied past the check
+        assert _states(s, mig) == [("0001_a", "applied", False), ("0002_b", "pending", None)]
+        # restoring the applied text lets the run go on
+        _write(mig, "0001_a.sql", "CREATE TABLE IF NOT EXISTS a (id VARCHAR(10) NOT NULL PRIMARY KEY);\n")
+        assert s.migrate(mig) == ["0002_b"]
+
+
+def test_ledger_written_before_is_read(dsn: str) -> None:
+    # a database whose ledger holds 0001_initial with the shipped file's checksum: nothing to do
+    (initial,) = discover(METADATA_DIR)[:1]
+    with open_metadata(dsn) as s:
+        s.migrate()
+        s._backend.execute("DELETE FROM schema_migrations")
+        s._backend.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+            ("0001", "0001_initial", initial.checksum, "2024-01-01T00:00:00.000000+00:00"),
+        )
+        assert s.migrate() == []
+        assert _states(s, METADATA_DIR)[0] == ("0001_initial", "applied", True)
 
 
 _MIGRATE_CODE = """

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventlens.records import TABLES, TIMESTAMP_COLUMNS
+from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import group_by_table, to_columns, to_json_rows
 
 
@@ -146,10 +147,10 @@ def sample(table: str, i: int) -> dict[str, Any]:
 
 @pytest.mark.chdb
 def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) -> None:
-    applied = warehouse.migrate()
+    applied = migrate_clickhouse(warehouse)
     assert applied  # a fresh warehouse gets every migration
     assert applied == sorted(applied)
-    assert warehouse.migrate() == []  # nothing twice
+    assert migrate_clickhouse(warehouse) == []  # nothing twice
 
     for table, spec in TABLES.items():
         described = warehouse.query(f"DESCRIBE TABLE {table}")
@@ -220,7 +221,7 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
 def test_both_insert_formats_store_the_records_exactly(warehouse: Any, fmt: str) -> None:
     """A sparse record (defaults), extra keys, odd text and millisecond edges, read back exactly,
     whether the shard sends a JSONEachRow body (default) or Native columns (insert_format)."""
-    warehouse.migrate()
+    migrate_clickhouse(warehouse)
     ms = [31_536_000_001, 978_307_200_999, 1_750_000_000_000, 1_750_000_000_010, 7_258_118_399_999]
     records = [
         {
