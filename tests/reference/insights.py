@@ -1,7 +1,7 @@
 """A brute-force reference for every insight endpoint, in plain Python, from the stored events.
 
 It reads only the event rows (client events plus the server's ``session_start``/``session_end``
-markers) and follows CONTRACT 3's definitions literally; it shares no code with the SQL builders
+markers) and follows the endpoints' definitions literally; it shares no code with the SQL builders
 (no ``eventlens.insights`` import), so an answer both agree on is checked twice.
 """
 

@@ -1,0 +1,220 @@
+"""Request parameters of the insight routes, one pydantic model per route.
+
+FastAPI reads a route's query string (the funnel: its JSON body) into the route's model; a wrong
+type or an out-of-range number is FastAPI's 422. Once every field is valid, the model's validator
+applies the route's rules (breakdown dimension, funnel steps, interval, retention size) and parses
+the date range and the filters: a broken rule is a ``ParamsError``, a 400 with the rule's code and
+a message naming the problem. The parsed range and filters give the route's ``Scope``.
+
+A model's fields are also its cache key: every parameter, defaults included.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from eventlens.errors import ClientError
+from eventlens.insights.buckets import buckets, check_interval
+from eventlens.insights.filters import COLUMNS, Filter, parse_filters
+from eventlens.insights.params import Range, parse_range
+from eventlens.insights.scope import Scope
+
+# a breakdown groups by any filterable column but the ids (one row per visitor says nothing)
+BREAKDOWN_DIMENSIONS = sorted(COLUMNS - {"device_id", "session_id", "profile_id"})
+MAX_NAME_LEN = 200  # event names, property keys
+MAX_FUNNEL_STEPS = 20
+# cohorts x periods grows quadratically: keep retention to what a table can show
+MAX_RETENTION_PERIODS = 400
+
+Limit = Annotated[int, Field(ge=1, le=1000, description="Rows to return")]
+PickerLimit = Annotated[int, Field(ge=1, le=5000)]
+EventName = Annotated[str | None, Field(max_length=MAX_NAME_LEN)]
+
+
+class ParamsError(ClientError):
+    """A broken parameter rule. It is raised while FastAPI reads the request, before the route
+    authenticates the caller; the route shows it only to a caller who may read the project."""
+
+    def __init__(self, err: ClientError) -> None:
+        super().__init__(err.status, err.code, err.message, err.details, err.headers)
+
+
+class Scoped(BaseModel):
+    """Parameters that select a project's data: a date range, filters, bots.
+
+    Subclasses declare the fields (their order is the order FastAPI reports problems in) and say
+    which ones hold the range through ``scope_fields``.
+    """
+
+    _range: Range | None = PrivateAttr(None)
+    _filters: list[Filter] = PrivateAttr(default_factory=list)
+
+    def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
+        """startDate, endDate, timezone, filters."""
+        raise NotImplementedError
+
+    def include_bots(self) -> bool:
+        raise NotImplementedError
+
+    def rules(self) -> None:
+        """Rules on the fields alone, checked before the range is parsed."""
+
+    def range_rules(self, rng: Range) -> None:
+        """Rules that need the parsed range."""
+
+    @model_validator(mode="after")
+    def _parse(self) -> Self:
+        start, end, timezone, filters = self.scope_fields()
+        try:
+            self.rules()
+            rng = parse_range(start, end, timezone)
+            self._filters = parse_filters(filters)
+            self.range_rules(rng)
+        except ClientError as exc:
+            raise ParamsError(exc) from None
+        self._range = rng
+        return self
+
+    def scope(self, project: str) -> Scope:
+        assert self._range is not None, "set by the validator"
+        return Scope(project, self._range, self._filters, self.include_bots())
+
+
+# the catalogue pickers (event names, property keys) count per UTC day: no zone, no filters -------
+class Catalog(Scoped):
+    startDate: str | None = None
+    endDate: str | None = None
+    includeBots: bool = False
+
+    def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
+        return self.startDate, self.endDate, None, None
+
+    def include_bots(self) -> bool:
+        return self.includeBots
+
+
+class EventNamesParams(Catalog):
+    limit: PickerLimit = 500
+
+
+class PropertyKeysParams(Catalog):
+    eventName: EventName = None
+    limit: PickerLimit = 500
+
+
+# what every insight route takes ------------------------------------------------------------------
+class Common(Scoped):
+    startDate: str | None = None
+    endDate: str | None = None
+    timezone: str | None = None
+    filters: str | None = Field(None, description="JSON list of {field, operator, value}")
+    includeBots: bool = False
+
+    def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
+        return self.startDate, self.endDate, self.timezone, self.filters
+
+    def include_bots(self) -> bool:
+        return self.includeBots
+
+
+class MetricsParams(Common):
+    compare: Literal["previous"] | None = None
+
+
+class TimeseriesParams(Common):
+    interval: str = "day"
+    compare: Literal["previous"] | None = None
+
+    def rules(self) -> None:
+        check_interval(self.interval)
+
+
+class ListParams(Common):
+    """A ranked list (referrers, devices, geo)."""
+
+    limit: Limit = 50
+
+
+class PagesParams(Common):
+    limit: Limit = 50
+    type: Literal["all", "entry", "exit"] = "all"
+
+
+class BreakdownParams(Common):
+    dimension: str
+    limit: Limit = 50
+
+    @property
+    def column(self) -> str:
+        """The column grouped by: ``event`` and ``event_name`` mean the event's name."""
+        return "name" if self.dimension in ("event", "event_name") else self.dimension
+
+    def rules(self) -> None:
+        dim = self.column
+        if dim.startswith("properties."):
+            if not 0 < len(dim) - len("properties.") <= MAX_NAME_LEN:
+                raise ClientError(
+                    400, "invalid_dimension", "properties.<key> needs a key of 1-200 characters"
+                )
+        elif dim not in BREAKDOWN_DIMENSIONS:
+            raise ClientError(
+                400,
+                "invalid_dimension",
+                f"dimension {self.dimension[:60]!r} is not one of {', '.join(BREAKDOWN_DIMENSIONS)}"
+                " or properties.<key>",
+            )
+
+
+class RetentionParams(Common):
+    period: Literal["day", "week", "month"] = "day"
+
+    def range_rules(self, rng: Range) -> None:
+        n = len(buckets(rng.start, rng.end, self.period, ZoneInfo(rng.timezone)))
+        if n > MAX_RETENTION_PERIODS:
+            raise ClientError(
+                400,
+                "too_many_periods",
+                f"{n} {self.period}s in range; at most {MAX_RETENTION_PERIODS} — use a wider period",
+            )
+
+
+class PropertyValuesParams(Common):
+    key: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
+    eventName: EventName = None
+    limit: PickerLimit = 100
+
+
+class ColumnValuesParams(Common):
+    """The values of one event column (paths, countries)."""
+
+    limit: PickerLimit = 500
+
+
+# the funnel's JSON body ------------------------------------------------------------------------
+class FunnelParams(Scoped):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[str] = Field(min_length=1, max_length=MAX_FUNNEL_STEPS)
+    startDate: str | None = None
+    endDate: str | None = None
+    timezone: str | None = None
+    window: int = Field(86400, ge=1, le=90 * 86400, description="seconds from the first step")
+    groupBy: Literal["device", "session", "profile"] = "device"
+    filters: list[Any] | None = None
+    includeBots: bool = False
+
+    def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
+        return self.startDate, self.endDate, self.timezone, self.filters
+
+    def include_bots(self) -> bool:
+        return self.includeBots
+
+    def rules(self) -> None:
+        for i, step in enumerate(self.steps):
+            if not 0 < len(step) <= MAX_NAME_LEN:
+                raise ClientError(
+                    400, "invalid_step", f"steps[{i}] must be an event name of 1-200 characters"
+                )

@@ -1,0 +1,245 @@
+"""The route table and the HTTP layer over fakes (no Ray, no ClickHouse): registration, status
+codes and their order, error bodies, the response cache."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import warnings
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from eventlens.api.insights import ROUTES, create_api
+from eventlens.errors import ClientError
+from eventlens.insights.cache import InsightCache, LocalStore, VersionCounter
+
+with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend on import
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+DOCUMENTED = {
+    ("GET", "/insights/{project_id}/metrics"),
+    ("GET", "/insights/{project_id}/timeseries"),
+    ("GET", "/insights/{project_id}/pages"),
+    ("GET", "/insights/{project_id}/referrers"),
+    ("GET", "/insights/{project_id}/devices"),
+    ("GET", "/insights/{project_id}/geo"),
+    ("GET", "/insights/{project_id}/breakdown"),
+    ("POST", "/insights/{project_id}/funnel"),
+    ("GET", "/insights/{project_id}/retention"),
+    ("GET", "/filters/{project_id}/event-names"),
+    ("GET", "/filters/{project_id}/property-keys"),
+    ("GET", "/filters/{project_id}/property-values"),
+    ("GET", "/filters/{project_id}/paths"),
+    ("GET", "/filters/{project_id}/countries"),
+}
+READ = {"x-test-reader": "yes"}
+
+
+class Auth:
+    async def authenticate(
+        self, headers: Mapping[str, str], need: str, project_id: str | None = None
+    ) -> None:
+        if headers.get("x-test-reader") != "yes":
+            raise ClientError(401, "missing_credentials", "no credentials")
+        if project_id != "p1":
+            raise ClientError(403, "wrong_project", "not this project")
+
+
+class Querier:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    async def query(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        self.sent.append((sql, params))
+        return []
+
+    async def ping(self) -> bool:
+        return True
+
+
+class Presence:
+    class count:  # a Ray actor method handle: ``await presence.count.remote(p)``
+        @staticmethod
+        async def remote(project: str) -> int:
+            return 7
+
+
+class Versions:
+    def __init__(self) -> None:
+        self.counter = VersionCounter()
+
+    async def get(self, project: str) -> str | None:
+        return self.counter.get(project)
+
+
+def client(cache: InsightCache | None = None) -> tuple[TestClient, Querier]:
+    querier = Querier()
+    app = create_api(Auth(), querier, Presence(), lambda: None, cache)  # type: ignore[arg-type]
+    return TestClient(app, raise_server_exceptions=False), querier
+
+
+def test_the_table_holds_every_documented_route_once() -> None:
+    assert {(r.method, r.path) for r in ROUTES} == DOCUMENTED and len(ROUTES) == len(DOCUMENTED)
+    assert len({r.name for r in ROUTES}) == len(ROUTES)
+    for r in ROUTES:
+        assert r.path.rsplit("/", 1)[1] == r.name
+        # computes are module-level coroutines of the insights package, not closures
+        assert inspect.iscoroutinefunction(r.compute) and "<locals>" not in r.compute.__qualname__
+        assert r.compute.__module__.startswith("eventlens.insights.")
+
+
+def test_create_api_registers_each_route_once() -> None:
+    app: FastAPI = create_api(Auth(), Querier(), Presence(), lambda: None)  # type: ignore[arg-type]
+    seen = Counter(
+        (method, route.path)
+        for route in app.routes
+        if isinstance(route, APIRoute)
+        for method in route.methods
+    )
+    for key in DOCUMENTED | {("GET", "/health"), ("GET", "/ready"), ("GET", "/insights/{project_id}/live")}:
+        assert seen[key] == 1, key
+    assert len(seen) == len(DOCUMENTED) + 3
+
+
+def test_query_parameters_keep_their_names_and_defaults() -> None:
+    app = create_api(Auth(), Querier(), Presence(), lambda: None)  # type: ignore[arg-type]
+    spec = app.openapi()["paths"]
+
+    def names(path: str) -> dict[str, Any]:
+        return {p["name"]: p["schema"].get("default") for p in spec[path]["get"]["parameters"]}
+
+    common = {"project_id": None, "startDate": None, "endDate": None, "timezone": None, "filters": None}
+    assert names("/insights/{project_id}/pages") == {
+        **common,
+        "includeBots": False,
+        "limit": 50,
+        "type": "all",
+    }
+    assert names("/filters/{project_id}/event-names") == {
+        "project_id": None,
+        "startDate": None,
+        "endDate": None,
+        "includeBots": False,
+        "limit": 500,
+    }
+    assert spec["/insights/{project_id}/funnel"]["post"]["requestBody"]["required"] is True
+
+
+@pytest.mark.parametrize(
+    ("headers", "project", "params", "status", "code"),
+    [
+        (READ, "p1", {"dimension": "bad"}, 400, "invalid_dimension"),
+        ({}, "p1", {"dimension": "bad"}, 401, "missing_credentials"),
+        (READ, "p2", {"dimension": "bad"}, 403, "wrong_project"),
+        ({}, "p1", {"dimension": "browser", "limit": "0"}, 422, "invalid_request"),
+        ({}, "p1", {}, 422, "invalid_request"),
+        (READ, "p1", {"dimension": "browser", "startDate": "yesterday"}, 400, "invalid_date"),
+        ({}, "p1", {"dimension": "browser", "startDate": "yesterday"}, 401, "missing_credentials"),
+        (READ, "p1", {"dimension": "browser"}, 200, None),
+    ],
+)
+def test_rules_are_shown_only_to_readers_and_field_errors_to_anyone(
+    headers: dict[str, str], project: str, params: dict[str, str], status: int, code: str | None
+) -> None:
+    http, _ = client()
+    r = http.get(f"/insights/{project}/breakdown", params=params, headers=headers)
+    assert r.status_code == status, r.text
+    if code:
+        assert r.json()["error"] == code and set(r.json()) == {"error", "message", "details"}
+
+
+def test_funnel_rules_and_body_errors() -> None:
+    http, querier = client()
+    url = "/insights/p1/funnel"
+    assert http.post(url, json={"steps": [""]}, headers=READ).json()["error"] == "invalid_step"
+    assert http.post(url, json={"steps": [""]}).status_code == 401
+    assert http.post(url, json={"steps": [""], "window": 0}, headers=READ).status_code == 422
+    r = http.post(url, json={"steps": ["a", "b"], "window": 60}, headers=READ)
+    assert r.status_code == 200 and [s["name"] for s in r.json()] == ["a", "b"]
+    assert querier.sent[-1][1]["window_ms"] == 60_000 and querier.sent[-1][1]["steps"] == ["a", "b"]
+
+
+def test_retention_and_interval_rules_are_400s_naming_the_problem() -> None:
+    http, _ = client()
+    r = http.get(
+        "/insights/p1/retention",
+        params={"period": "day", "startDate": "2020-01-01", "endDate": "2026-01-01"},
+        headers=READ,
+    )
+    assert (
+        r.status_code == 400 and r.json()["error"] == "too_many_periods" and "period" in r.json()["message"]
+    )
+    r = http.get("/insights/p1/timeseries", params={"interval": "fortnight"}, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_interval"
+
+
+def test_catalogue_pickers_ignore_zone_and_filters() -> None:
+    http, querier = client()
+    params = {"startDate": "2026-01-01", "endDate": "2026-01-02", "timezone": "Asia/Tokyo", "filters": "[{"}
+    r = http.get("/filters/p1/event-names", params=params, headers=READ)
+    assert r.status_code == 200 and r.json() == {"success": True, "data": []}
+    sql, bound = querier.sent[-1]
+    assert bound["tz"] == "UTC" and "FROM event_catalog" in sql
+    r = http.get("/filters/p1/paths", params=params, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_filter"
+
+
+def test_answers_are_cached_per_route_project_and_parameter() -> None:
+    http, querier = client(InsightCache(LocalStore(60), Versions(), 60))
+
+    def cache_state(url: str, **params: str) -> str:
+        r = http.get(url, params=params, headers=READ)
+        assert r.status_code == 200, r.text
+        return r.headers["x-cache"]
+
+    assert cache_state("/insights/p1/pages") == "miss"
+    assert cache_state("/insights/p1/pages") == "hit"
+    assert cache_state("/insights/p1/pages", limit="3") == "miss"
+    assert cache_state("/insights/p1/pages", limit="3") == "hit"
+    assert cache_state("/insights/p1/referrers") == "miss"
+    assert cache_state("/insights/p1/pages", type="entry") == "miss"
+    assert len(querier.sent) == 4
+    live = http.get("/insights/p1/live", headers=READ)
+    assert live.json() == {"count": 7} and "x-cache" not in live.headers
+
+
+def test_without_a_cache_every_answer_is_a_miss() -> None:
+    http, _ = client()
+    for _ in range(2):
+        assert http.get("/insights/p1/metrics", headers=READ).headers["x-cache"] == "miss"
+
+
+def test_health_ready_and_unknown_routes() -> None:
+    http, _ = client()
+    assert http.get("/health").json() == {"status": "ok"}
+    ready = http.get("/ready")
+    assert ready.status_code == 200 and ready.json() == {
+        "status": "ready",
+        "clickhouse": True,
+        "metadata": True,
+    }
+    missing = http.get("/insights/p1/nothing", headers=READ)
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    assert http.delete("/insights/p1/metrics").json()["error"] == "method_not_allowed"
+
+
+def test_a_compute_failure_is_a_500_body() -> None:
+    http, querier = client()
+
+    async def broken(sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        await asyncio.sleep(0)
+        raise RuntimeError("storage down")
+
+    querier.query = broken  # type: ignore[method-assign]
+    r = http.get("/insights/p1/metrics", headers=READ)
+    assert r.status_code == 500 and r.json() == {
+        "error": "internal",
+        "message": "internal error",
+        "details": [],
+    }
