@@ -49,17 +49,17 @@ SCENARIOS = ("enrichment", "single", "batch100", "batch1000", "ack_counted", "no
 
 
 def enrichment_cost() -> dict[str, Any]:
-    """The replica pipeline's µs per event with and without enrichment (``pipeline_bench``), in a
-    child process before any load, so neither disturbs the other."""
+    """The replica pipeline's µs per event with and without enrichment (``benchmarks.micro.pipeline``),
+    in a child process before any load, so neither disturbs the other."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pipeline_bench", "--json"],
+        [sys.executable, "-m", "benchmarks.micro.pipeline", "--json"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["pipeline_bench failed"])[-1][:200]}
+        return {"error": (proc.stderr.strip().splitlines() or ["benchmarks.micro.pipeline failed"])[-1][:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp: Path | None = None
     try:
         if "enrichment" in wanted:
-            console.rule("enrichment cost (pipeline_bench, one core, before any load)")
+            console.rule("enrichment cost (micro.pipeline, one core, before any load)")
             results["enrichment"] = enrichment_cost()
             if "error" in results["enrichment"]:
                 results["errors"].append(f"enrichment: {results['enrichment']['error']}")

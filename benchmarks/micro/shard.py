@@ -1,6 +1,6 @@
 """Per-event cost of a buffer shard's core, without Ray: µs per event, by step.
 
-    .venv/bin/python -m benchmarks.shard_bench [--batches 200] [--devices 5000]
+    .venv/bin/python -m benchmarks.micro.shard [--batches 200] [--devices 5000]
 
 Feeds ``ingest.shard.ShardCore`` what an ingest replica sends it: JSON blobs of 1,000 prepared
 records each (the records of the load generator's ``/track/batch`` bodies, enriched as a desktop
@@ -125,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     rows = {}
     for mode in ("default", "tuned"):
-        cmd = [sys.executable, "-m", "benchmarks.shard_bench", "--mode", mode, "--batches", str(batches)]
+        cmd = [sys.executable, "-m", "benchmarks.micro.shard", "--mode", mode, "--batches", str(batches)]
         cmd += ["--devices", str(args.devices)]
         rows[mode] = orjson.loads(
             subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1]
