@@ -281,18 +281,8 @@ def render(results: dict[str, Any]) -> None:
         out.print(f"target {name}: [{color}]{res['verdict']}[/]{extra}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    def _term(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _term)
-    data_dir = args.data_dir.resolve()
-    results: dict[str, Any] = {
+def new_results(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    return {
         "meta": {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": platform.node(),
@@ -307,6 +297,20 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {},
         "errors": [],
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    def _term(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
+    data_dir = args.data_dir.resolve()
+    results = new_results(args, data_dir)
     daemon: DaemonProcess | None = None
     rows: list[Row] = []
     try:
