@@ -43,7 +43,9 @@ def per_op_us(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.micro.enrichment", description=__doc__.split("\n", 1)[0]
+    )
     parser.add_argument("--agents", type=int, default=2000, help="distinct user agents (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds over the cached agents (default 5)")
     parser.add_argument(

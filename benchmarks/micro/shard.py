@@ -114,7 +114,11 @@ def run(mode: str, batches: int, devices: int) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.micro.shard",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--batches", type=int, default=200, help="blobs of 1,000 events")
     ap.add_argument("--devices", type=int, default=5000)
     ap.add_argument("--mode", choices=("default", "tuned"), help=argparse.SUPPRESS)
