@@ -1,16 +1,16 @@
-"""A closed-loop HTTP load generator: asyncio + httpx, HTTP/1.1 keep-alive, bounded in count and time.
+"""A closed-loop HTTP load generator: asyncio + aiohttp or httpx, HTTP/1.1 keep-alive, bounded in count and time.
 
 ``concurrency`` workers each own one persistent HTTP/1.1 keep-alive connection (the pool is
 ``concurrency`` connections wide); each worker sends its next request as soon as its previous one
 was answered. Two client back ends:
 
-* ``httpx`` (default): one ``httpx.AsyncClient`` per worker, each limited to one keep-alive
+* ``httpx`` (``--client httpx``): one ``httpx.AsyncClient`` per worker, each limited to one keep-alive
   connection. A single shared ``AsyncClient`` with a 64-connection pool is deliberately *not* used:
   httpcore 1.0's pool rescans every connection (``has_expired`` → anyio ``get_extra_info``) on
   every request, which on the 2-core benchmark VM collapsed to ~60–90 req/s at 64 connections.
   Even one client per worker costs ~1.1–1.6 ms of load-generator CPU per request there, so httpx
   cannot drive much more than ~500–600 req/s from one core.
-* ``aiohttp`` (``--client aiohttp``): one ``ClientSession`` whose connector keeps ``concurrency``
+* ``aiohttp`` (default): one ``ClientSession`` whose connector keeps ``concurrency``
   keep-alive connections; ~0.2–0.3 ms of CPU per request on the same VM (aiohttp ships with Ray).
   Use it when the figure to measure is above what httpx can generate.
 

@@ -52,15 +52,27 @@ def results_table(r: dict[str, Any]) -> Table:
         ("Notes", "left"),
     ):
         t.add_column(col, justify=just)  # type: ignore[arg-type]
+    _single_row(t, sc.get("single"))
+    for size in (100, 1000):
+        _batch_row(t, size, sc.get(f"batch{size}"))
+    _ack_row(t, sc.get("ack_counted"))
+    _noop_row(t, sc.get("noop"), sc.get("single") or {})
+    _memory_row(t, r.get("memory"))
+    _enrichment_row(t, r.get("enrichment"))
+    _consistency_row(t, r.get("consistency"))
+    return t
 
-    def err_row(num: str, name: str, s: dict[str, Any]) -> None:
-        t.add_row(num, name, "[red]error[/]", "", "", "", "", "", "", str(s.get("error"))[:80])
 
-    def info_row(num: str, name: str, measured: str, notes: str) -> None:
-        """A figure reported without a target or latencies."""
-        t.add_row(num, name, measured, "—", "—", "", "", "", "", notes)
+def _err_row(t: Table, num: str, name: str, s: dict[str, Any]) -> None:
+    t.add_row(num, name, "[red]error[/]", "", "", "", "", "", "", str(s.get("error"))[:80])
 
-    s = sc.get("single")
+
+def _info_row(t: Table, num: str, name: str, measured: str, notes: str) -> None:
+    """A figure reported without a target or latencies."""
+    t.add_row(num, name, measured, "—", "—", "", "", "", "", notes)
+
+
+def _single_row(t: Table, s: dict[str, Any] | None) -> None:
     if s and "error" not in s:
         t.add_row(
             "1",
@@ -75,26 +87,29 @@ def results_table(r: dict[str, Any]) -> Table:
             f"c={s['concurrency']}, {s['ok']:,} ok in {s['elapsed_s']:.1f}s",
         )
     elif s:
-        err_row("1", "single-event POST /track", s)
-    for size in (100, 1000):
-        s = sc.get(f"batch{size}")
-        name = f"POST /track/batch × {size:,}"
-        if s and "error" not in s:
-            t.add_row(
-                f"2{'a' if size == 100 else 'b'}",
-                name,
-                f"{fmt_num(s['items_per_s'])} events/s",
-                "≥ 20,000 ev/s",
-                _verdict(s["items_per_s"] >= 20_000),
-                _lat(s, "p50"),
-                _lat(s, "p95"),
-                _lat(s, "p99"),
-                _bad(s),
-                f"c={s['concurrency']}, {fmt_num(s['requests_per_s'], 1)} req/s, {s['items_accepted']:,} events",
-            )
-        elif s:
-            err_row("2", name, s)
-    s = sc.get("ack_counted")
+        _err_row(t, "1", "single-event POST /track", s)
+
+
+def _batch_row(t: Table, size: int, s: dict[str, Any] | None) -> None:
+    name = f"POST /track/batch × {size:,}"
+    if s and "error" not in s:
+        t.add_row(
+            f"2{'a' if size == 100 else 'b'}",
+            name,
+            f"{fmt_num(s['items_per_s'])} events/s",
+            "≥ 20,000 ev/s",
+            _verdict(s["items_per_s"] >= 20_000),
+            _lat(s, "p50"),
+            _lat(s, "p95"),
+            _lat(s, "p99"),
+            _bad(s),
+            f"c={s['concurrency']}, {fmt_num(s['requests_per_s'], 1)} req/s, {s['items_accepted']:,} events",
+        )
+    elif s:
+        _err_row(t, "2", name, s)
+
+
+def _ack_row(t: Table, s: dict[str, Any] | None) -> None:
     if s and "error" not in s:
         a = s["ack_to_counted_ms"]
         ok = s["p95_s"] is not None and s["p95_s"] <= 2.0 and s["not_counted"] == 0
@@ -117,10 +132,11 @@ def results_table(r: dict[str, Any]) -> Table:
             f"(rtt p50 {fmt_num(s['poll_rtt_ms']['p50'], 1)} ms); not counted {s['not_counted']}",
         )
     elif s:
-        err_row("3", "ack → counted in /metrics", s)
-    s = sc.get("noop")
+        _err_row(t, "3", "ack → counted in /metrics", s)
+
+
+def _noop_row(t: Table, s: dict[str, Any] | None, single: dict[str, Any]) -> None:
     if s and "error" not in s:
-        single = sc.get("single") or {}
         ratio = ""
         if single.get("requests_per_s") and s.get("requests_per_s"):
             ratio = f"; /track = {100 * single['requests_per_s'] / s['requests_per_s']:.0f}% of it"
@@ -137,19 +153,25 @@ def results_table(r: dict[str, Any]) -> Table:
             f"c={s['concurrency']}{ratio}",
         )
     elif s:
-        err_row("4", "no-op Serve POST /noop (ceiling)", s)
-    m = r.get("memory")
+        _err_row(t, "4", "no-op Serve POST /noop (ceiling)", s)
+
+
+def _memory_row(t: Table, m: dict[str, Any] | None) -> None:
     if m and "error" not in m:
-        info_row(
+        _info_row(
+            t,
             "5",
             "peak RSS, daemon process tree",
             f"{fmt_num(m['peak_rss_mb'])} MB",
             f"during {m['peak_during']}; {m['processes_max']} processes; peak PSS "
             f"{fmt_num(m['peak_pss_mb'])} MB; noop replica excluded",
         )
-    e = r.get("enrichment")
+
+
+def _enrichment_row(t: Table, e: dict[str, Any] | None) -> None:
     if e and "error" not in e:
-        info_row(
+        _info_row(
+            t,
             "6",
             "enrichment cost per event",
             f"{fmt_num(e['enrichment_warm_us'], 1)} µs",
@@ -158,8 +180,10 @@ def results_table(r: dict[str, Any]) -> Table:
             f"(enrichment {fmt_num(e['enrichment_cold_us'], 1)} µs)",
         )
     elif e:
-        err_row("6", "enrichment cost per event", e)
-    c = r.get("consistency")
+        _err_row(t, "6", "enrichment cost per event", e)
+
+
+def _consistency_row(t: Table, c: dict[str, Any] | None) -> None:
     if c:
         t.add_row(
             "",
@@ -173,7 +197,6 @@ def results_table(r: dict[str, Any]) -> Table:
             "",
             f"totalEvents after {c['waited_s']} s wait",
         )
-    return t
 
 
 def cpu_table(r: dict[str, Any]) -> Table:

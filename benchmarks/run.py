@@ -49,17 +49,17 @@ SCENARIOS = ("enrichment", "single", "batch100", "batch1000", "ack_counted", "no
 
 
 def enrichment_cost() -> dict[str, Any]:
-    """The replica pipeline's µs per event with and without enrichment (``pipeline_bench``), in a
-    child process before any load, so neither disturbs the other."""
+    """The replica pipeline's µs per event with and without enrichment (``benchmarks.micro.pipeline``),
+    in a child process before any load, so neither disturbs the other."""
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.pipeline_bench", "--json"],
+        [sys.executable, "-m", "benchmarks.micro.pipeline", "--json"],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     if proc.returncode != 0:
-        return {"error": (proc.stderr.strip().splitlines() or ["pipeline_bench failed"])[-1][:200]}
+        return {"error": (proc.stderr.strip().splitlines() or ["benchmarks.micro.pipeline failed"])[-1][:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -174,131 +174,104 @@ def wait_counted(bench: Bench, expected: int, since: datetime, timeout_s: float 
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    console = Console(stderr=True)
-    out = Console() if sys.stdout.isatty() else Console(width=180)
-    started = datetime.now(UTC)
-    results: dict[str, Any] = {
-        "meta": {
-            "started": started.isoformat(timespec="seconds"),
-            "host": platform.node(),
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "client": args.client,
-            "duration_s": args.duration,
-            "warmup_s": args.warmup,
-            "concurrency": args.concurrency,
-            "batch_concurrency": args.batch_concurrency,
-        },
-        "scenarios": {},
-        "errors": [],
-    }
-    wanted = set(args.only.split(",")) if args.only else set(SCENARIOS)
+class Runner:
+    """One run: the results, the daemon (started or found), the process-tree monitor, and the
+    scenarios in order, each measured as a phase."""
 
-    def _term(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+    def __init__(self, args: argparse.Namespace, console: Console) -> None:
+        self.args = args
+        self.console = console
+        self.started = datetime.now(UTC)
+        self.results: dict[str, Any] = {
+            "meta": {
+                "started": self.started.isoformat(timespec="seconds"),
+                "host": platform.node(),
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "client": args.client,
+                "duration_s": args.duration,
+                "warmup_s": args.warmup,
+                "concurrency": args.concurrency,
+                "batch_concurrency": args.batch_concurrency,
+            },
+            "scenarios": {},
+            "errors": [],
+        }
+        self.wanted = set(args.only.split(",")) if args.only else set(SCENARIOS)
+        self.daemon: DaemonProcess | None = None
+        self.monitor: memory.TreeMonitor | None = None
+        self.tmp: Path | None = None
 
-    signal.signal(signal.SIGTERM, _term)
-
-    daemon: DaemonProcess | None = None
-    monitor: memory.TreeMonitor | None = None
-    tmp: Path | None = None
-    try:
-        if "enrichment" in wanted:
-            console.rule("enrichment cost (pipeline_bench, one core, before any load)")
+    def run(self) -> None:
+        results, console = self.results, self.console
+        if "enrichment" in self.wanted:
+            console.rule("enrichment cost (micro.pipeline, one core, before any load)")
             results["enrichment"] = enrichment_cost()
             if "error" in results["enrichment"]:
                 results["errors"].append(f"enrichment: {results['enrichment']['error']}")
-        if args.url:
-            target = Target(
-                args.url, args.project, args.write_id, args.write_secret, args.read_id, args.read_secret
-            )
-            daemon_pid = args.daemon_pid or find_daemon_pid(args.url)
-            since = started
-        else:
-            tmp = Path(tempfile.mkdtemp(prefix="eventlens-bench-"))
-            daemon = DaemonProcess(tmp / "data", free_port(), tmp / "logs")
-            console.print(f"starting daemon: data {tmp / 'data'} …")
-            target = daemon.start()
-            daemon_pid = daemon.pid
-            since = started - timedelta(minutes=5)  # fresh data directory: everything is ours
-            console.print(f"daemon up at {target.url} (pid {daemon_pid}) after {daemon.started_s:.1f}s")
-            results["daemon"] = {
-                "url": target.url,
-                "pid": daemon_pid,
-                "startup_s": round(daemon.started_s, 1),
-            }
-        ray_address = args.ray_address or (gcs_address(daemon_pid) if daemon_pid else None)
+        target, daemon_pid, since = self.connect()
+        ray_address = self.args.ray_address or (gcs_address(daemon_pid) if daemon_pid else None)
         results["meta"].update({"url": target.url, "daemon_pid": daemon_pid, "ray_address": ray_address})
         if daemon_pid:
-            monitor = memory.start(daemon_pid)
+            self.monitor = memory.start(daemon_pid)
         else:
             results["errors"].append("daemon pid unknown: no RSS and no per-process CPU figures")
         bench = Bench(
             target=target,
-            concurrency=args.concurrency,
-            batch_concurrency=args.batch_concurrency,
-            duration_s=args.duration,
-            warmup_s=args.warmup,
-            max_requests=args.max_requests,
-            client=args.client,
-            progress=not args.no_progress,
+            concurrency=self.args.concurrency,
+            batch_concurrency=self.args.batch_concurrency,
+            duration_s=self.args.duration,
+            warmup_s=self.args.warmup,
+            max_requests=self.args.max_requests,
+            client=self.args.client,
+            progress=not self.args.no_progress,
             console=console,
             daemon_pid=daemon_pid,
             ray_address=ray_address,
             ray_env=ray_join_env(daemon_pid) if daemon_pid else {},
         )
+        self.scenarios(bench, since)
 
-        def phase(key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-            console.rule(key)
-            if monitor:
-                monitor.mark(key)
-                cpu0 = monitor.cpu_snapshot()
-            t0 = time.monotonic()
-            sys0 = _busy()
-            me0 = _own_cpu()
-            all0 = _all_cpu()
-            try:
-                res = fn()
-            except Exception as exc:  # keep going: report what failed
-                res = {"error": f"{type(exc).__name__}: {exc}"}
-                results["errors"].append(f"{key}: {res['error']}")
-            wall = time.monotonic() - t0
-            res["phase_wall_s"] = round(wall, 2)
-            sys1 = _busy()
-            res["runner_cores"] = round((_own_cpu() - me0) / wall, 2)
-            ours = {os.getpid(), *(monitor.cpu.keys() if monitor else ())}
-            res["other_processes"] = _others(all0, _all_cpu(), ours, wall)
-            res["machine_cores_busy"] = round((sys1[0] - sys0[0]) / wall, 2)
-            res["machine_steal_cores"] = round((sys1[1] - sys0[1]) / wall, 2)
-            if monitor:
-                by_role = monitor.cpu_delta(cpu0, monitor.cpu_snapshot())
-                total = sum(by_role.values())
-                res["daemon_cpu"] = {
-                    "seconds": round(total, 2),
-                    "cores": round(total / wall, 2),
-                    "by_role_s": by_role,
-                }
-                monitor.mark("between scenarios")
-            results["scenarios"][key] = res
-            return res
+    def connect(self) -> tuple[Target, int | None, datetime]:
+        """The daemon given by --url, or a new one on a temporary data directory; returns it, its
+        pid and the start of the range that counts this run's events."""
+        args = self.args
+        if args.url:
+            target = Target(
+                args.url, args.project, args.write_id, args.write_secret, args.read_id, args.read_secret
+            )
+            return target, args.daemon_pid or find_daemon_pid(args.url), self.started
+        self.tmp = Path(tempfile.mkdtemp(prefix="eventlens-bench-"))
+        self.daemon = DaemonProcess(self.tmp / "data", free_port(), self.tmp / "logs")
+        self.console.print(f"starting daemon: data {self.tmp / 'data'} …")
+        target = self.daemon.start()
+        daemon_pid = self.daemon.pid
+        since = self.started - timedelta(minutes=5)  # fresh data directory: everything is ours
+        self.console.print(f"daemon up at {target.url} (pid {daemon_pid}) after {self.daemon.started_s:.1f}s")
+        self.results["daemon"] = {
+            "url": target.url,
+            "pid": daemon_pid,
+            "startup_s": round(self.daemon.started_s, 1),
+        }
+        return target, daemon_pid, since
 
+    def scenarios(self, bench: Bench, since: datetime) -> None:
+        results, console, wanted = self.results, self.console, self.wanted
         if "single" in wanted:
-            phase("single", lambda: run_async(single.run(bench)))
+            self.phase("single", lambda: run_async(single.run(bench)))
         for size in (100, 1000):
             if f"batch{size}" in wanted:
-                phase(f"batch{size}", lambda size=size: run_async(batch.run(bench, size)))
+                self.phase(f"batch{size}", lambda size=size: run_async(batch.run(bench, size)))
         if "ack_counted" in wanted:
             # let the warehouse catch up first, so (3) measures steady state, not the batch backlog
             pre = wait_counted(bench, sum(bench.accepted.values()), since)
             results["flush_lag_before_ack"] = pre
-            phase("ack_counted", lambda: run_async(ack_counted.run(bench, rate=args.ack_rate)))
+            self.phase("ack_counted", lambda: run_async(ack_counted.run(bench, rate=self.args.ack_rate)))
         if "noop" in wanted:
             try:
                 console.rule("deploy no-op")
                 results["noop_deploy"] = noop.deploy(bench)
-                phase("noop", lambda: run_async(noop.run(bench)))
+                self.phase("noop", lambda: run_async(noop.run(bench)))
             except Exception as exc:
                 results["scenarios"]["noop"] = {"error": f"{type(exc).__name__}: {exc}"}
                 results["errors"].append(f"noop: {type(exc).__name__}: {exc}")
@@ -311,25 +284,81 @@ def main(argv: list[str] | None = None) -> int:
             console.rule("consistency")
             results["consistency"] = wait_counted(bench, sum(bench.accepted.values()), since)
             results["consistency"]["by_scenario"] = dict(bench.accepted)
+
+    def phase(self, key: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Runs one scenario and adds who used the CPU meanwhile: the daemon by role, this process
+        (the load generator), the machine, and any other process."""
+        monitor = self.monitor
+        self.console.rule(key)
+        if monitor:
+            monitor.mark(key)
+            cpu0 = monitor.cpu_snapshot()
+        t0 = time.monotonic()
+        sys0 = _busy()
+        me0 = _own_cpu()
+        all0 = _all_cpu()
+        try:
+            res = fn()
+        except Exception as exc:  # keep going: report what failed
+            res = {"error": f"{type(exc).__name__}: {exc}"}
+            self.results["errors"].append(f"{key}: {res['error']}")
+        wall = time.monotonic() - t0
+        res["phase_wall_s"] = round(wall, 2)
+        sys1 = _busy()
+        res["runner_cores"] = round((_own_cpu() - me0) / wall, 2)
+        ours = {os.getpid(), *(monitor.cpu.keys() if monitor else ())}
+        res["other_processes"] = _others(all0, _all_cpu(), ours, wall)
+        res["machine_cores_busy"] = round((sys1[0] - sys0[0]) / wall, 2)
+        res["machine_steal_cores"] = round((sys1[1] - sys0[1]) / wall, 2)
+        if monitor:
+            by_role = monitor.cpu_delta(cpu0, monitor.cpu_snapshot())
+            total = sum(by_role.values())
+            res["daemon_cpu"] = {
+                "seconds": round(total, 2),
+                "cores": round(total / wall, 2),
+                "by_role_s": by_role,
+            }
+            monitor.mark("between scenarios")
+        self.results["scenarios"][key] = res
+        return res
+
+    def close(self) -> None:
+        """Stops the monitor and a daemon this run started; removes its data unless kept."""
+        results = self.results
+        if self.monitor:
+            self.monitor.stop()
+            results["memory"] = self.monitor.summary()
+        if self.daemon:
+            self.console.rule("stopping daemon (SIGTERM, drain)")
+            try:
+                results.setdefault("daemon", {})["stop"] = self.daemon.stop()
+            except Exception as exc:
+                results["errors"].append(f"daemon stop: {type(exc).__name__}: {exc}")
+        if self.tmp:
+            if self.args.keep_data or results["errors"]:
+                results["meta"]["kept_data_dir"] = str(self.tmp)
+            else:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    out = Console() if sys.stdout.isatty() else Console(width=180)
+    runner = Runner(args, Console(stderr=True))
+    results = runner.results
+
+    def _term(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        runner.run()
     except KeyboardInterrupt as exc:
         results["errors"].append(f"interrupted: {exc}")
     except Exception as exc:
         results["errors"].append(f"{type(exc).__name__}: {exc}")
     finally:
-        if monitor:
-            monitor.stop()
-            results["memory"] = monitor.summary()
-        if daemon:
-            console.rule("stopping daemon (SIGTERM, drain)")
-            try:
-                results.setdefault("daemon", {})["stop"] = daemon.stop()
-            except Exception as exc:
-                results["errors"].append(f"daemon stop: {type(exc).__name__}: {exc}")
-        if tmp:
-            if args.keep_data or results["errors"]:
-                results["meta"]["kept_data_dir"] = str(tmp)
-            else:
-                shutil.rmtree(tmp, ignore_errors=True)
+        runner.close()
     results["meta"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str))

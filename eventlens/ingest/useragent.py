@@ -6,7 +6,7 @@ is its Rust ``regex`` resolver: ~20 µs per new user agent instead of ~1-3 ms fo
 one. :func:`resolver_name` says which one is in use. The results are cached per user-agent string
 in a bounded LRU (:data:`CACHE_SIZE`), since agents repeat; strings longer than
 :data:`MAX_UA_LENGTH` are cut to that length first. A whole parse of a new agent costs ~55 µs, a
-cached one ~0.2 µs (``python -m benchmarks.enrichment_bench``); :func:`warm_up` builds the parsers
+cached one ~0.2 µs (``python -m benchmarks.micro.enrichment``); :func:`warm_up` builds the parsers
 (~0.6 s) ahead of the first request.
 
 Fields (empty string when unknown):

@@ -1,6 +1,6 @@
 """Per-event cost of the ingest pipeline, with and without enrichment: µs per event.
 
-    .venv/bin/python -m benchmarks.pipeline_bench [--events 20000] [--json]
+    .venv/bin/python -m benchmarks.micro.pipeline [--events 20000] [--json]
 
 Times, single-threaded in this process, what an ingest replica does per event before the shard
 hand-off: validation, properties, timestamp, device id, page/UTM split, referrer classification
@@ -22,8 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.enrichment_bench import make_agents
-from benchmarks.traffic import public_ip
+from benchmarks.traffic import make_agents, public_ip
 from eventlens.config import Settings
 from eventlens.ingest.context import RequestContext, build_context
 from eventlens.ingest.geo import GeoLookup
@@ -104,7 +103,11 @@ def measure(events: int = 20_000) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.micro.pipeline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = ap.parse_args(argv)

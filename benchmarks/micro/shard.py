@@ -1,6 +1,6 @@
 """Per-event cost of a buffer shard's core, without Ray: µs per event, by step.
 
-    .venv/bin/python -m benchmarks.shard_bench [--batches 200] [--devices 5000]
+    .venv/bin/python -m benchmarks.micro.shard [--batches 200] [--devices 5000]
 
 Feeds ``buffer.core.BufferCore`` what an ingest replica sends it: JSON blobs of 1,000 prepared
 records each (the records of the load generator's ``/track/batch`` bodies, enriched as a desktop
@@ -109,7 +109,11 @@ def run(mode: str, batches: int, devices: int) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks.micro.shard",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--batches", type=int, default=200, help="blobs of 1,000 events")
     ap.add_argument("--devices", type=int, default=5000)
     ap.add_argument("--mode", choices=("default", "tuned"), help=argparse.SUPPRESS)
@@ -120,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     rows = {}
     for mode in ("default", "tuned"):
-        cmd = [sys.executable, "-m", "benchmarks.shard_bench", "--mode", mode, "--batches", str(batches)]
+        cmd = [sys.executable, "-m", "benchmarks.micro.shard", "--mode", mode, "--batches", str(batches)]
         cmd += ["--devices", str(args.devices)]
         rows[mode] = orjson.loads(
             subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1]

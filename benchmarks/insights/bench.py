@@ -1,9 +1,9 @@
 """Latency of the insight endpoints on a large synthetic data set.
 
-    python -m benchmarks.insights_bench --data-dir DIR [--requests 30] [--skip-load]
+    python -m benchmarks.insights.bench --data-dir DIR [--requests 30] [--skip-load]
         [--events 10000000] [--days 35] [--seed 42] [--force] [--json out.json]
 
-1. Loads ``DIR`` with ``benchmarks.insights_data`` (in a child process: chDB allows one owning
+1. Loads ``DIR`` with ``benchmarks.insights.generate`` (in a child process: chDB allows one owning
    process per data directory, and the daemon must own it next), unless ``--skip-load`` and
    ``DIR/bench-credentials.json`` says a load completed.
 2. Starts the daemon on ``DIR`` (``eventlens serve --json`` in its own session, through
@@ -43,10 +43,10 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.daemonproc import DaemonProcess, Target, free_port
-from benchmarks.insights_data import CREDENTIALS_FILE, read_credentials
+from benchmarks.insights.load import CREDENTIALS_FILE, read_credentials
 
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "insights-latest.json"
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_JSON = ROOT / "benchmarks" / "results" / "insights-latest.json"
 FUNNEL_STEPS = ["page_view", "signup_click", "signup_complete", "purchase"]
 COUNTRY_FILTER = json.dumps([{"field": "country", "operator": "eq", "value": "DE"}], separators=(",", ":"))
 RANGES = {"7d": 7, "30d": 30}
@@ -74,13 +74,13 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...], float | No
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="python -m benchmarks.insights_bench", description=__doc__.split("\n")[0]
+        prog="python -m benchmarks.insights.bench", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--data-dir", type=Path, required=True, help="data directory (loaded unless --skip-load)")
     ap.add_argument("--requests", type=int, default=30, help="measured requests per endpoint and range")
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured requests before each")
     ap.add_argument("--skip-load", action="store_true", help="use the data already in --data-dir")
-    ap.add_argument("--events", type=int, default=10_000_000, help="events to load (see insights_data)")
+    ap.add_argument("--events", type=int, default=10_000_000, help="events to load (see insights.generate)")
     ap.add_argument("--days", type=int, default=35)
     ap.add_argument("--devices", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=42)
@@ -107,7 +107,7 @@ def ensure_data(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     cmd = [
         sys.executable,
         "-m",
-        "benchmarks.insights_data",
+        "benchmarks.insights.generate",
         "--data-dir",
         str(data_dir),
         "--events",
@@ -281,18 +281,8 @@ def render(results: dict[str, Any]) -> None:
         out.print(f"target {name}: [{color}]{res['verdict']}[/]{extra}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    def log(msg: str) -> None:
-        print(msg, file=sys.stderr, flush=True)
-
-    def _term(signum: int, _: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _term)
-    data_dir = args.data_dir.resolve()
-    results: dict[str, Any] = {
+def new_results(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
+    return {
         "meta": {
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": platform.node(),
@@ -307,6 +297,20 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {},
         "errors": [],
     }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    def _term(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _term)
+    data_dir = args.data_dir.resolve()
+    results = new_results(args, data_dir)
     daemon: DaemonProcess | None = None
     rows: list[Row] = []
     try:

@@ -1,9 +1,9 @@
 """Micro-benchmark of user-agent enrichment (eventlens.ingest.useragent): µs per parse.
 
-    .venv/bin/python -m benchmarks.enrichment_bench [--agents 2000] [--rounds 5] [--slow-sample 100]
+    .venv/bin/python -m benchmarks.micro.enrichment [--agents 2000] [--rounds 5] [--slow-sample 100]
 
-Builds ~2,000 distinct, realistic user agents by varying versions and models in templates of
-real ones, then times, single-threaded, in this process:
+Takes ~2,000 distinct, realistic user agents (``benchmarks.traffic.make_agents``: versions and
+models varied in templates of real ones), then times, single-threaded, in this process:
 
 - first: the first agents the process ever parses (ua-parser-rs compiles its regexes lazily);
 - cold: agents unseen (cache cleared), once warm — what the first event of a new agent costs;
@@ -19,59 +19,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import itertools
 import random
 import time
 from collections.abc import Callable, Sequence
 
-TEMPLATES = [
-    # desktop
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.{p} Safari/537.36",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36 Edg/{v}.0.{b}.{p}",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.{p} Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{s}.{m} Safari/605.1.15",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:{f}.0) Gecko/20100101 Firefox/{f}.0",
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{f}.0) Gecko/20100101 Firefox/{f}.0",
-    "Mozilla/5.0 (X11; CrOS x86_64 {b}.{p}.0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
-    # phones
-    "Mozilla/5.0 (iPhone; CPU iPhone OS {s}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{s}.{m} Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS {s}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/{v}.0.{b}.{p} Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android {a}; SM-S9{n}B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.{p} Mobile Safari/537.36",
-    "Mozilla/5.0 (Linux; Android {a}; Pixel {px}) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.{p} Mobile Safari/537.36",
-    "Mozilla/5.0 (Linux; Android {a}; SM-A{n}5F) AppleWebKit/537.36 (KHTML, like Gecko) SamsungBrowser/{sb}.0 Chrome/{v}.0.0.0 Mobile Safari/537.36",
-    "Mozilla/5.0 (Linux; Android {a}; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Mobile Safari/537.36",
-    # tablets
-    "Mozilla/5.0 (iPad; CPU OS {s}_{m} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/{s}.{m} Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android {a}; SM-X{n}0) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.{b}.{p} Safari/537.36",
-    # apps, bots, libraries
-    "MyApp/{sb}.{m}.{n} CFNetwork/1{n}4.0.7 Darwin/{a}.{m}.0",
-    "Mozilla/5.0 (compatible; Googlebot/2.{m}; +http://www.google.com/bot.html) Chrome/{v}.0.{b}.{p}",
-    "Mozilla/5.0 (compatible; bingbot/2.{m}; +http://www.bing.com/bingbot.htm)",
-    "python-requests/2.{n}.{m}",
-    "curl/8.{m}.{n}",
-]
-
-
-def make_agents(count: int, seed: int = 7) -> list[str]:
-    rng = random.Random(seed)
-    seen: dict[str, None] = {}
-    for template in itertools.cycle(TEMPLATES):
-        if len(seen) >= count:
-            break
-        ua = template.format(
-            v=rng.randint(90, 130),
-            b=rng.randint(4000, 6999),
-            p=rng.randint(0, 250),
-            s=rng.randint(13, 18),
-            m=rng.randint(0, 7),
-            f=rng.randint(100, 130),
-            a=rng.randint(9, 15),
-            n=rng.randint(0, 99),
-            px=rng.choice(["6", "7", "7a", "8", "8 Pro", "9"]),
-            sb=rng.randint(18, 27),
-        )
-        seen[ua] = None
-    return list(seen)
+from benchmarks.traffic import make_agents
 
 
 def per_op_us(
@@ -91,7 +43,9 @@ def per_op_us(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.micro.enrichment", description=__doc__.split("\n", 1)[0]
+    )
     parser.add_argument("--agents", type=int, default=2000, help="distinct user agents (default 2000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds over the cached agents (default 5)")
     parser.add_argument(
