@@ -16,7 +16,8 @@ from fastapi.routing import APIRoute
 
 from eventlens.api.insights import ROUTES, create_api
 from eventlens.errors import ClientError
-from eventlens.insights.cache import InsightCache, LocalStore, VersionCounter
+from eventlens.insights.cache import InsightCache, LocalStore
+from eventlens.storage.versions import VersionCounter
 
 with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend on import
     warnings.simplefilter("ignore")
@@ -51,7 +52,7 @@ class Auth:
             raise ClientError(403, "wrong_project", "not this project")
 
 
-class Querier:
+class FakeReader:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
@@ -78,8 +79,8 @@ class Versions:
         return self.counter.get(project)
 
 
-def client(cache: InsightCache | None = None) -> tuple[TestClient, Querier]:
-    querier = Querier()
+def client(cache: InsightCache | None = None) -> tuple[TestClient, FakeReader]:
+    querier = FakeReader()
     app = create_api(Auth(), querier, Presence(), lambda: None, cache)  # type: ignore[arg-type]
     return TestClient(app, raise_server_exceptions=False), querier
 
@@ -95,7 +96,7 @@ def test_the_table_holds_every_documented_route_once() -> None:
 
 
 def test_create_api_registers_each_route_once() -> None:
-    app: FastAPI = create_api(Auth(), Querier(), Presence(), lambda: None)  # type: ignore[arg-type]
+    app: FastAPI = create_api(Auth(), FakeReader(), Presence(), lambda: None)  # type: ignore[arg-type]
     seen = Counter(
         (method, route.path)
         for route in app.routes
@@ -108,7 +109,7 @@ def test_create_api_registers_each_route_once() -> None:
 
 
 def test_query_parameters_keep_their_names_and_defaults() -> None:
-    app = create_api(Auth(), Querier(), Presence(), lambda: None)  # type: ignore[arg-type]
+    app = create_api(Auth(), FakeReader(), Presence(), lambda: None)  # type: ignore[arg-type]
     spec = app.openapi()["paths"]
 
     def names(path: str) -> dict[str, Any]:
