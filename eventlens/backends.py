@@ -9,18 +9,12 @@ versions; every Redis key is built by ``redis_key``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eventlens.config import Settings
-from eventlens.insights.cache import (
-    ActorVersions,
-    InsightCache,
-    LocalStore,
-    NoVersions,
-    RedisStore,
-    RedisVersions,
-    Versions,
-)
+
+if TYPE_CHECKING:
+    from eventlens.insights.cache import InsightCache
 from eventlens.storage.metadata import MetadataStore, open_metadata
 from eventlens.storage.reader import ActorReader, Reader, ServerReader
 from eventlens.storage.wal import FileSegmentLog, RedisSegmentLog, SegmentLog
@@ -101,6 +95,17 @@ def reader(settings: Settings, warehouse: Any | None) -> Reader:
 
 def insight_cache(settings: Settings, warehouse: Any | None) -> InsightCache:
     """Responses in Redis when configured, else in this replica; versions from the writers' side."""
+    # imported here: the write path (shards) uses this module too and must not load insights/
+    from eventlens.insights.cache import (
+        ActorVersions,
+        InsightCache,
+        LocalStore,
+        NoVersions,
+        RedisStore,
+        RedisVersions,
+        Versions,
+    )
+
     client = async_redis_client(settings) if settings.redis_url else None
     versions: Versions
     if settings.embedded_clickhouse:

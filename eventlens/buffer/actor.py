@@ -35,7 +35,7 @@ class BufferShard:
         self.core = BufferCore(
             BufferConfig.from_settings(s, index),
             backends.open_wal(s, index),
-            writer.insert,
+            writer,
             open_sessions_loader(index, writer.query),
             profile_loader(writer.query),
         )

@@ -26,11 +26,10 @@ from eventlens.config import Settings
 from eventlens.records import Record, table_of
 from eventlens.storage.tables import group_by_table
 from eventlens.storage.wal import Segment, SegmentLog
+from eventlens.storage.writer import Writer
 
 log = logging.getLogger(__name__)
 
-# (table, records, deduplication token): stores the records of one segment in one table
-Inserter = Callable[[str, list[Record], str], Any]
 RECENT_IDS = 200_000
 # Records of sealed segments kept in memory so a flush need not re-read and decode its own log;
 # beyond this many (storage down, backlog growing) flushes read the segment back from the log.
@@ -89,7 +88,7 @@ class BufferCore:
         self,
         config: BufferConfig,
         wal: SegmentLog,
-        insert: Inserter,
+        writer: Writer,
         open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
         load_profile: ProfileLoader | None = None,
     ) -> None:
@@ -99,7 +98,7 @@ class BufferCore:
         # state every flushed segment left behind (see ``recover``).
         self.open_sessions = open_sessions
         self.wal = wal
-        self.insert = insert
+        self.writer = writer
         self.sessions = Sessionizer(config.session_timeout_ms, config.late_bound_ms)
         self.sealed: deque[Segment] = deque()
         self.active_count = 0
@@ -301,10 +300,10 @@ class BufferCore:
         for table, rows in sorted(group_by_table(records).items()):
             token = f"{self.config.shard_id}:{self.wal.log_id}:{seg.number}:{table}"
             if self.pool is not None:
-                futures.append(self.pool.submit(self.insert, table, rows, token))
+                futures.append(self.pool.submit(self.writer.insert, table, rows, token))
             else:
                 fut: Future[Any] = Future()
-                fut.set_result(self.insert(table, rows, token))  # raises here: nothing later starts
+                fut.set_result(self.writer.insert(table, rows, token))  # raises here: nothing later starts
                 futures.append(fut)
         return futures
 

@@ -1,11 +1,12 @@
 """The shard's write-ahead log: numbered segments of framed records.
 
 A shard appends every accepted record to the active segment before the ingest request is
-answered. A flush *seals* the active segment and inserts exactly that segment into ClickHouse with
-the token ``<shard>:<segment>``; only after the insert succeeds is the segment deleted. A restarted
-shard replays every segment still present with the same token, so a segment that was inserted but
-not yet deleted is dropped by ClickHouse's insert deduplication: at-least-once delivery,
-exactly-once storage of the batch.
+answered. A flush *seals* the active segment and inserts exactly that segment into ClickHouse, one
+insert per table, each with the token ``<shard>:<log id>:<segment>:<table>`` (``buffer.core``);
+only after every insert succeeded is the segment deleted. A restarted shard replays every segment
+still present with the same tokens, so a segment that was inserted but not yet deleted is dropped
+by ClickHouse's insert deduplication: at-least-once delivery, exactly-once storage of the batch.
+The log id is random per log, so a log recreated from scratch never reuses a token.
 
 Two back ends share the segment model: files on local disk (default) and Redis Streams.
 

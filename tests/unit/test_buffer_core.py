@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -50,6 +51,12 @@ class FakeInserter:
         names, columns = to_columns(table, rows)
         self.calls.append((table, names, columns, token))
         return len(rows)
+
+    def insert(self, table: str, rows: list[dict[str, Any]], token: str) -> int:
+        return self(table, rows, token)
+
+    def query(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return []
 
     @property
     def tokens(self) -> list[str]:
@@ -723,7 +730,7 @@ def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir:
             shard_id=SHARD, index=3, flush_max_events=10**6, flush_max_age_ms=10**12, insert_threads=1
         ),
         FileSegmentLog(wal_dir, fsync=False),
-        dies_after_sessions,
+        SimpleNamespace(insert=dies_after_sessions),  # type: ignore[arg-type]
     )
     core.recover()
     [a] = core.append([event(1, at=T0), event(2, at=T0 + MIN)], now=T0 + MIN)[:1]
