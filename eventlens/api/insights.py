@@ -84,13 +84,13 @@ ROUTES: tuple[Route, ...] = (
 class Answers:
     """Authenticates the caller, then answers from the response cache or computes and stores."""
 
-    def __init__(self, auth: Authenticator, querier: Reader, cache: InsightCache) -> None:
+    def __init__(self, auth: Authenticator, reader: Reader, cache: InsightCache) -> None:
         self.auth = auth
-        self.querier = querier
+        self.reader = reader
         self.cache = cache
 
     async def query(self, sql: Sql) -> Rows:
-        return await self.querier.query(*sql)
+        return await self.reader.query(*sql)
 
     async def answer(self, route: Route, request: Request, project_id: str, params: Scoped) -> Response:
         await self.auth.authenticate(request.headers, "read", project_id)
@@ -182,7 +182,7 @@ async def _internal(_: Request, exc: Exception) -> Response:
 
 def create_api(
     auth: Authenticator,
-    querier: Reader,
+    reader: Reader,
     presence: Any,
     metadata_ping: Any,
     cache: InsightCache | None = None,
@@ -200,7 +200,7 @@ def create_api(
 
     @app.get("/ready")
     async def ready() -> Response:
-        storage = await querier.ping()
+        storage = await reader.ping()
         try:
             await asyncio.wait_for(asyncio.to_thread(metadata_ping), 3)
             meta = True
@@ -216,5 +216,5 @@ def create_api(
         count = await presence.count.remote(project_id)
         return json_response({"count": int(count)})  # never cached
 
-    register(app, Answers(auth, querier, cache or InsightCache(None, NoVersions(), 0)))
+    register(app, Answers(auth, reader, cache or InsightCache(None, NoVersions(), 0)))
     return app

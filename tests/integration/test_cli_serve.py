@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import MARIADB_URL, REDIS_URL, free_port
+from tests.conftest import MARIADB_URL, REDIS_URL, _clear_redis, _drop_mariadb, free_port
 
 pytestmark = pytest.mark.ray
 
@@ -210,11 +210,5 @@ def test_serve_config_file_is_used_with_flags_over_args_over_env(tmp_path: Path)
         assert not yaml_dir.exists()
     finally:
         _stop(proc)
-        for key in r.scan_iter(f"eventlens:{instance}:*"):
-            r.delete(key)
-        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
-        try:
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
-        finally:
-            conn.close()
+        _clear_redis(REDIS_URL, f"eventlens:{instance}:*")
+        _drop_mariadb(f"{MARIADB_URL}/{db}")
