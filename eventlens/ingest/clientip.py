@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from collections.abc import Mapping, Sequence
 
 
+@lru_cache(maxsize=65536)  # visitors repeat; parsing an address is most of a request's IP cost
 def _public(candidate: str) -> str | None:
     text = candidate.strip().strip('"')
     if text.lower().startswith("for="):  # RFC 7239 Forwarded: for=1.2.3.4

@@ -54,7 +54,7 @@ class Dropped:
     error: ClientError
 
 
-@dataclass
+@dataclass(slots=True)
 class Draft:
     """The event being built: the validated body, the request's context, and the record so far."""
 
