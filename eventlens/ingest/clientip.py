@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 
 @lru_cache(maxsize=65536)  # visitors repeat; parsing an address is most of a request's IP cost
