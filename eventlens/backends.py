@@ -21,6 +21,11 @@ from eventlens.storage.wal import FileSegmentLog, RedisSegmentLog, SegmentLog
 from eventlens.storage.writer import ActorWriter, ServerWriter, Writer
 
 
+def embedded_storage(settings: Settings) -> bool:
+    """chDB in a local directory (one owning process: the warehouse actor), else a ClickHouse server."""
+    return settings.embedded_clickhouse
+
+
 def redis_key(instance: str, *parts: str | int) -> str:
     """The one place Redis keys are named: ``eventlens:<instance>:<part>:…``."""
     return ":".join(("eventlens", instance, *(str(p) for p in parts)))
@@ -70,7 +75,7 @@ def wal_indexes(settings: Settings) -> set[int]:
 
 def writer(settings: Settings, warehouse: Any | None) -> Writer:
     """Where a shard's flushes go: the chDB owner actor, or the ClickHouse server."""
-    if settings.embedded_clickhouse:
+    if embedded_storage(settings):
         if warehouse is None:
             raise ValueError("embedded ClickHouse needs the warehouse actor that owns the directory")
         return ActorWriter(warehouse, settings.insert_format)
@@ -86,7 +91,7 @@ def writer(settings: Settings, warehouse: Any | None) -> Writer:
 
 # --- the insights' side --------------------------------------------------------------------------
 def reader(settings: Settings, warehouse: Any | None) -> Reader:
-    if settings.embedded_clickhouse:
+    if embedded_storage(settings):
         return ActorReader(warehouse)
     from eventlens.storage.clickhouse import Warehouse
 
@@ -108,7 +113,7 @@ def insight_cache(settings: Settings, warehouse: Any | None) -> InsightCache:
 
     client = async_redis_client(settings) if settings.redis_url else None
     versions: Versions
-    if settings.embedded_clickhouse:
+    if embedded_storage(settings):
         versions = ActorVersions(warehouse)
     elif client is not None:
         versions = RedisVersions(client, redis_key(settings.instance, "data-version"))

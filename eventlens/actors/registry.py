@@ -11,6 +11,7 @@ from typing import Any
 
 import ray
 
+from eventlens import backends
 from eventlens.actors.presence import PresenceActor
 from eventlens.actors.warehouse import WarehouseActor
 from eventlens.buffer.actor import BufferShard
@@ -32,7 +33,7 @@ def warehouse_actor(settings: Settings) -> Any:
 
 def storage_owner(settings: Settings) -> Any | None:
     """The actor owning the embedded chDB directory; None with a ClickHouse server."""
-    return warehouse_actor(settings) if settings.embedded_clickhouse else None
+    return warehouse_actor(settings) if backends.embedded_storage(settings) else None
 
 
 def presence_actor(settings: Settings) -> Any:
