@@ -11,6 +11,7 @@ A model's fields are also its cache key: every parameter, defaults included.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo
 
@@ -52,12 +53,12 @@ class Scoped(BaseModel):
     _range: Range | None = PrivateAttr(None)
     _filters: list[Filter] = PrivateAttr(default_factory=list)
 
+    @abstractmethod
     def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
         """startDate, endDate, timezone, filters."""
-        raise NotImplementedError
 
-    def include_bots(self) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def include_bots(self) -> bool: ...
 
     def rules(self) -> None:
         """Rules on the fields alone, checked before the range is parsed."""
