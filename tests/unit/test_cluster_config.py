@@ -15,6 +15,7 @@ get rather than how the YAML text happens to look. No Ray cluster is started.
 from __future__ import annotations
 
 import copy
+import importlib
 import os
 import re
 import shutil
@@ -152,6 +153,43 @@ def test_file_mounts_exist_relative_to_repo_root() -> None:
     # `ray up cluster.yaml` is run from the repo root; Ray asserts each local path exists.
     for local in load().get("file_mounts", {}).values():
         assert (REPO / local).exists(), local
+
+
+def checkout_paths_read_by_the_package() -> set[Path]:
+    """Module-level paths that modules of ``eventlens`` resolve relative to their own file
+    (``Path(__file__).resolve().parents[n] / ...``) and that lie outside the package directory: the
+    files the daemon reads from the checkout, which an editable install on a node finds only if the
+    checkout's layout is mounted there."""
+    package = REPO / "eventlens"
+    found: set[Path] = set()
+    for source in sorted(package.rglob("*.py")):
+        if "parents[" not in source.read_text():
+            continue
+        module = importlib.import_module(".".join(source.relative_to(REPO).with_suffix("").parts))
+        # the paths must be this checkout's, not those of another install of the package
+        assert Path(module.__file__ or "").resolve() == source.resolve(), module.__name__
+        for value in vars(module).values():
+            if isinstance(value, Path) and value.is_relative_to(REPO) and not value.is_relative_to(package):
+                found.add(value)
+    return found
+
+
+def test_file_mounts_hold_everything_the_daemon_reads_from_the_checkout() -> None:
+    from eventlens.daemon import DEFAULT_CONFIG
+    from eventlens.storage.migrations import CLICKHOUSE_DIR, METADATA_DIR
+
+    read = checkout_paths_read_by_the_package()
+    assert {DEFAULT_CONFIG, CLICKHOUSE_DIR, METADATA_DIR} <= read
+    mounts = {remote: (REPO / local).resolve() for remote, local in load()["file_mounts"].items()}
+    for path in sorted(read | {REPO / "eventlens"}):
+        assert path.exists(), path
+        on_node = [
+            f"{remote}/{path.relative_to(local)}".removesuffix("/.")
+            for remote, local in mounts.items()
+            if path.is_relative_to(local)
+        ]
+        # the node keeps the checkout's layout, so paths relative to the package still resolve
+        assert on_node == [f"~/eventlens/{path.relative_to(REPO)}"], (path, on_node)
 
 
 # --- what the start commands really do -----------------------------------------------------------
