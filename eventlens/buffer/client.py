@@ -1,6 +1,7 @@
 """The buffer's client in each ingest replica: routes records to their shard and hands them off in batches.
 
-Records are routed by a stable hash of (project, shard key) (``shard_of``).
+Records are routed by a stable, consistent hash of (project, shard key) (``shard_of``): changing
+the shard count from N to N+1 moves about 1/(N+1) of the devices, all onto the new shard.
 
 One Ray call per event would halve throughput, so requests put their records in a
 per-shard queue and await a future; a sender waits ``handoff_ms``, sends everything queued in one
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+from jump import hash as jump_hash
 
 from eventlens.records import Record
 
@@ -33,9 +35,17 @@ Result = dict[str, str] | ShardUnavailable
 
 
 def shard_of(project_id: str, key: str, shards: int) -> int:
-    """Stable across processes and restarts (unlike ``hash()``, which is salted per process)."""
+    """The shard that owns a device's sessions, in ``range(shards)``.
+
+    Stable across processes and restarts: blake2b, unlike ``hash()``, is not salted per process.
+    Consistent: jump consistent hash (Lamping & Veach, "A Fast, Minimal Memory, Consistent Hash
+    Algorithm", 2014) of the 64-bit digest, so going from N to N+1 shards moves only the devices
+    that land on shard N, about 1/(N+1) of them (a modulo would move about N/(N+1)).
+    """
+    if shards == 1:  # the default: no need to hash
+        return 0
     digest = hashlib.blake2b(f"{project_id}\x00{key}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % shards
+    return jump_hash(int.from_bytes(digest, "little"), shards)
 
 
 class BufferClient:
