@@ -9,6 +9,7 @@ versions; every Redis key is built by ``redis_key``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from eventlens.config import Settings
@@ -41,6 +42,24 @@ def async_redis_client(settings: Settings) -> Any:
     import redis.asyncio as aioredis
 
     return aioredis.Redis.from_url(settings.redis_url)
+
+
+# below /ready's own 3 s bound, so a probe's thread does not outlive the answer by much
+READY_PING_TIMEOUT_S = 2.0
+
+
+def redis_ping(settings: Settings) -> Callable[[], object] | None:
+    """A blocking readiness probe of Redis that raises when it does not answer; None without Redis."""
+    if not settings.redis_url:
+        return None
+    import redis
+
+    client = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=READY_PING_TIMEOUT_S,
+        socket_timeout=READY_PING_TIMEOUT_S,
+    )
+    return client.ping
 
 
 # --- the buffer's side ---------------------------------------------------------------------------

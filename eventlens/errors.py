@@ -2,7 +2,8 @@
 
 Ingest and insights raise the same ``ClientError``; the HTTP layer turns it into a JSON body
 ``{"error", "message", "details"}`` (``eventlens.api.errors``). pydantic errors are formatted in one
-place, without echoing the input back.
+place, without echoing the input back. A dependency outage is a ``DependencyUnavailable``: a 503
+the client should retry (which failures count as an outage: ``eventlens.outage``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,34 @@ class ClientError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.code, "message": self.message, "details": self.details}
+
+
+# Seconds a client waits before retrying when a dependency is down (and what /ready announces):
+# long enough for a restart or failover, short enough that SDK retry queues stay small.
+OUTAGE_RETRY_AFTER_S = 5
+
+# what each dependency is called in messages; the keys make the error codes (``<key>_unavailable``)
+DEPENDENCIES: dict[str, str] = {
+    "rate_limiter": "the rate limiter (Redis)",
+    "metadata": "the metadata database",
+    "storage": "the event storage (ClickHouse)",
+    "presence": "the live visitor counter",
+}
+
+
+class DependencyUnavailable(ClientError):
+    """A dependency is down: nothing was done, the same request may be sent again later.
+
+    The message names the dependency only, never the failure text, which may hold hosts or URLs."""
+
+    def __init__(self, dependency: str) -> None:
+        super().__init__(
+            503,
+            f"{dependency}_unavailable",
+            f"{DEPENDENCIES[dependency]} is unavailable; nothing was done, retry after Retry-After seconds",
+            headers={"retry-after": str(OUTAGE_RETRY_AFTER_S)},
+        )
+        self.dependency = dependency
 
 
 def pydantic_details(exc: Any) -> list[dict[str, Any]]:

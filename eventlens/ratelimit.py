@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from eventlens.outage import outage_as
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -77,7 +79,11 @@ class RedisRateLimiter:
         self.script = client.register_script(_LUA)
 
     async def check(self, key: str, cost: int = 1) -> Decision:
-        ok, wait = await self.script(keys=[f"{self.prefix}:{key}"], args=[0, self.rate, self.burst, cost])
+        # Fail closed (503): with Redis down the shared budget is unknown, and the shards' logs,
+        # which live in the same Redis, cannot take the event either. Nothing was logged yet, so
+        # the client's retry cannot duplicate it.
+        with outage_as("rate_limiter"):
+            ok, wait = await self.script(keys=[f"{self.prefix}:{key}"], args=[0, self.rate, self.burst, cost])
         return Decision(bool(int(ok)), float(wait))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from eventlens.errors import ClientError
+from eventlens.outage import outage_as
 from eventlens.security import verify_secret
 from eventlens.storage.metadata import Client, MetadataStore
 
@@ -55,7 +56,8 @@ class Authenticator:
         hit = self._clients.get(client_id)
         if hit and hit[0] > now:
             return hit[1]
-        client = await asyncio.to_thread(self.store.get_client, client_id)
+        with outage_as("metadata"):
+            client = await asyncio.to_thread(self.store.get_client, client_id)
         # unknown ids are cached briefly too, so a flood of bad ids cannot hammer the database
         self._clients[client_id] = (now + (self.ttl_s if client else 5.0), client)
         if len(self._clients) > 50_000:

@@ -97,11 +97,14 @@ class ApiDeployment:
         self.reader = backends.reader(settings, warehouse)
         self.presence = presence_actor(settings)
         self.cache = backends.insight_cache(settings, warehouse)
+        self.redis_ping = backends.redis_ping(settings)
 
     def __serve_build_asgi_app__(self) -> Any:
         from eventlens.api.insights import create_api
 
-        return create_api(self.auth, self.reader, self.presence, self.store.ping, self.cache)
+        return create_api(
+            self.auth, self.reader, self.presence, self.store.ping, self.cache, redis_ping=self.redis_ping
+        )
 
 
 def build_ingest_app(args: dict[str, Any]) -> Application:

@@ -24,7 +24,7 @@ from starlette.responses import Response
 
 from eventlens.api.auth import Authenticator
 from eventlens.api.errors import error_response, json_response
-from eventlens.errors import ClientError, pydantic_details, validation_message
+from eventlens.errors import OUTAGE_RETRY_AFTER_S, ClientError, pydantic_details, validation_message
 from eventlens.insights import breakdowns, catalogue, metrics, people
 from eventlens.insights.cache import InsightCache, NoVersions
 from eventlens.insights.models import (
@@ -44,6 +44,7 @@ from eventlens.insights.models import (
 )
 from eventlens.insights.sources import Json, Rows, Sql
 from eventlens.insights.sources import Query as RunQuery
+from eventlens.outage import outage_as
 from eventlens.storage.reader import Reader
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,8 @@ class Answers:
         self.cache = cache
 
     async def query(self, sql: Sql) -> Rows:
-        return await self.reader.query(*sql)
+        with outage_as("storage"):
+            return await self.reader.query(*sql)
 
     async def answer(self, route: Route, request: Request, project_id: str, params: Scoped) -> Response:
         await self.auth.authenticate(request.headers, "read", project_id)
@@ -180,13 +182,24 @@ async def _internal(_: Request, exc: Exception) -> Response:
     return json_response({"error": "internal", "message": "internal error", "details": []}, 500)
 
 
+async def _probe(ping: Callable[[], object], timeout_s: float = 3.0) -> bool:
+    """A blocking ping, off the event loop and bounded: True when it returns, False when it fails."""
+    try:
+        await asyncio.wait_for(asyncio.to_thread(ping), timeout_s)
+        return True
+    except Exception:
+        return False
+
+
 def create_api(
     auth: Authenticator,
     reader: Reader,
     presence: Any,
-    metadata_ping: Any,
+    metadata_ping: Callable[[], object],
     cache: InsightCache | None = None,
+    redis_ping: Callable[[], object] | None = None,
 ) -> FastAPI:
+    """The API application. ``redis_ping`` (None without Redis) raises when Redis does not answer."""
     app = FastAPI(title="Event Lens", docs_url="/docs", openapi_url="/openapi.json")
     app.state.auth = auth
     app.add_exception_handler(ClientError, _client_error)
@@ -200,20 +213,23 @@ def create_api(
 
     @app.get("/ready")
     async def ready() -> Response:
-        storage = await reader.ping()
-        try:
-            await asyncio.wait_for(asyncio.to_thread(metadata_ping), 3)
-            meta = True
-        except Exception:
-            meta = False
-        ok = storage and meta
-        body = {"status": "ready" if ok else "unavailable", "clickhouse": storage, "metadata": meta}
-        return json_response(body, 200 if ok else 503, None if ok else {"retry-after": "5"})
+        checks = [reader.ping(), _probe(metadata_ping)]
+        if redis_ping is not None:
+            checks.append(_probe(redis_ping))
+        results = await asyncio.gather(*checks)
+        body: dict[str, Any] = {"clickhouse": results[0], "metadata": results[1]}
+        if redis_ping is not None:
+            body["redis"] = results[2]
+        ok = all(results)
+        body = {"status": "ready" if ok else "unavailable", **body}
+        headers = None if ok else {"retry-after": str(OUTAGE_RETRY_AFTER_S)}
+        return json_response(body, 200 if ok else 503, headers)
 
     @app.get("/insights/{project_id}/live")
     async def live(project_id: str, request: Request) -> Response:
         await auth.authenticate(request.headers, "read", project_id)
-        count = await presence.count.remote(project_id)
+        with outage_as("presence"):
+            count = await presence.count.remote(project_id)
         return json_response({"count": int(count)})  # never cached
 
     register(app, Answers(auth, reader, cache or InsightCache(None, NoVersions(), 0)))

@@ -7,6 +7,8 @@ import time
 from datetime import UTC, date, datetime
 from typing import Protocol
 
+from eventlens.outage import outage_as
+
 
 class SaltSource(Protocol):
     def get_or_create_salt(self, day: date | str) -> str: ...
@@ -32,9 +34,12 @@ class SaltCache:
     async def current(self) -> tuple[str, str]:
         period = int(time.time()) // self.rotation_s
         if period != self.period:
-            now = await asyncio.to_thread(self.store.get_or_create_salt, salt_key(period, self.rotation_s))
-            prev = await asyncio.to_thread(
-                self.store.get_or_create_salt, salt_key(period - 1, self.rotation_s)
-            )
+            with outage_as("metadata"):
+                now = await asyncio.to_thread(
+                    self.store.get_or_create_salt, salt_key(period, self.rotation_s)
+                )
+                prev = await asyncio.to_thread(
+                    self.store.get_or_create_salt, salt_key(period - 1, self.rotation_s)
+                )
             self.salts, self.period = (now, prev), period
         return self.salts
