@@ -124,7 +124,7 @@ def _cut(
     last = int(np.searchsorted(total, params.events))  # first index reaching the target
     keep = idx[: last + 1]
     before = int(total[last - 1]) if last > 0 else 0
-    r = params.events - before  # events left for the last session (1..n)
+    r = params.events - before  # events left for the final visit (1..n)
     j = keep[-1]
     old_n = int(n[j])
     new_pv = min(int(pv[j]), r)
