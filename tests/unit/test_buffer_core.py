@@ -897,18 +897,18 @@ def test_a_fenced_shard_acknowledges_nothing_and_its_replacement_flushes_everyth
 
     b = redis_core(redis_prefix, ins_b := FakeInserter())
     assert b.pending > 0
+    with pytest.raises(Fenced):
+        a.flush()  # inserts segment 1 (the token B will use too), then its delete is refused
+    kept = a.sealed[0].number
+    assert len(a.sealed) == 2
+    assert f"{SHARD}:{kept}:events" in ins_a.tokens
+    assert b.wal.read(kept)  # still there for B
     for i in (5, 6):  # the old owner's later appends raise: the client is told nothing
         with pytest.raises(Fenced):
             a.append([event(i)], now=T0 + 3)
     assert isinstance(a.fenced, Fenced)
     assert a.stats["appended"] == appended
     assert a.describe()["fenced"] is True
-    with pytest.raises(Fenced):
-        a.flush(force=True)  # inserts segment 1 (the same token B uses), then its delete is refused
-    kept = a.sealed[0].number
-    assert len(a.sealed) == 2
-    assert f"{SHARD}:{kept}:events" in ins_a.tokens
-    assert b.wal.read(kept)  # still there for B
     b.append([event(7)], now=T0 + 4)
     b.flush(force=True)
     assert b.pending == 0
