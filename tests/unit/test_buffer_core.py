@@ -915,3 +915,30 @@ def test_a_fenced_shard_acknowledges_nothing_and_its_replacement_flushes_everyth
     assert f"{SHARD}:{kept}:events" in ins_b.tokens  # B's replay carries the token A used
     assert stored_events(ins_a, ins_b) == {f"ev-{i}": 1 for i in (1, 2, 3, 4, 7)}
     assert b.wal.recover() == []  # nothing left behind
+
+
+def test_the_shard_answers_a_fenced_append_as_unavailable_and_logs_it_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``BufferShard.append`` (the plain class behind the Ray actor, no Ray started)."""
+    from eventlens.buffer.actor import BufferShard
+    from eventlens.buffer.client import BufferClient, ShardUnavailable
+
+    fenced = Fenced("eventlens:x:wal:3", 4, 5)
+
+    def refuse(records: Any) -> Any:
+        raise fenced
+
+    shard = object.__new__(BufferShard.__ray_actor_class__)
+    shard.index = 3
+    shard.core = SimpleNamespace(append=refuse)
+    shard._fenced_logged = False
+    shard._fenced_lock = threading.Lock()
+    with caplog.at_level("ERROR", logger="eventlens.buffer.actor"):
+        replies = [shard.append([event(i)]) for i in range(3)]
+    assert all(r["ok"] is False and r["error"] == "fenced" for r in replies)
+    assert "epoch 4" in replies[0]["message"] and "epoch 5" in replies[0]["message"]
+    assert len([r for r in caplog.records if "fenced" in r.getMessage()]) == 1
+    with pytest.raises(ShardUnavailable) as info:  # what the ingest replica makes of it: 503
+        BufferClient._resolve_batch([], replies[0])
+    assert info.value.retry_after_s == 1
