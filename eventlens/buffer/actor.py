@@ -22,6 +22,7 @@ from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded
 from eventlens.buffer.recovery import open_sessions_loader, profile_loader
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
+from eventlens.storage.wal import Fenced
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ class BufferShard:
         )
         self.core.recover()
         self.presence = presence
+        self._fenced_logged = False
+        self._fenced_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="flusher", daemon=True)
         self._thread.start()
@@ -55,6 +58,17 @@ class BufferShard:
             return {"ok": True, "results": self.core.append(records)}
         except Overloaded as exc:
             return {"ok": False, "error": "overloaded", "message": str(exc), "retry_after": exc.retry_after_s}
+        except Fenced as exc:
+            # a replacement owns the log: answered like an unavailable shard, the client retries
+            self._log_fenced(exc)
+            return {"ok": False, "error": "fenced", "message": str(exc), "retry_after": 1}
+
+    def _log_fenced(self, exc: Fenced) -> None:
+        with self._fenced_lock:
+            if self._fenced_logged:
+                return
+            self._fenced_logged = True
+        log.error("shard %s stops: %s", self.index, exc)
 
     # background ------------------------------------------------------------------------------
     def _run(self) -> None:
@@ -75,6 +89,11 @@ class BufferShard:
                 self.core.last_error = ""
                 backoff = 0.05
                 self._stop.wait(tick)
+            except Fenced as exc:  # the log has a newer owner: nothing left for this flusher to do
+                self.core.fenced = exc
+                self.core.last_error = str(exc)[:500]
+                self._log_fenced(exc)
+                return
             except Exception as exc:  # storage down: keep the log, retry with backoff
                 self.core.stats["flush_errors"] += 1
                 self.core.last_error = f"{type(exc).__name__}: {exc}"[:500]

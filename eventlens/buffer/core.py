@@ -25,7 +25,7 @@ from eventlens.buffer.sessions import Sessionizer
 from eventlens.config import Settings
 from eventlens.records import Record, table_of
 from eventlens.storage.tables import group_by_table
-from eventlens.storage.wal import Segment, SegmentLog
+from eventlens.storage.wal import Fenced, Segment, SegmentLog
 from eventlens.storage.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ class BufferCore:
         self.presence: list[tuple[str, str, int]] = []
         self.stats = {"appended": 0, "duplicates": 0, "flushed": 0, "flush_errors": 0, "replayed": 0}
         self.last_error = ""
+        # set once the log refused a write because another owner took it over: for good
+        self.fenced: Fenced | None = None
         self.lock = threading.RLock()
         self.flush_lock = threading.Lock()
         self.pool = (
@@ -166,9 +168,18 @@ class BufferCore:
         return result
 
     def append(self, records: Sequence[Record], now: int | None = None) -> list[dict[str, str]]:
-        """Durably log ``records``; returns per record what the client is told."""
+        """Durably log ``records``; returns per record what the client is told.
+
+        Raises ``Fenced`` (nothing logged, nothing to acknowledge) once the log has a newer owner.
+        """
         with self.lock:
-            results, ticket = self._append(records, now_ms() if now is None else now)
+            if self.fenced is not None:
+                raise self.fenced
+            try:
+                results, ticket = self._append(records, now_ms() if now is None else now)
+            except Fenced as exc:
+                self.fenced = exc
+                raise
         self.wal.sync(ticket)  # outside the lock: concurrent appends share one fsync
         return results
 
@@ -332,5 +343,6 @@ class BufferCore:
             "sealed_segments": len(self.sealed),
             "live_sessions": len(self.sessions.live),
             "last_error": self.last_error,
+            "fenced": self.fenced is not None,
             **self.stats,
         }

@@ -67,6 +67,9 @@ class Segment:
 
 
 class SegmentLog(Protocol):
+    """A shard's log. ``append``/``write`` and ``delete`` of a shared log (Redis) raise ``Fenced``,
+    changing nothing, once another owner has recovered it; a node-local log (files) never does."""
+
     log_id: str  # random per log, so a log started afresh never reuses an old log's tokens
 
     def recover(self) -> list[Segment]: ...
@@ -204,8 +207,68 @@ class FileSegmentLog:
             self._fh = None
 
 
+class WalError(Exception):
+    """The write-ahead log refused an operation."""
+
+
+class Fenced(WalError):
+    """Another owner took this log over (``recover`` with a newer epoch): this one may not write.
+
+    Raised before anything was written or deleted, so the caller must not acknowledge the records.
+    """
+
+    def __init__(self, log: str, mine: int, current: int | None) -> None:
+        super().__init__(
+            f"shard log {log} is fenced: this owner holds epoch {mine}, the log is at epoch {current}"
+        )
+        self.log = log
+        self.mine = mine
+        self.current = current
+
+
+# KEYS: epoch, segment stream, segment list, next; ARGV: my epoch, frame, segment number, register.
+# The epoch check and the write are one script, so no write of a superseded owner lands after a
+# takeover. Registering (ZADD + next) rides the first append of a segment.
+_APPEND = """
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {'fenced', cur or ''} end
+if ARGV[4] == '1' then
+  redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
+  redis.call('SET', KEYS[4], ARGV[3] + 1)
+end
+redis.call('XADD', KEYS[2], '*', 'd', ARGV[2])
+return 1
+"""
+
+# KEYS: epoch, segment stream, segment list; ARGV: my epoch, segment number
+_DELETE = """
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {'fenced', cur or ''} end
+redis.call('DEL', KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+return 1
+"""
+
+# KEYS: epoch, next; ARGV: my epoch, next segment number (never lowered)
+_ADVANCE = """
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {'fenced', cur or ''} end
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+
 class RedisSegmentLog:
     """Segments as Redis Streams (key ``seg, <number>``), listed in a sorted set (key ``segs``).
+
+    Keys ``next`` (next segment number, never reused), ``id`` (the log id) and ``epoch`` (fencing
+    token) sit beside them. ``recover`` takes the log over: it increments ``epoch`` and keeps the
+    value. Every append and delete is one Lua script that first checks ``epoch`` still holds that
+    value and otherwise changes nothing and raises ``Fenced``: a superseded owner (a shard cut off
+    from the cluster while its replacement replays the same keys) can neither add events its
+    successor would never see nor delete a segment its successor still has to flush.
 
     Durability is Redis's: run it with ``appendonly yes`` and ``appendfsync always`` (or a replica
     and ``WAIT``) when a Redis failure must not lose acknowledged events.
@@ -218,13 +281,28 @@ class RedisSegmentLog:
         self._active_count = 0
         self._registered = False
         self.log_id = ""
+        self.epoch = 0  # 0: not recovered yet, so every write is fenced
+        self._append_script = client.register_script(_APPEND)
+        self._delete_script = client.register_script(_DELETE)
+        self._advance_script = client.register_script(_ADVANCE)
 
     def _key(self, number: int) -> str:
         return self.key("seg", number)
 
+    def _check(self, reply: Any) -> None:
+        if reply == 1:
+            return
+        current = reply[1].decode() if isinstance(reply, list) else ""
+        raise Fenced(self.key(), self.epoch, int(current) if current else None)
+
     def recover(self) -> list[Segment]:
-        self.r.set(self.key("id"), secrets.token_hex(6), nx=True)
-        self.log_id = self.r.get(self.key("id")).decode()
+        """Take the log over (a new epoch) and return every segment it holds, oldest first."""
+        pipe = self.r.pipeline(transaction=True)
+        pipe.incr(self.key("epoch"))
+        pipe.set(self.key("id"), secrets.token_hex(6), nx=True)
+        pipe.get(self.key("id"))
+        self.epoch, _, log_id = pipe.execute()
+        self.log_id = log_id.decode()
         segments: list[Segment] = []
         numbers = sorted(int(n) for n in self.r.zrange(self.key("segs"), 0, -1))
         for number in numbers:
@@ -235,7 +313,13 @@ class RedisSegmentLog:
                 self.delete(number)
         last = int(self.r.get(self.key("next")) or 0)
         self._active_no = max([last, *(n + 1 for n in numbers)])
-        self.r.set(self.key("next"), self._active_no)
+        self._check(
+            self._advance_script(
+                keys=[self.key("epoch"), self.key("next")], args=[self.epoch, self._active_no]
+            )
+        )
+        self._active_count = 0
+        self._registered = False
         return segments
 
     def write(self, records: list[Record]) -> int:
@@ -252,14 +336,12 @@ class RedisSegmentLog:
         return records
 
     def append(self, records: list[Record]) -> None:
+        """One round trip (EVALSHA); raises ``Fenced``, having written nothing, after a takeover."""
         if not records:
             return
-        pipe = self.r.pipeline(transaction=True)
-        if not self._registered:
-            pipe.zadd(self.key("segs"), {str(self._active_no): self._active_no})
-            pipe.set(self.key("next"), self._active_no + 1)
-        pipe.xadd(self._key(self._active_no), {"d": orjson.dumps(records)})
-        pipe.execute()
+        keys = [self.key("epoch"), self._key(self._active_no), self.key("segs"), self.key("next")]
+        args = [self.epoch, orjson.dumps(records), self._active_no, 0 if self._registered else 1]
+        self._check(self._append_script(keys=keys, args=args))
         self._registered = True
         self._active_count += len(records)
 
@@ -273,10 +355,9 @@ class RedisSegmentLog:
         return seg
 
     def delete(self, number: int) -> None:
-        pipe = self.r.pipeline(transaction=True)
-        pipe.delete(self._key(number))
-        pipe.zrem(self.key("segs"), str(number))
-        pipe.execute()
+        """Delete a flushed segment; raises ``Fenced``, deleting nothing, after a takeover."""
+        keys = [self.key("epoch"), self._key(number), self.key("segs")]
+        self._check(self._delete_script(keys=keys, args=[self.epoch, number]))
 
     def close(self) -> None:
         """Nothing to release: the Redis client's pool belongs to the caller."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,7 +20,7 @@ import pytest
 from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded, now_ms
 from eventlens.records import TABLES
 from eventlens.storage.tables import to_columns
-from eventlens.storage.wal import FileSegmentLog, Segment
+from eventlens.storage.wal import Fenced, FileSegmentLog, RedisSegmentLog, Segment
 
 T0 = 1_750_000_000_000  # a fixed "now" for tests that never look at the real clock
 MIN = 60_000
@@ -846,3 +847,98 @@ def test_identify_merges_into_the_stored_profile_after_a_restart(wal_dir: Path) 
     assert third["properties"] == {"plan": "pro", "team": "a", "seat": "3"}
     assert third["updated_at"] > first["updated_at"]
     assert loads == [("p1", "user-1"), ("p1", "user-2")]  # the store is read once per profile
+
+
+# a shared (Redis) log taken over by a replacement ------------------------------------------------
+
+
+def redis_core(prefix: str, ins: FakeInserter) -> BufferCore:
+    import redis
+
+    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    wal = RedisSegmentLog(client, lambda *parts: ":".join((prefix, *(str(p) for p in parts))))
+    core = BufferCore(
+        BufferConfig(shard_id=SHARD, flush_max_events=1_000_000, flush_max_age_ms=10**12, insert_threads=1),
+        wal,
+        ins,
+    )
+    core.recover()
+    return core
+
+
+def stored_events(*inserters: FakeInserter) -> Counter[str]:
+    """Page views per event id as ClickHouse keeps them: a repeated insert token is dropped."""
+    seen: set[str] = set()
+    counts: Counter[str] = Counter()
+    for ins in inserters:
+        for table, names, columns, token in ins.calls:
+            if table != "events" or token in seen:
+                continue
+            seen.add(token)
+            for row in zip(*columns, strict=True):
+                rec = dict(zip(names, row, strict=True))
+                if rec["name"] == "page_view":
+                    counts[rec["id"]] += 1
+    return counts
+
+
+@pytest.mark.redis
+def test_a_fenced_shard_acknowledges_nothing_and_its_replacement_flushes_everything_once(
+    redis_prefix: str,
+) -> None:
+    a = redis_core(redis_prefix, ins_a := FakeInserter())
+    a.append([event(1), event(2, device="dev-2")], now=T0)
+    assert a.flush(force=True) > 0  # segment 0: inserted and deleted by A
+    a.append([event(3)], now=T0 + 1)
+    a.seal(T0 + 1)  # sealed, not yet flushed
+    a.append([event(4)], now=T0 + 2)
+    a.seal(T0 + 2)
+    appended = a.stats["appended"]
+
+    b = redis_core(redis_prefix, ins_b := FakeInserter())
+    assert b.pending > 0
+    with pytest.raises(Fenced):
+        a.flush()  # inserts segment 1 (the token B will use too), then its delete is refused
+    kept = a.sealed[0].number
+    assert len(a.sealed) == 2
+    assert f"{SHARD}:{kept}:events" in ins_a.tokens
+    assert b.wal.read(kept)  # still there for B
+    for i in (5, 6):  # the old owner's later appends raise: the client is told nothing
+        with pytest.raises(Fenced):
+            a.append([event(i)], now=T0 + 3)
+    assert isinstance(a.fenced, Fenced)
+    assert a.stats["appended"] == appended
+    assert a.describe()["fenced"] is True
+    b.append([event(7)], now=T0 + 4)
+    b.flush(force=True)
+    assert b.pending == 0
+    assert f"{SHARD}:{kept}:events" in ins_b.tokens  # B's replay carries the token A used
+    assert stored_events(ins_a, ins_b) == {f"ev-{i}": 1 for i in (1, 2, 3, 4, 7)}
+    assert b.wal.recover() == []  # nothing left behind
+
+
+def test_the_shard_answers_a_fenced_append_as_unavailable_and_logs_it_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``BufferShard.append`` (the plain class behind the Ray actor, no Ray started)."""
+    from eventlens.buffer.actor import BufferShard
+    from eventlens.buffer.client import BufferClient, ShardUnavailable
+
+    fenced = Fenced("eventlens:x:wal:3", 4, 5)
+
+    def refuse(records: Any) -> Any:
+        raise fenced
+
+    shard = object.__new__(BufferShard.__ray_actor_class__)
+    shard.index = 3
+    shard.core = SimpleNamespace(append=refuse)
+    shard._fenced_logged = False
+    shard._fenced_lock = threading.Lock()
+    with caplog.at_level("ERROR", logger="eventlens.buffer.actor"):
+        replies = [shard.append([event(i)]) for i in range(3)]
+    assert all(r["ok"] is False and r["error"] == "fenced" for r in replies)
+    assert "epoch 4" in replies[0]["message"] and "epoch 5" in replies[0]["message"]
+    assert len([r for r in caplog.records if "fenced" in r.getMessage()]) == 1
+    with pytest.raises(ShardUnavailable) as info:  # what the ingest replica makes of it: 503
+        BufferClient._resolve_batch([], replies[0])
+    assert info.value.retry_after_s == 1

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eventlens.storage.wal import (
+    Fenced,
     FileSegmentLog,
     RedisSegmentLog,
     Segment,
@@ -382,6 +383,99 @@ def test_redis_separate_prefixes_are_independent(redis_client: Any, redis_prefix
     b.append([rec(2)])
     assert a.read(0) == [rec(1)]
     assert b.read(0) == [rec(2)]
+
+
+def _log_keys(client: Any, prefix: str) -> set[str]:
+    return {k.decode() for k in client.scan_iter(match=f"{prefix}:*", count=1000)}
+
+
+def _segs(client: Any, prefix: str) -> list[str]:
+    return [m.decode() for m in client.zrange(f"{prefix}:segs", 0, -1)]
+
+
+@pytest.mark.redis
+def test_redis_takeover_fences_the_old_owner(redis_client: Any, redis_prefix: str) -> None:
+    """Two live owners of one log: after B recovers it, A can neither append nor delete."""
+    a = RedisSegmentLog(redis_client, keys(redis_prefix))
+    a.recover()
+    a.append([rec(1), rec(2)])
+    assert a.seal() == Segment(0, 2)
+    a.append([rec(3)])  # still active when B takes over
+    b = RedisSegmentLog(redis_client, keys(redis_prefix))
+    assert b.recover() == [Segment(0, 2), Segment(1, 1)]
+    assert b.epoch == a.epoch + 1
+    b.append([rec(10)])
+    before_keys, before_segs = _log_keys(redis_client, redis_prefix), _segs(redis_client, redis_prefix)
+    with pytest.raises(Fenced) as info:
+        a.append([rec(4)])  # into its active segment 1
+    assert info.value.mine == a.epoch and info.value.current == b.epoch
+    assert redis_prefix in str(info.value)
+    assert f"epoch {a.epoch}" in str(info.value) and f"epoch {b.epoch}" in str(info.value)
+    a.seal()
+    with pytest.raises(Fenced):
+        a.append([rec(5)])  # would open segment 2, which B writes into: no stream, no registration
+    with pytest.raises(Fenced):
+        a.delete(0)
+    assert _log_keys(redis_client, redis_prefix) == before_keys
+    assert _segs(redis_client, redis_prefix) == before_segs
+    assert b.read(0) == [rec(1), rec(2)]
+    assert b.read(1) == [rec(3)]
+    assert b.seal() == Segment(2, 1)
+    assert b.read(2) == [rec(10)]  # only B's own record
+    b.delete(0)  # the current owner still deletes
+    assert _segs(redis_client, redis_prefix) == ["1", "2"]
+
+
+@pytest.mark.redis
+def test_redis_fenced_owner_cannot_write_into_a_segment_the_new_owner_deleted(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    a = RedisSegmentLog(redis_client, keys(redis_prefix))
+    a.recover()
+    a.append([rec(1)])
+    b = RedisSegmentLog(redis_client, keys(redis_prefix))
+    [seg] = b.recover()
+    b.delete(seg.number)  # flushed by B
+    with pytest.raises(Fenced):
+        a.append([rec(2)])
+    assert redis_client.exists(f"{redis_prefix}:seg:{seg.number}") == 0
+    assert _segs(redis_client, redis_prefix) == []
+
+
+@pytest.mark.redis
+def test_redis_unrecovered_log_is_fenced(redis_client: Any, redis_prefix: str) -> None:
+    log = RedisSegmentLog(redis_client, keys(redis_prefix))
+    with pytest.raises(Fenced):
+        log.append([rec(1)])
+    assert _log_keys(redis_client, redis_prefix) == set()
+
+
+@pytest.mark.redis
+def test_redis_restart_of_the_same_owner_bumps_the_epoch_and_keeps_working(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    log = RedisSegmentLog(redis_client, keys(redis_prefix))
+    log.recover()
+    first = log.epoch
+    log.append([rec(1)])
+    assert log.recover() == [Segment(0, 1)]  # the same object recovers again
+    assert log.epoch == first + 1
+    log.append([rec(2)])
+    assert log.seal() == Segment(1, 1)
+    log.delete(0)
+    assert log.read(1) == [rec(2)]
+    assert _segs(redis_client, redis_prefix) == ["1"]
+    assert int(redis_client.get(f"{redis_prefix}:epoch")) == first + 1
+
+
+def test_file_log_has_no_epoch_and_is_never_fenced(wal_dir: Path) -> None:
+    a = FileSegmentLog(wal_dir, fsync=False)
+    a.recover()
+    a.append([rec(1)])
+    b = FileSegmentLog(wal_dir, fsync=False)
+    b.recover()
+    a.append([rec(2)])  # node-local: a second owner is not a situation it guards against
+    assert not hasattr(a, "epoch")
 
 
 def test_group_commit_shares_fsyncs_and_every_write_is_synced(tmp_path: Path, monkeypatch: Any) -> None:
