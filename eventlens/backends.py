@@ -48,6 +48,31 @@ def async_redis_client(settings: Settings) -> Any:
 READY_PING_TIMEOUT_S = 2.0
 
 
+def durability_problems(config: dict[str, str]) -> list[str]:
+    """What keeps a Redis with this ``CONFIG GET`` answer from holding an acknowledged event
+    through a crash: the write-ahead log needs the append-only file, fsynced on every write."""
+    problems = []
+    if config.get("appendonly") != "yes":
+        problems.append(f"appendonly is {config.get('appendonly', 'unknown')!r}, not 'yes'")
+    if config.get("appendfsync") != "always":
+        problems.append(f"appendfsync is {config.get('appendfsync', 'unknown')!r}, not 'always'")
+    return problems
+
+
+def redis_durability(settings: Settings) -> list[str]:
+    """Problems with the configured Redis as the home of write-ahead logs (empty: durable)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        config = {**client.config_get("appendonly"), **client.config_get("appendfsync")}
+    except redis.ResponseError:  # managed services often disable CONFIG
+        return ["its persistence settings cannot be read (CONFIG GET is refused)"]
+    finally:
+        client.close()
+    return durability_problems(config)
+
+
 def redis_ping(settings: Settings) -> Callable[[], object] | None:
     """A blocking readiness probe of Redis that raises when it does not answer; None without Redis."""
     if not settings.redis_url:

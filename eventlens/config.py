@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         default=None, description="mysql://user:pass@host:3306/db or sqlite:///file; default SQLite"
     )
     redis_url: str | None = Field(default=None, description="redis://host:6379/0 enables shared mode")
+    redis_require_durable: bool = Field(
+        default=False,
+        description="Refuse to start when Redis (holding the write-ahead logs) is not AOF + fsync always",
+    )
 
     # serving
     # two ingest replicas: one Python process tops out near 13k batched events/s on two cores

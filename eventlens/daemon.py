@@ -194,6 +194,26 @@ def drain_orphan_logs(settings: Settings) -> list[dict[str, Any]]:
     return states
 
 
+def check_redis_durability(settings: Settings) -> list[str]:
+    """Warn (or, with ``redis_require_durable``, refuse) when the Redis holding the write-ahead
+    logs could lose acknowledged events in a crash."""
+    if not settings.redis_url:
+        return []
+    from eventlens import backends
+
+    problems = backends.redis_durability(settings)
+    if problems:
+        message = (
+            "Redis holds the write-ahead logs but may lose acknowledged events in a crash: "
+            + "; ".join(problems)
+            + " (run it with appendonly yes and appendfsync always)"
+        )
+        if settings.redis_require_durable:
+            raise ValueError(message + "; refusing to start because EVENTLENS_REDIS_REQUIRE_DURABLE is set")
+        log.warning(message)
+    return problems
+
+
 def start(
     cli: Mapping[str, Any] | Settings | None = None, config_path: Path = DEFAULT_CONFIG, wait_s: float = 120
 ) -> Running:
@@ -201,6 +221,7 @@ def start(
     from ray import serve
 
     settings, config = resolve(cli, config_path)
+    check_redis_durability(settings)
     init_ray(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     demo = ensure_demo(settings)
