@@ -61,6 +61,15 @@ class Settings(BaseSettings):
     ingest_replicas: int = Field(default=2, ge=1)
     insights_replicas: int = Field(default=1, ge=1)
     max_ongoing_requests: int = Field(default=256, ge=1)
+    # Load shedding at the door: a request waiting for one of an ingest replica's
+    # max_ongoing_requests slots counts against this; past it Serve answers 503 + Retry-After
+    # itself (BackpressureConfig) instead of letting the queue grow into client timeouts.
+    ingest_max_queued_requests: int = Field(
+        default=1024, ge=-1, description="Per ingest replica; -1 queues without limit"
+    )
+    ingest_retry_after_s: int = Field(
+        default=1, ge=0, le=3600, description="Retry-After of the 503 that sheds ingest load"
+    )
     insights_cache_ttl_s: int = Field(
         default=300, ge=0, le=300, description="Insight response cache lifetime; 0 turns caching off"
     )

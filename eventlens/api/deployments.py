@@ -11,6 +11,7 @@ from typing import Any
 
 from ray import serve
 from ray.serve import Application
+from ray.serve.config import BackpressureConfig
 from starlette.requests import Request
 
 from eventlens.config import Settings, load_settings
@@ -109,9 +110,26 @@ class ApiDeployment:
 
 def build_ingest_app(args: dict[str, Any]) -> Application:
     settings = load_settings(**args)
-    return IngestDeployment.options(
-        num_replicas=settings.ingest_replicas, max_ongoing_requests=settings.max_ongoing_requests
-    ).bind(settings.to_args())
+    return IngestDeployment.options(**ingest_options(settings)).bind(settings.to_args())
+
+
+def ingest_options(settings: Settings) -> dict[str, Any]:
+    """Replicas, concurrency and load shedding of the ingest deployment.
+
+    ``max_queued_requests`` is enforced by each replica itself behind HAProxy (direct ingress) and
+    by the proxy's handle otherwise; both answer a rejected request with ``backpressure_config``'s
+    status and ``Retry-After`` (without it Serve's 503 carries no ``Retry-After``). HAProxy passes a
+    replica's 503 through unchanged and does not retry it (Serve's default ``retry-on
+    conn-failure``); only HAProxy's own 502/503/504 become ``500``.
+    """
+    return {
+        "num_replicas": settings.ingest_replicas,
+        "max_ongoing_requests": settings.max_ongoing_requests,
+        "max_queued_requests": settings.ingest_max_queued_requests,
+        "backpressure_config": BackpressureConfig(
+            status_code=503, retry_after_s=settings.ingest_retry_after_s
+        ),
+    }
 
 
 def build_api_app(args: dict[str, Any]) -> Application:
