@@ -16,6 +16,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from typing import IO, Any
 from benchmarks._psutil import psutil
 from benchmarks.loadgen import check_loopback
 
-EVENTLENS = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "eventlens"
+# ``eventlens`` is ``python -m eventlens.cli.main``; the module form runs the interpreter's own
+# checkout (the repository's .venv, or PYTHONPATH) wherever the console script is installed.
+EVENTLENS = [sys.executable, "-m", "eventlens.cli.main"]
 
 
 @dataclass(frozen=True)
@@ -129,8 +132,13 @@ class DaemonProcess:
     def start(self, credentials: dict[str, Any] | None = None) -> Target:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._stderr = open(self.log_dir / "daemon.stderr.log", "wb")  # noqa: SIM115 - closed in stop()
-        cmd = [str(EVENTLENS), "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--json"]
+        cmd = [*EVENTLENS, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--json"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # HAProxy's side ports are fixed by default: free ones, so another daemon on this machine
+        # does not collide with this one
+        env.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
+        env.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
+        env.pop("RAY_ADDRESS", None)
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             cmd,
@@ -219,7 +227,7 @@ class DaemonProcess:
             self._stderr.close()
         with contextlib.suppress(OSError):
             tail = (self.log_dir / "daemon.stderr.log").read_text(errors="replace").strip().splitlines()
-            report["stderr_tail"] = [ln for ln in tail if "stopped;" in ln or "stopping" in ln][-2:]
+            report["stderr_tail"] = [ln for ln in tail if ln.startswith(("stopped", "stopping"))][-2:]
         self.stop_report = report
         return report
 

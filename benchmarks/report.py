@@ -60,6 +60,7 @@ def results_table(r: dict[str, Any]) -> Table:
     _memory_row(t, r.get("memory"))
     _enrichment_row(t, r.get("enrichment"))
     _consistency_row(t, r.get("consistency"))
+    _stop_rows(t, r.get("stop"))
     return t
 
 
@@ -181,6 +182,28 @@ def _enrichment_row(t: Table, e: dict[str, Any] | None) -> None:
         )
     elif e:
         _err_row(t, "6", "enrichment cost per event", e)
+
+
+def _stop_rows(t: Table, stops: list[dict[str, Any]] | None) -> None:
+    """(7) ``benchmarks.stoptime``: SIGTERM under load to the daemon's group and to its pid."""
+    for res in stops or []:
+        name = f"stop under load, SIGTERM to the {res.get('how')}"
+        if "error" in res:
+            _err_row(t, "7", name, res)
+            continue
+        t.add_row(
+            "7",
+            name,
+            f"{res['stop_s']:.2f} s",
+            "≤ 10 s",
+            _verdict(res["stop_s"] <= 10 and res["lost"] == 0),
+            "",
+            "",
+            "",
+            ", ".join(f"{k} {v}" for k, v in sorted(res["failures_during_stop"].items())) or "",
+            f"all processes gone {res['all_gone_s']:.2f} s; {res['acknowledged']:,} acknowledged, "
+            f"{res['counted_after_restart']:,} counted after restart, {res['lost']} lost",
+        )
 
 
 def _consistency_row(t: Table, c: dict[str, Any] | None) -> None:

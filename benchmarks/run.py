@@ -45,7 +45,7 @@ from benchmarks.loadgen import CLIENTS, check_loopback, run_async
 from benchmarks.scenarios import ack_counted, batch, memory, noop, single
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "latest.json"
-SCENARIOS = ("enrichment", "single", "batch100", "batch1000", "ack_counted", "noop")
+SCENARIOS = ("enrichment", "single", "batch100", "batch1000", "ack_counted", "noop", "stop")
 
 
 def enrichment_cost() -> dict[str, Any]:
@@ -334,6 +334,15 @@ class Runner:
                 results.setdefault("daemon", {})["stop"] = self.daemon.stop()
             except Exception as exc:
                 results["errors"].append(f"daemon stop: {type(exc).__name__}: {exc}")
+        if "stop" in self.wanted and not self.args.url:
+            # (7) on daemons of their own, after the run's daemon is gone: SIGTERM under load
+            from benchmarks import stoptime
+
+            self.console.rule("stop under load (SIGTERM to the group, then to the pid)")
+            results["stop"] = stoptime.run_all(stoptime.HOWS, keep_data=self.args.keep_data)
+            for res in results["stop"]:
+                if "error" in res or res.get("lost"):
+                    results["errors"].append(f"stop ({res['how']}): {res.get('error') or res}")
         if self.tmp:
             if self.args.keep_data or results["errors"]:
                 results["meta"]["kept_data_dir"] = str(self.tmp)

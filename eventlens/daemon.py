@@ -5,9 +5,11 @@ Used by ``eventlens serve`` and by the test suite, so both run exactly the same 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,19 +43,36 @@ def serve_env(settings: Settings) -> None:
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "5")
 
 
-def init_ray(settings: Settings, **kwargs: Any) -> None:
+def init_ray(settings: Settings, shield_sigterm: bool = False, **kwargs: Any) -> None:
+    """Start a local Ray (or join ``settings.ray_address``).
+
+    ``shield_sigterm`` (``eventlens serve``): the Ray processes started here (GCS, raylet, its
+    workers, HAProxy) inherit a blocked SIGTERM, as Ray already blocks SIGINT in them. A SIGTERM to
+    the whole process group (a terminal, systemd's ``KillMode=control-group``) then reaches only the
+    driver, which drains the shards and ends the cluster itself (``shutdown_ray``); without it the
+    GCS and raylet start shutting down under the drain, and every call of the driver waits for them
+    (60 s measured). SIGKILL still ends them, and Ray's fate-sharing ends them with the driver.
+    """
     import ray
 
     if ray.is_initialized():
         return
     serve_env(settings)
-    ray.init(
-        address=settings.ray_address or "local",
-        namespace=settings.namespace,
-        include_dashboard=False,
-        log_to_driver=False,
-        **kwargs,
-    )
+    joining = bool(settings.ray_address) and settings.ray_address != "local"
+    previous = None
+    if shield_sigterm and not joining:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        ray.init(
+            address=settings.ray_address or "local",
+            namespace=settings.namespace,
+            include_dashboard=False,
+            log_to_driver=False,
+            **kwargs,
+        )
+    finally:
+        if previous is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass
@@ -215,14 +234,17 @@ def check_redis_durability(settings: Settings) -> list[str]:
 
 
 def start(
-    cli: Mapping[str, Any] | Settings | None = None, config_path: Path = DEFAULT_CONFIG, wait_s: float = 120
+    cli: Mapping[str, Any] | Settings | None = None,
+    config_path: Path = DEFAULT_CONFIG,
+    wait_s: float = 120,
+    shield_sigterm: bool = False,
 ) -> Running:
     """Start Ray (or join it), migrate, start the actors and deploy every application of the config."""
     from ray import serve
 
     settings, config = resolve(cli, config_path)
     check_redis_durability(settings)
-    init_ray(settings)
+    init_ray(settings, shield_sigterm=shield_sigterm)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     demo = ensure_demo(settings)
     migrations = start_actors(settings)
@@ -267,11 +289,13 @@ def stop(
     import ray
     from ray import serve
 
+    t0 = time.monotonic()
     if shutdown_serve:
         serve.shutdown()
     else:
         for name in apps or []:
             serve.delete(name)
+    log.warning("stop: Serve stopped after %.2fs", time.monotonic() - t0)
     from eventlens.actors import registry
 
     states: list[dict[str, Any]] = []
@@ -286,5 +310,49 @@ def stop(
         ray.get(wh.close.remote(), timeout=30)
     except Exception as exc:  # already gone: killing it below is all that is left to do
         log.warning("warehouse did not close cleanly: %s", exc)
+    log.warning("stop: shards drained after %.2fs", time.monotonic() - t0)
     registry.kill_all(settings)
     return states
+
+
+def shutdown_ray() -> None:
+    """End the Ray this process started (after ``stop``): at once, with SIGKILL.
+
+    ``ray.shutdown`` sends each of its processes SIGTERM and waits up to 1 s for it; processes
+    started with ``shield_sigterm`` never see that SIGTERM, and after the drain nothing in them
+    needs a graceful end (the GCS holds no durable state; workers exit with their raylet).
+    """
+    import ray
+
+    node = getattr(ray._private.worker, "_global_node", None)
+    kill = getattr(node, "kill_all_processes", None)
+    started = [info.process.pid for infos in getattr(node, "all_processes", {}).values() for info in infos]
+    # the raylet's own children (workers, its agents, HAProxy under a worker) would otherwise wait
+    # for the SIGTERM they no longer see: end them with the processes ray.init started
+    tree = _descendants(started)
+    if kill is not None:
+        node.kill_all_processes = lambda **kw: kill(**{**kw, "allow_graceful": False})
+    ray.shutdown()
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(roots: list[int]) -> list[int]:
+    """Every process below ``roots`` (not the roots), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out: list[int] = []
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,7 +38,7 @@ def serve_command(
         stop.set()
 
     with cli_errors():
-        running = daemon.start(flags, config or daemon.DEFAULT_CONFIG)
+        running = daemon.start(flags, config or daemon.DEFAULT_CONFIG, shield_sigterm=True)
     # after ray.init, which installs its own fatal-signal handlers in the driver
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
@@ -65,10 +66,11 @@ def serve_command(
         typer.echo("Press Ctrl-C to stop.")
     while not stop.is_set():
         stop.wait(1.0)  # short waits so the signal handler runs promptly
+    t0 = time.monotonic()
     typer.echo("stopping: draining buffers…", err=True)
     states = daemon.stop(settings)
     left = sum(int(s.get("pending", 0)) for s in states)
-    typer.echo(f"stopped; {left} events left in the log for the next start", err=True)
-    import ray
-
-    ray.shutdown()
+    daemon.shutdown_ray()
+    typer.echo(
+        f"stopped in {time.monotonic() - t0:.1f}s; {left} events left in the log for the next start", err=True
+    )
