@@ -156,61 +156,32 @@ def resolve(
 
 
 def start_actors(settings: Settings) -> list[str]:
-    """Create (or find) the warehouse, presence and shard actors and wait until they answer.
+    """Run the cluster's start-up through the instance's bootstrap actor, the one code path shared
+    with ``serve deploy`` (where each replica's constructor asks the same actor); the CLI runs it
+    again even if a replica already did, so a restart recreates lost shards and drains orphan logs.
 
-    Waiting here means replay of any log left by a previous run has begun before traffic arrives.
+    Returns the ClickHouse migrations applied now.
     """
     import ray
 
-    from eventlens.actors import registry
+    from eventlens.actors.bootstrap import bootstrap_actor
 
-    # migrations run where storage is owned: in the chDB owner actor, or here against a server
-    owner = registry.storage_owner(settings)
-    if owner is not None:
-        applied = ray.get(owner.migrations.remote(), timeout=300)
-    else:
-        from eventlens.storage.migrations import apply_clickhouse_migrations
-
-        applied = apply_clickhouse_migrations(settings)
-    registry.presence_actor(settings)
-    shards = registry.shard_actors(settings)
-    ray.get([s.describe.remote() for s in shards], timeout=300)
-    drain_orphan_logs(settings)
-    return applied
+    result = ray.get(bootstrap_actor(settings).ensure.remote(settings.to_args(), again=True), timeout=600)
+    return list(result["migrations"])
 
 
 def orphan_logs(settings: Settings) -> list[int]:
-    """Shard numbers at or past ``settings.shards`` whose log still holds segments.
+    """Shard numbers at or past ``settings.shards`` whose log still holds segments."""
+    from eventlens.actors import bootstrap
 
-    Lowering the shard count leaves such logs behind when the last shutdown could not drain them
-    (storage down); no shard of the new count would ever read them.
-    """
-    from eventlens import backends
-
-    return sorted(i for i in backends.wal_indexes(settings) if i >= settings.shards)
+    return bootstrap.orphan_logs(settings)
 
 
 def drain_orphan_logs(settings: Settings) -> list[dict[str, Any]]:
-    """Flush orphaned shard logs into ClickHouse through a temporary shard each, then remove it.
+    """Flush orphaned shard logs through a temporary shard each (``actors.bootstrap``)."""
+    from eventlens.actors import bootstrap
 
-    The shard replays its log like any restarted shard, so tokens and exactly-once counting hold.
-    What cannot be flushed now (storage down) stays in the log for the next start.
-    """
-    import ray
-
-    from eventlens.actors import registry
-
-    states = []
-    for index in orphan_logs(settings):
-        actor = registry.shard_actor(settings, index)
-        state = ray.get(actor.stop.remote(), timeout=300)
-        ray.kill(actor, no_restart=True)
-        if state.get("pending"):
-            log.warning("shard %s (past EVENTLENS_SHARDS) still holds %s events", index, state["pending"])
-        else:
-            log.info("shard %s (past EVENTLENS_SHARDS): its log was flushed", index)
-        states.append(state)
-    return states
+    return bootstrap.drain_orphan_logs(settings)
 
 
 def check_redis_durability(settings: Settings) -> list[str]:

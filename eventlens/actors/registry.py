@@ -18,7 +18,7 @@ from eventlens.buffer.actor import BufferShard
 from eventlens.config import Settings
 
 
-def _opts(settings: Settings, role: str) -> dict[str, Any]:
+def actor_options(settings: Settings, role: str) -> dict[str, Any]:
     return {
         "name": settings.actor_name(role),
         "namespace": settings.namespace,
@@ -28,7 +28,7 @@ def _opts(settings: Settings, role: str) -> dict[str, Any]:
 
 
 def warehouse_actor(settings: Settings) -> Any:
-    return WarehouseActor.options(**_opts(settings, "warehouse")).remote(settings.to_args())
+    return WarehouseActor.options(**actor_options(settings, "warehouse")).remote(settings.to_args())
 
 
 def storage_owner(settings: Settings) -> Any | None:
@@ -37,11 +37,11 @@ def storage_owner(settings: Settings) -> Any | None:
 
 
 def presence_actor(settings: Settings) -> Any:
-    return PresenceActor.options(**_opts(settings, "presence")).remote(settings.live_window_s)
+    return PresenceActor.options(**actor_options(settings, "presence")).remote(settings.live_window_s)
 
 
 def shard_actor(settings: Settings, index: int) -> Any:
-    return BufferShard.options(**_opts(settings, f"shard-{index}")).remote(
+    return BufferShard.options(**actor_options(settings, f"shard-{index}")).remote(
         settings.to_args(), index, storage_owner(settings), presence_actor(settings)
     )
 
@@ -51,7 +51,7 @@ def shard_actors(settings: Settings) -> list[Any]:
 
 
 def all_actor_names(settings: Settings) -> list[str]:
-    roles = ["warehouse", "presence", *(f"shard-{i}" for i in range(settings.shards))]
+    roles = ["bootstrap", "warehouse", "presence", *(f"shard-{i}" for i in range(settings.shards))]
     return [settings.actor_name(r) for r in roles]
 
 

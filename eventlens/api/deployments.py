@@ -37,8 +37,9 @@ async def _lifespan(receive: Any, send: Any) -> None:
 class IngestDeployment:
     """``POST /track`` and ``/track/batch``: a raw ASGI app around ``TrackHandler``."""
 
-    def __init__(self, settings_args: dict[str, Any]) -> None:
+    async def __init__(self, settings_args: dict[str, Any]) -> None:
         from eventlens import backends
+        from eventlens.actors.bootstrap import ensure_started
         from eventlens.actors.registry import shard_actor, shard_actors
         from eventlens.api.auth import Authenticator
         from eventlens.api.track import TrackHandler
@@ -49,6 +50,8 @@ class IngestDeployment:
         from eventlens.ingest.useragent import warm_up
 
         settings = Settings(**settings_args)
+        # migrations, actors and orphan logs: once per cluster, also under `serve deploy`
+        await ensure_started(settings)
         warm_up()  # build the user-agent parsers now, not on the first request
         store = backends.metadata_store(settings)
         self.handler = TrackHandler(
@@ -86,12 +89,14 @@ class IngestDeployment:
 class ApiDeployment:
     """Insights, filters, health and readiness (FastAPI)."""
 
-    def __init__(self, settings_args: dict[str, Any]) -> None:
+    async def __init__(self, settings_args: dict[str, Any]) -> None:
         from eventlens import backends
+        from eventlens.actors.bootstrap import ensure_started
         from eventlens.actors.registry import presence_actor, storage_owner
         from eventlens.api.auth import Authenticator
 
         settings = Settings(**settings_args)
+        await ensure_started(settings)
         warehouse = storage_owner(settings)
         self.store = backends.metadata_store(settings)
         self.auth = Authenticator(self.store)
