@@ -134,10 +134,10 @@ class DaemonProcess:
         self._stderr = open(self.log_dir / "daemon.stderr.log", "wb")  # noqa: SIM115 - closed in stop()
         cmd = [*EVENTLENS, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--json"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        # HAProxy's side ports are fixed by default: free ones, so another daemon on this machine
-        # does not collide with this one
-        env.setdefault("RAY_SERVE_HAPROXY_METRICS_PORT", str(free_port()))
-        env.setdefault("RAY_SERVE_HAPROXY_STATS_PORT", str(free_port()))
+        # HAProxy's side ports are fixed by default (or inherited from a test session's Ray): free
+        # ones, so no other daemon or Ray on this machine collides with this one
+        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
         env.pop("RAY_ADDRESS", None)
         t0 = time.monotonic()
         self.proc = subprocess.Popen(

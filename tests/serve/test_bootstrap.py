@@ -53,14 +53,22 @@ def _orphan_log(settings: Any, index: int) -> None:
     log.close()
 
 
-def test_serve_run_without_the_cli_starts_up_once(daemons: DaemonManager, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def no_daemon(daemons: DaemonManager) -> DaemonManager:
+    """One set of applications per Serve cluster: none of the session's daemons now (stopped at
+    module scope, like a variant switch, before the per-test backend guard)."""
+    daemons.stop()
+    return daemons
+
+
+def test_serve_run_without_the_cli_starts_up_once(no_daemon: DaemonManager, tmp_path: Path) -> None:
     from ray import serve
 
     from eventlens import daemon
     from eventlens.actors import registry
     from eventlens.actors.bootstrap import bootstrap_actor
 
-    daemons.stop()  # one set of applications per Serve cluster: none of the session's daemons now
+    daemons = no_daemon
     settings = daemons.settings_for(
         "bootstrap", data_dir=tmp_path / "data", shards=1, ingest_replicas=2, insights_replicas=2
     )
