@@ -266,7 +266,7 @@ def stop(
     else:
         for name in apps or []:
             serve.delete(name)
-    log.warning("stop: Serve stopped after %.2fs", time.monotonic() - t0)
+    log.info("stop: Serve stopped after %.2fs", time.monotonic() - t0)
     from eventlens.actors import registry
 
     states: list[dict[str, Any]] = []
@@ -281,7 +281,7 @@ def stop(
         ray.get(wh.close.remote(), timeout=30)
     except Exception as exc:  # already gone: killing it below is all that is left to do
         log.warning("warehouse did not close cleanly: %s", exc)
-    log.warning("stop: shards drained after %.2fs", time.monotonic() - t0)
+    log.info("stop: shards drained after %.2fs", time.monotonic() - t0)
     registry.kill_all(settings)
     return states
 
