@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     # two ingest replicas: one Python process tops out near 13k batched events/s on two cores
     ingest_replicas: int = Field(default=2, ge=1)
     insights_replicas: int = Field(default=1, ge=1)
+    # On a cluster, 1 puts an ingest replica on every node (as many replicas as nodes) and gives a
+    # node that (re)joins a replica, and so a proxy, back; unset, Serve packs them as it likes.
+    ingest_max_replicas_per_node: int | None = Field(default=None, ge=1)
     max_ongoing_requests: int = Field(default=256, ge=1)
     insights_cache_ttl_s: int = Field(
         default=300, ge=0, le=300, description="Insight response cache lifetime; 0 turns caching off"

@@ -19,6 +19,10 @@ from typing import Any
 import httpx
 import pytest
 
+# Ray on loopback only (read when ray is imported): in cluster mode Ray would otherwise rewrite
+# 127.0.0.1 to the machine's interface address, which the simulated cluster's nodes do not use.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 MARIADB_URL = "mysql://root@127.0.0.1:3306"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -71,6 +75,30 @@ def _backends_need_markers(request: pytest.FixtureRequest, monkeypatch: pytest.M
         monkeypatch.setattr(clickhouse_connect, "get_client", get_client)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The simulated multi-node cluster replaces the session's Ray (one Ray per process): its
+    modules run last, after every test that uses the session's Ray."""
+    items.sort(key=lambda item: "tests/cluster/" in item.nodeid.replace("\\", "/"))
+
+
+MANAGERS: list[DaemonManager] = []
+
+
+def release_session_ray() -> None:
+    """Stop the session's daemon and Ray, so a simulated cluster can take over this process."""
+    import ray
+
+    for mgr in MANAGERS:
+        mgr.stop()
+    if ray.is_initialized():
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
 def free_port(low: int = 20000, high: int = 29000) -> int:
     """A free port below the kernel's ephemeral range (32768+), where Ray's own processes bind at
     random, and below Serve's direct-ingress ports (30000+): picked now, bound later, still free."""
@@ -103,6 +131,8 @@ def ray_session() -> Iterator[None]:
 
     init_ray(Settings(), num_cpus=2)
     yield
+    if not ray.is_initialized():  # a cluster module took over (and ended) Ray
+        return
     from ray import serve
 
     try:
@@ -279,6 +309,7 @@ def _clear_redis(url: str, pattern: str) -> None:
 @pytest.fixture(scope="session")
 def daemons(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonManager]:
     mgr = DaemonManager(tmp_path_factory.mktemp("daemons"), free_port())
+    MANAGERS.append(mgr)
     yield mgr
     mgr.stop()
     mgr.http.close()

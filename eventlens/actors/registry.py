@@ -18,17 +18,27 @@ from eventlens.buffer.actor import BufferShard
 from eventlens.config import Settings
 
 
-def _opts(settings: Settings, role: str) -> dict[str, Any]:
+def _opts(settings: Settings, role: str, strategy: Any = "DEFAULT") -> dict[str, Any]:
     return {
         "name": settings.actor_name(role),
         "namespace": settings.namespace,
         "lifetime": "detached",
         "get_if_exists": True,
+        # applies only when this call creates the actor (and to its restarts), not when it finds it
+        "scheduling_strategy": strategy,
     }
 
 
+def this_node() -> Any:
+    """Pinned to the node of the calling process, for good: embedded chDB's data directory is a
+    local directory, so its owner may never restart on another node (a single-node role)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+
+
 def warehouse_actor(settings: Settings) -> Any:
-    return WarehouseActor.options(**_opts(settings, "warehouse")).remote(settings.to_args())
+    return WarehouseActor.options(**_opts(settings, "warehouse", this_node())).remote(settings.to_args())
 
 
 def storage_owner(settings: Settings) -> Any | None:
@@ -40,8 +50,19 @@ def presence_actor(settings: Settings) -> Any:
     return PresenceActor.options(**_opts(settings, "presence")).remote(settings.live_window_s)
 
 
+def spread(index: int) -> Any:
+    """The ``index``-th live node (by id), softly: shards land one per node in turn, and one whose
+    node died restarts on a survivor. Ray's SPREAD left zero-CPU actors all on one node here."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    if len(nodes) < 2:
+        return "DEFAULT"
+    return NodeAffinitySchedulingStrategy(node_id=nodes[index % len(nodes)], soft=True)
+
+
 def shard_actor(settings: Settings, index: int) -> Any:
-    return BufferShard.options(**_opts(settings, f"shard-{index}")).remote(
+    return BufferShard.options(**_opts(settings, f"shard-{index}", spread(index))).remote(
         settings.to_args(), index, storage_owner(settings), presence_actor(settings)
     )
 

@@ -110,7 +110,9 @@ class ApiDeployment:
 def build_ingest_app(args: dict[str, Any]) -> Application:
     settings = load_settings(**args)
     return IngestDeployment.options(
-        num_replicas=settings.ingest_replicas, max_ongoing_requests=settings.max_ongoing_requests
+        num_replicas=settings.ingest_replicas,
+        max_ongoing_requests=settings.max_ongoing_requests,
+        max_replicas_per_node=settings.ingest_max_replicas_per_node,
     ).bind(settings.to_args())
 
 
