@@ -140,7 +140,9 @@ class Warehouse:
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         with self._write_lock:
-            return self._write.command(sql, parameters=dict(parameters or {}), settings=self._migrate_settings)
+            return self._write.command(
+                sql, parameters=dict(parameters or {}), settings=self._migrate_settings
+            )
 
     # reads -------------------------------------------------------------------------------------
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:

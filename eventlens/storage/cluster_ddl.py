@@ -92,7 +92,9 @@ _MERGE_TREES = frozenset(
     }
 )
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_CREATE_TABLE_RE = re.compile(rf"^CREATE\s+TABLE\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<name>{_IDENT})\s*\(", re.I)
+_CREATE_TABLE_RE = re.compile(
+    rf"^CREATE\s+TABLE\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<name>{_IDENT})\s*\(", re.I
+)
 _ENGINE_RE = re.compile(rf"^\s*ENGINE\s*=\s*(?P<engine>{_IDENT})\s*", re.I)
 _CREATE_MV_RE = re.compile(
     rf"^CREATE\s+MATERIALIZED\s+VIEW\s+(?P<ine>IF\s+NOT\s+EXISTS\s+)?(?P<name>{_IDENT})\s+"
@@ -244,7 +246,9 @@ class ClusterRewriter:
         assert head is not None
         name = head["name"]
         if name.endswith(LOCAL_SUFFIX):
-            raise ClusterDDLError(f"table {name}: the {LOCAL_SUFFIX} suffix is reserved for the cluster rewrite")
+            raise ClusterDDLError(
+                f"table {name}: the {LOCAL_SUFFIX} suffix is reserved for the cluster rewrite"
+            )
         if name in self.tables:
             raise ClusterDDLError(f"table {name} is created twice")
         open_at = head.end() - 1
@@ -304,7 +308,9 @@ class ClusterRewriter:
 
         select = _TABLE_REF_RE.sub(local, select)
         if len(sources) != 1:
-            raise ClusterDDLError(f"materialized view {mv['name']} must read exactly one table, not {sources}")
+            raise ClusterDDLError(
+                f"materialized view {mv['name']} must read exactly one table, not {sources}"
+            )
         ine = "IF NOT EXISTS " if mv["ine"] else ""
         return f"CREATE MATERIALIZED VIEW {ine}{mv['name']} {self.on} TO {target.name}{LOCAL_SUFFIX} AS\n{select}"
 
@@ -318,7 +324,9 @@ class ClusterRewriter:
         local_only = [c for c in commands if _ALTER_LOCAL_RE.match(c)]
         unknown = [c for c in commands if c not in columns and c not in local_only]
         if unknown:
-            raise ClusterDDLError(f"ALTER TABLE {name}: command not understood by the cluster rewrite: {unknown[0]!r}")
+            raise ClusterDDLError(
+                f"ALTER TABLE {name}: command not understood by the cluster rewrite: {unknown[0]!r}"
+            )
         out = [f"ALTER TABLE {table.name}{LOCAL_SUFFIX} {self.on} {', '.join(commands)}"]
         if columns:
             out.append(f"ALTER TABLE {table.name} {self.on} {', '.join(columns)}")
