@@ -327,7 +327,8 @@ class ClusterRewriter:
             raise ClusterDDLError(
                 f"ALTER TABLE {name}: command not understood by the cluster rewrite: {unknown[0]!r}"
             )
-        out = [f"ALTER TABLE {table.name}{LOCAL_SUFFIX} {self.on} {', '.join(commands)}"]
+        local = _DEDUP_WINDOW_RE.sub("replicated_deduplication_window", ", ".join(commands))
+        out = [f"ALTER TABLE {table.name}{LOCAL_SUFFIX} {self.on} {local}"]
         if columns:
             out.append(f"ALTER TABLE {table.name} {self.on} {', '.join(columns)}")
         return out

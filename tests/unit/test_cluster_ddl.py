@@ -50,13 +50,24 @@ def test_every_shipped_statement_is_understood_and_every_table_has_a_sharding_ke
     creates = [s for s in original() if CREATE_RE.match(s)]
     views = [s for s in original() if MV_RE.match(s)]
     inserts = [s for s in original() if s.startswith("INSERT INTO")]
-    assert len(creates) + len(views) + len(inserts) == len(original())  # nothing else in the files
-    assert len(out) == 2 * len(creates) + len(views) + len(inserts)
+    settings = [s for s in original() if re.match(r"^ALTER TABLE \w+ MODIFY SETTING ", s)]
+    # nothing else in the files
+    assert len(creates) + len(views) + len(inserts) + len(settings) == len(original())
+    assert len(out) == 2 * len(creates) + len(views) + len(inserts) + len(settings)
+
+
+def test_setting_changes_go_to_the_local_tables_with_the_replicated_window() -> None:
+    alters = [s for s in rewritten() if s.startswith("ALTER TABLE")]
+    assert alters  # 0009: the rollups' deduplication window
+    for sql in alters:
+        assert re.match(
+            rf"^ALTER TABLE \w+_local {ON} MODIFY SETTING replicated_deduplication_window = 10000$", sql
+        )
 
 
 def test_every_ddl_statement_runs_on_the_cluster() -> None:
     for statement in rewritten():
-        if statement.startswith("CREATE"):
+        if statement.startswith(("CREATE", "ALTER")):
             assert ON in statement.split("\n", 1)[0], statement[:120]
         else:
             assert statement.startswith("INSERT INTO") and "ON CLUSTER" not in statement
