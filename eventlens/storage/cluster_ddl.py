@@ -34,10 +34,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from eventlens.storage.migrations import Migration
+# a ``migrations.Migration`` (a dataclass with ``statements``); not imported: the runner imports us
+M = TypeVar("M", bound=Any)
 
 __all__ = [
     "CLUSTER_RE",
@@ -340,7 +340,7 @@ def rewrite_statements(statements: Iterable[str], cluster: str, database: str) -
     return [out for statement in statements for out in rewriter.rewrite(statement)]
 
 
-def for_cluster(migrations: Sequence[Migration], cluster: str, database: str) -> list[Migration]:
+def for_cluster(migrations: Sequence[M], cluster: str, database: str) -> list[M]:
     """The migrations with their statements rewritten for ``cluster``; names and checksums stay
     those of the files (the ledger records what the files say, whichever form ran)."""
     rewriter = ClusterRewriter(cluster, database)
