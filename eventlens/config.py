@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         default=None, description="http(s)://user:pass@host:8123 or chdb://dir; default chDB in data_dir"
     )
     clickhouse_database: str = Field(default="eventlens", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    # goes into DDL text: the same strict pattern as eventlens.storage.cluster_ddl.CLUSTER_RE
+    clickhouse_cluster: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$",
+        description="A ClickHouse server's cluster (remote_servers): ON CLUSTER DDL, Replicated*MergeTree "
+        "local tables behind Distributed tables; needs a server URL",
+    )
     metadata_url: str | None = Field(
         default=None, description="mysql://user:pass@host:3306/db or sqlite:///file; default SQLite"
     )
@@ -132,6 +139,11 @@ class Settings(BaseSettings):
     def _check_urls(self) -> Settings:
         if self.clickhouse_url and not self.clickhouse_url.startswith(("chdb://", "http://", "https://")):
             raise ValueError("clickhouse_url must start with chdb://, http:// or https://")
+        if self.clickhouse_cluster and self.embedded_clickhouse:
+            raise ValueError(
+                "clickhouse_cluster needs a ClickHouse server (clickhouse_url=http(s)://...): "
+                "embedded chDB has no clusters, replication or Distributed tables"
+            )
         if self.metadata_url and not self.metadata_url.startswith(("sqlite://", "mysql://")):
             raise ValueError("metadata_url must start with sqlite:// or mysql://")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -99,6 +99,22 @@ def release_session_ray() -> None:
             ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def storage_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The storage suite's ``Warehouse``: the ClickHouse server in ``EVENTLENS_TEST_CLICKHOUSE_URL``
+    (a database of this module's own, dropped afterwards), else a chDB directory of this module's
+    own (one chDB per process at a time: module scope). Tests using it are marked ``storage`` and
+    ``chdb`` (chDB is what they open unless a server is given)."""
+    from tests.storage import open_storage, release_storage, storage_target
+
+    target = storage_target(tmp_path_factory.mktemp("chdb"))
+    wh = open_storage(target)
+    try:
+        yield wh
+    finally:
+        release_storage(wh, target)
+
+
 def free_port(low: int = 20000, high: int = 29000) -> int:
     """A free port below the kernel's ephemeral range (32768+), where Ray's own processes bind at
     random, and below Serve's direct-ingress ports (30000+): picked now, bound later, still free."""
