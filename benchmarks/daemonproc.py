@@ -113,6 +113,10 @@ class DaemonProcess:
     port: int
     log_dir: Path
     startup_timeout_s: float = 300.0
+    # another program printing what ``eventlens serve --json`` prints (benchmarks.simcluster), and
+    # environment for it (EVENTLENS_* settings)
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     started_s: float = 0.0
@@ -129,8 +133,9 @@ class DaemonProcess:
     def start(self, credentials: dict[str, Any] | None = None) -> Target:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._stderr = open(self.log_dir / "daemon.stderr.log", "wb")  # noqa: SIM115 - closed in stop()
-        cmd = [str(EVENTLENS), "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--json"]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        cmd = self.command or [str(EVENTLENS), "serve"]
+        cmd = [*cmd, "--data-dir", str(self.data_dir), "--port", str(self.port), "--json"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             cmd,

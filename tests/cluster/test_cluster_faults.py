@@ -20,9 +20,9 @@ import httpx
 import pytest
 import ray
 
+from benchmarks.simcluster import SimulatedCluster, Worker
 from tests.cluster.load import Traffic
 from tests.cluster.services import MariaDBServer, RedisServer
-from tests.cluster.simulated import SimulatedCluster, Worker
 from tests.conftest import Creds, Daemon, free_port, release_session_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.mariadb, pytest.mark.chdb]

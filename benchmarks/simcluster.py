@@ -1,4 +1,11 @@
-"""A Ray cluster of several nodes on this one machine, with Ray's own ``ray.cluster_utils.Cluster``.
+"""A Ray cluster of several nodes on this one machine, with Ray's own ``ray.cluster_utils.Cluster``;
+used by the cluster tests (tests/cluster) and, run as a program, by ``benchmarks.run --mode cluster``:
+
+    python -m benchmarks.simcluster --data-dir D --port P [--workers 2] [--json]
+
+starts the cluster, then the daemon on it (``eventlens.daemon.start``, the ``EVENTLENS_*``
+environment applies: give it ``EVENTLENS_REDIS_URL``, since nodes must not share a file log), prints
+what ``eventlens serve --json`` prints, and on SIGTERM or Ctrl-C drains and takes the cluster down.
 
 Every node runs on loopback (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` keeps Ray from rewriting
 127.0.0.1 to the machine's interface address), gets the ``RAY_SERVE_*`` variables before it starts,
@@ -14,9 +21,24 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-import psutil
+from benchmarks._psutil import psutil
 
-from tests.conftest import free_port
+
+def free_port(low: int = 20000, high: int = 29000) -> int:
+    """A free port below the ephemeral range, where Ray's own processes bind at random."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randint(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
 
 HEALTH_CHECKS = {
     "health_check_initial_delay_ms": 0,
@@ -119,3 +141,63 @@ class SimulatedCluster:
         for worker in list(self.workers):
             self.crash(worker)
         self.cluster.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+    import sys
+    import threading
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.simcluster", description=__doc__.split("\n")[0])
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--workers", type=int, default=2, help="worker nodes beside the head (one CPU each)")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    if not os.environ.get("EVENTLENS_REDIS_URL"):
+        ap.error("set EVENTLENS_REDIS_URL: the nodes' shards must log to Redis, not to a shared file")
+    sim = SimulatedCluster().start(workers=args.workers)
+    stop = threading.Event()
+    try:
+        from eventlens import daemon
+
+        nodes = args.workers + 1
+        flags = {
+            "ray_address": sim.address,
+            "data_dir": args.data_dir,
+            "port": args.port,
+            "shards": int(os.environ.get("EVENTLENS_SHARDS", nodes)),
+            "ingest_replicas": nodes,
+            "ingest_max_replicas_per_node": 1,
+        }
+        running = daemon.start(flags)
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        info: dict[str, Any] = {
+            "url": running.url,
+            "nodes": nodes,
+            "worker_urls": [w.url for w in sim.workers],
+            "data_dir": str(args.data_dir),
+        }
+        if running.demo:
+            d = running.demo
+            info["demo"] = {
+                "projectId": d.project_id,
+                "write": {"clientId": d.write_client_id, "clientSecret": d.write_secret},
+                "read": {"clientId": d.read_client_id, "clientSecret": d.read_secret},
+            }
+        print(json.dumps(info, indent=2) if args.json else f"listening on {running.url}", flush=True)
+        while not stop.is_set():
+            stop.wait(1.0)
+        states = daemon.stop(running.settings)
+        left = sum(int(s.get("pending", 0)) for s in states)
+        print(f"stopped; {left} events left in the log for the next start", file=sys.stderr, flush=True)
+    finally:
+        sim.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
