@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -315,3 +317,20 @@ def test_dashboard_queries_only_metrics_the_code_defines() -> None:
     for panel in board["panels"]:
         if panel.get("type") != "row":
             assert panel["datasource"]["uid"] == "${" + var["name"] + "}", panel["title"]
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path: Path) -> None:
+    """Every panel query parses: promtool checks them as recording rules (Grafana's
+    ``$__rate_interval`` replaced by a fixed range)."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: scripts/services.sh installs it (Debian's prometheus package)"
+    exprs = _targets(json.loads(DASHBOARD.read_text())["panels"])
+    rules = [
+        {"record": f"eventlens:panel_{i}", "expr": e.replace("$__rate_interval", "5m")}
+        for i, e in enumerate(exprs)
+    ]
+    path = tmp_path / "rules.json"  # YAML is a superset of JSON
+    path.write_text(json.dumps({"groups": [{"name": "dashboard", "rules": rules}]}))
+    r = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{len(rules)} rules found" in r.stdout
