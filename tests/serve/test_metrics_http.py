@@ -78,6 +78,23 @@ def values(now: Scrape, name: str, **match: str) -> list[float]:
     ]
 
 
+def settled(port: int, timeout: float = 30) -> Scrape:
+    """A scrape once the counts recorded so far have all arrived (the agent receives them each
+    second): two scrapes 2 s apart agree on every counter and histogram."""
+    deadline = time.monotonic() + timeout
+
+    def counts(now: Scrape) -> Scrape:
+        return {k: v for k, v in now.items() if re.search(r"_(total|count|sum|bucket)$", k[0])}
+
+    last = scrape(port)
+    while True:
+        time.sleep(2)
+        now = scrape(port)
+        if counts(now) == counts(last) or time.monotonic() > deadline:
+            return now
+        last = now
+
+
 def wait_for(
     port: int,
     check: Callable[[Scrape], bool],
@@ -99,7 +116,7 @@ def test_ingest_outcomes_flushes_and_insights_are_counted(embedded: Daemon, metr
     d = embedded
     creds = d.new_project()
     devices = [f"m-dev-{i}" for i in range(5)]
-    before = scrape(metrics_port)
+    before = settled(metrics_port)  # the daemon's own start-up probes included
     h = creds.write_headers()
     # 5 single events, one per device, and one client retry of the first (same id): a duplicate
     for i, dev in enumerate(devices):
@@ -168,7 +185,7 @@ def test_ingest_outcomes_flushes_and_insights_are_counted(embedded: Daemon, metr
     assert max(values(after, "ray_eventlens_live_visitors")) >= len(devices)
 
     # insight routes: latency per route and the cache's answer, as the replies' x-cache said
-    before = scrape(metrics_port)
+    before = settled(metrics_port)
     seen: dict[tuple[str, str], int] = {}
     for route in ("metrics", "metrics", "pages"):
         r = d.http.get(f"/insights/{creds.project_id}/{route}", headers=creds.read_headers())
@@ -192,7 +209,7 @@ def test_flush_errors_restart_and_replay_are_counted(embedded: Daemon, metrics_p
     creds = d.new_project()
     warehouse = d.actor("warehouse")
     shard0 = d.actor("shard-0")
-    before = scrape(metrics_port)
+    before = settled(metrics_port)
     ray.get(warehouse.pause_writes.remote(True))  # inserts fail: the shards keep events in their logs
     try:
         n = 60
