@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from benchmarks.scenarios.batch import bodies
-from eventlens.buffer.core import BufferConfig, BufferCore, FlushObserver
+from eventlens.buffer.core import BufferConfig, BufferCore
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
 from eventlens.ingest.context import build_context
@@ -74,7 +74,7 @@ def run(mode: str, batches: int, devices: int) -> dict[str, float]:
     blobs = make_blobs(batches, devices, now)
     if mode != "default":
         tune_gc()
-    observer, shard, ingest = FlushObserver(), None, None
+    observer, shard, ingest = None, None, None
     if mode in ("ray", "metrics"):
         _start_ray()  # its processes share the cores: compare "metrics" with "ray", not "tuned"
     if mode == "metrics":

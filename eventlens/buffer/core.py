@@ -18,7 +18,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from eventlens.buffer.profiles import ProfileBook, ProfileLoader
 from eventlens.buffer.sessions import Sessionizer
@@ -83,14 +83,22 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class FlushObserver:
-    """What a flush reports (``eventlens.metrics.ShardMetrics`` in the actor); these record nothing."""
+class FlushObserver(Protocol):
+    """What a flush reports (``eventlens.metrics.ShardMetrics`` in the actor)."""
 
     def inserted(self, table: str, rows: int, seconds: float) -> None:
         """One table's insert of one segment succeeded."""
 
     def stored(self, lag_s: float) -> None:
         """A segment is stored in every table, ``lag_s`` after its oldest record was logged."""
+
+
+class _Unobserved:
+    def inserted(self, table: str, rows: int, seconds: float) -> None:
+        pass
+
+    def stored(self, lag_s: float) -> None:
+        pass
 
 
 class BufferCore:
@@ -104,7 +112,7 @@ class BufferCore:
         observer: FlushObserver | None = None,
     ) -> None:
         self.config = config
-        self.observer = observer or FlushObserver()
+        self.observer: FlushObserver = observer or _Unobserved()
         self.profiles = ProfileBook(load_profile, RECENT_IDS // 4)
         # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
         # state every flushed segment left behind (see ``recover``).
