@@ -41,6 +41,13 @@ class Settings(BaseSettings):
         description="Prefix of actor names, so several daemons can share one Ray cluster",
     )
     ray_address: str | None = Field(default=None, description="Join this Ray cluster (else start one)")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="When the daemon starts Ray itself: the port of Ray's metrics agent (Prometheus "
+        "format, /metrics); else Ray picks one. A cluster sets it with `ray start --metrics-export-port`",
+    )
 
     # storage back ends
     clickhouse_url: str | None = Field(

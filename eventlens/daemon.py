@@ -47,6 +47,8 @@ def init_ray(settings: Settings, **kwargs: Any) -> None:
     if ray.is_initialized():
         return
     serve_env(settings)
+    if settings.metrics_port and "_metrics_export_port" not in kwargs:
+        kwargs["_metrics_export_port"] = settings.metrics_port  # operator metrics (eventlens.metrics)
     ray.init(
         address=settings.ray_address or "local",
         namespace=settings.namespace,

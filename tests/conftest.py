@@ -27,7 +27,7 @@ MARIADB_URL = "mysql://root@127.0.0.1:3306"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Fixtures that run a daemon on the test Ray cluster: a test using one must be marked ``ray``.
-RAY_FIXTURES = frozenset({"ray_session", "daemons", "embedded", "shared"})
+RAY_FIXTURES = frozenset({"ray_session", "daemons", "embedded", "shared", "metrics_port"})
 
 
 def _refuse(backend: str, nodeid: str) -> Any:
@@ -131,6 +131,16 @@ def free_port(low: int = 20000, high: int = 29000) -> int:
     raise RuntimeError("no free port")
 
 
+# where this session's Ray serves its metrics (Prometheus format), picked when Ray starts
+_metrics_port: list[int] = []
+
+
+@pytest.fixture(scope="session")
+def metrics_port(ray_session: None) -> int:
+    """The port of the test Ray's metrics agent: ``http://127.0.0.1:<port>/metrics``."""
+    return _metrics_port[0]
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     # HAProxy's side ports are fixed by default; pick free ones so a daemon running elsewhere on
@@ -145,7 +155,14 @@ def ray_session() -> Iterator[None]:
     from eventlens.config import Settings
     from eventlens.daemon import init_ray
 
-    init_ray(Settings(), num_cpus=2)
+    # metrics reported to the agent every second (default 10 s), so a test sees them soon
+    _metrics_port.append(free_port())
+    init_ray(
+        Settings(),
+        num_cpus=2,
+        _metrics_export_port=_metrics_port[0],
+        _system_config={"metrics_report_interval_ms": 1000},
+    )
     yield
     if not ray.is_initialized():  # a cluster module took over (and ended) Ray
         return
