@@ -116,6 +116,10 @@ class DaemonProcess:
     port: int
     log_dir: Path
     startup_timeout_s: float = 300.0
+    # another program printing what ``eventlens serve --json`` prints (benchmarks.simcluster), and
+    # environment for it (EVENTLENS_* settings)
+    command: list[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     started_s: float = 0.0
@@ -132,13 +136,15 @@ class DaemonProcess:
     def start(self, credentials: dict[str, Any] | None = None) -> Target:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._stderr = open(self.log_dir / "daemon.stderr.log", "wb")  # noqa: SIM115 - closed in stop()
-        cmd = [*EVENTLENS, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port), "--json"]
+        cmd = self.command or [*EVENTLENS, "serve"]
+        cmd = [*cmd, "--data-dir", str(self.data_dir), "--port", str(self.port), "--json"]
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         # HAProxy's side ports are fixed by default (or inherited from a test session's Ray): free
         # ones, so no other daemon or Ray on this machine collides with this one
         env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
         env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
         env.pop("RAY_ADDRESS", None)
+        env.update(self.env)
         t0 = time.monotonic()
         self.proc = subprocess.Popen(
             cmd,

@@ -1,8 +1,14 @@
 """Run every benchmark scenario against one Event Lens daemon and report.
 
-    python -m benchmarks.run [--duration 20] [--concurrency 64] [--json out.json]
+    python -m benchmarks.run [--mode embedded|shared|cluster] [--duration 20] [--concurrency 64] [--json out.json]
     python -m benchmarks.run --url http://127.0.0.1:8000 --project P \\
         --write-id W --write-secret WS --read-id R --read-secret RS [--daemon-pid PID] [--ray-address A]
+
+Modes (a daemon the runner starts): ``embedded`` (the defaults: file log, embedded metadata),
+``shared`` (shards log to Redis, metadata in MariaDB: a private Redis with AOF fsync on every write,
+started for the run, and a fresh database on ``--mariadb-url``), ``cluster`` (``shared`` on a
+simulated three-node Ray cluster on this machine, ``benchmarks.simcluster``: one shard and one
+ingest replica per node; the three nodes share this machine's cores).
 
 Without ``--url`` the runner starts its own daemon (``eventlens serve --json``, in its own session)
 on a fresh temporary data directory and a free port, takes the demo credentials it prints, runs the
@@ -30,7 +36,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from benchmarks import report
+from benchmarks import report, sharedmode
 from benchmarks._psutil import psutil
 from benchmarks.common import Bench
 from benchmarks.daemonproc import (
@@ -77,6 +83,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     g.add_argument(
         "--ray-address", help="its Ray GCS address for the no-op app (read from its raylet if omitted)"
+    )
+    ap.add_argument(
+        "--mode", choices=("embedded", "shared", "cluster"), default="embedded", help="what daemon to start"
+    )
+    ap.add_argument(
+        "--mariadb-url", default="mysql://root@127.0.0.1:3306", help="server for shared/cluster metadata"
     )
     ap.add_argument("--duration", type=float, default=20.0, help="measured seconds per load scenario")
     ap.add_argument("--warmup", type=float, default=3.0, help="unmeasured seconds before each load scenario")
@@ -193,12 +205,14 @@ class Runner:
                 "warmup_s": args.warmup,
                 "concurrency": args.concurrency,
                 "batch_concurrency": args.batch_concurrency,
+                "mode": "external" if args.url else args.mode,
             },
             "scenarios": {},
             "errors": [],
         }
         self.wanted = set(args.only.split(",")) if args.only else set(SCENARIOS)
         self.daemon: DaemonProcess | None = None
+        self.shared: sharedmode.SharedStorage | None = None
         self.monitor: memory.TreeMonitor | None = None
         self.tmp: Path | None = None
 
@@ -243,6 +257,14 @@ class Runner:
             return target, args.daemon_pid or find_daemon_pid(args.url), self.started
         self.tmp = Path(tempfile.mkdtemp(prefix="eventlens-bench-"))
         self.daemon = DaemonProcess(self.tmp / "data", free_port(), self.tmp / "logs")
+        if args.mode != "embedded":
+            self.shared = sharedmode.SharedStorage(self.tmp, args.mariadb_url)
+            self.daemon.env = self.shared.start()
+            self.results["meta"]["shared_storage"] = self.shared.describe()
+        if args.mode == "cluster":
+            self.daemon.command = [sys.executable, "-m", "benchmarks.simcluster"]
+            # it runs from the temporary directory: find this checkout's benchmarks package
+            self.daemon.env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
         self.console.print(f"starting daemon: data {self.tmp / 'data'} …")
         target = self.daemon.start()
         daemon_pid = self.daemon.pid
@@ -334,8 +356,10 @@ class Runner:
                 results.setdefault("daemon", {})["stop"] = self.daemon.stop()
             except Exception as exc:
                 results["errors"].append(f"daemon stop: {type(exc).__name__}: {exc}")
+        if self.shared:
+            self.shared.stop()
         if "stop" in self.wanted and not self.args.url:
-            # (7) on daemons of their own, after the run's daemon is gone: SIGTERM under load
+            # (7) on embedded daemons of their own, after the run's daemon is gone: SIGTERM under load
             from benchmarks import stoptime
 
             self.console.rule("stop under load (SIGTERM to the group, then to the pid)")

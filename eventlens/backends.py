@@ -129,7 +129,7 @@ def writer(settings: Settings, warehouse: Any | None) -> Writer:
     versions = None
     if settings.redis_url:
         versions = RedisVersionBump(redis_client(settings), redis_key(settings.instance, "data-version"))
-    wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
+    wh = Warehouse.from_settings(settings)
     return ServerWriter(wh, settings.insert_format, versions)
 
 
@@ -139,7 +139,7 @@ def reader(settings: Settings, warehouse: Any | None) -> Reader:
         return ActorReader(warehouse)
     from eventlens.storage.clickhouse import Warehouse
 
-    return ServerReader(Warehouse(settings.clickhouse_dsn, settings.clickhouse_database))
+    return ServerReader(Warehouse.from_settings(settings))
 
 
 def insight_cache(settings: Settings, warehouse: Any | None) -> InsightCache:

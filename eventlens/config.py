@@ -41,12 +41,26 @@ class Settings(BaseSettings):
         description="Prefix of actor names, so several daemons can share one Ray cluster",
     )
     ray_address: str | None = Field(default=None, description="Join this Ray cluster (else start one)")
+    metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="When the daemon starts Ray itself: the port of Ray's metrics agent (Prometheus "
+        "format, /metrics); else Ray picks one. A cluster sets it with `ray start --metrics-export-port`",
+    )
 
     # storage back ends
     clickhouse_url: str | None = Field(
         default=None, description="http(s)://user:pass@host:8123 or chdb://dir; default chDB in data_dir"
     )
     clickhouse_database: str = Field(default="eventlens", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    # goes into DDL text: the same strict pattern as eventlens.storage.cluster_ddl.CLUSTER_RE
+    clickhouse_cluster: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,62}$",
+        description="A ClickHouse server's cluster (remote_servers): ON CLUSTER DDL, Replicated*MergeTree "
+        "local tables behind Distributed tables; needs a server URL",
+    )
     metadata_url: str | None = Field(
         default=None, description="mysql://user:pass@host:3306/db or sqlite:///file; default SQLite"
     )
@@ -60,6 +74,9 @@ class Settings(BaseSettings):
     # two ingest replicas: one Python process tops out near 13k batched events/s on two cores
     ingest_replicas: int = Field(default=2, ge=1)
     insights_replicas: int = Field(default=1, ge=1)
+    # On a cluster, 1 puts an ingest replica on every node (as many replicas as nodes) and gives a
+    # node that (re)joins a replica, and so a proxy, back; unset, Serve packs them as it likes.
+    ingest_max_replicas_per_node: int | None = Field(default=None, ge=1)
     max_ongoing_requests: int = Field(default=256, ge=1)
     # Load shedding at the door: a request waiting for one of an ingest replica's
     # max_ongoing_requests slots counts against this; past it Serve answers 503 + Retry-After
@@ -138,6 +155,11 @@ class Settings(BaseSettings):
     def _check_urls(self) -> Settings:
         if self.clickhouse_url and not self.clickhouse_url.startswith(("chdb://", "http://", "https://")):
             raise ValueError("clickhouse_url must start with chdb://, http:// or https://")
+        if self.clickhouse_cluster and self.embedded_clickhouse:
+            raise ValueError(
+                "clickhouse_cluster needs a ClickHouse server (clickhouse_url=http(s)://...): "
+                "embedded chDB has no clusters, replication or Distributed tables"
+            )
         if self.metadata_url and not self.metadata_url.startswith(("sqlite://", "mysql://")):
             raise ValueError("metadata_url must start with sqlite:// or mysql://")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

@@ -58,6 +58,8 @@ def init_ray(settings: Settings, shield_sigterm: bool = False, **kwargs: Any) ->
     if ray.is_initialized():
         return
     serve_env(settings)
+    if settings.metrics_port and "_metrics_export_port" not in kwargs:
+        kwargs["_metrics_export_port"] = settings.metrics_port  # operator metrics (eventlens.metrics)
     joining = bool(settings.ray_address) and settings.ray_address != "local"
     previous = None
     if shield_sigterm and not joining:

@@ -21,6 +21,11 @@ def table_of(record: Record) -> str:
     return record.get(TABLE_KEY, DEFAULT_TABLE)
 
 
+class Duplicate(dict[str, str]):
+    """A shard's answer to an event whose id it already logged (a client retry): the first
+    answer, equal to it and serialised like it, whose type tells the replica to count a duplicate."""
+
+
 # Event names with a meaning of their own.
 PAGE_VIEWS = frozenset(("page_view", "screen_view"))
 MARKERS = frozenset(("session_start", "session_end"))

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Make sure the test suite's real services answer: MariaDB on 127.0.0.1:3306 (root, empty
-# password) and Redis on 127.0.0.1:6379. Installs them from Debian's packages when missing.
+# password) and Redis on 127.0.0.1:6379. Installs them from Debian's packages when missing, and
+# promtool (Debian's prometheus package), which the metrics test runs on its scrape.
 set -euo pipefail
 have_port() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 apt_install() {
   if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
+
+# the package's own server is not wanted: no service is started in a container, and --no-install-
+# recommends leaves out the node exporter
+command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
 
 if ! have_port 6379; then
   command -v redis-server >/dev/null || apt_install redis-server

@@ -19,11 +19,15 @@ from typing import Any
 import httpx
 import pytest
 
+# Ray on loopback only (read when ray is imported): in cluster mode Ray would otherwise rewrite
+# 127.0.0.1 to the machine's interface address, which the simulated cluster's nodes do not use.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 MARIADB_URL = "mysql://root@127.0.0.1:3306"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Fixtures that run a daemon on the test Ray cluster: a test using one must be marked ``ray``.
-RAY_FIXTURES = frozenset({"ray_session", "daemons", "embedded", "shared"})
+RAY_FIXTURES = frozenset({"ray_session", "daemons", "embedded", "shared", "metrics_port"})
 
 
 def _refuse(backend: str, nodeid: str) -> Any:
@@ -71,6 +75,46 @@ def _backends_need_markers(request: pytest.FixtureRequest, monkeypatch: pytest.M
         monkeypatch.setattr(clickhouse_connect, "get_client", get_client)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The simulated multi-node cluster replaces the session's Ray (one Ray per process): its
+    modules run last, after every test that uses the session's Ray."""
+    items.sort(key=lambda item: "tests/cluster/" in item.nodeid.replace("\\", "/"))
+
+
+MANAGERS: list[DaemonManager] = []
+
+
+def release_session_ray() -> None:
+    """Stop the session's daemon and Ray, so a simulated cluster can take over this process."""
+    import ray
+
+    for mgr in MANAGERS:
+        mgr.stop()
+    if ray.is_initialized():
+        from ray import serve
+
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def storage_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The storage suite's ``Warehouse``: the ClickHouse server in ``EVENTLENS_TEST_CLICKHOUSE_URL``
+    (a database of this module's own, dropped afterwards), else a chDB directory of this module's
+    own (one chDB per process at a time: module scope). Tests using it are marked ``storage`` and
+    ``chdb`` (chDB is what they open unless a server is given)."""
+    from tests.storage import open_storage, release_storage, storage_target
+
+    target = storage_target(tmp_path_factory.mktemp("chdb"))
+    wh = open_storage(target)
+    try:
+        yield wh
+    finally:
+        release_storage(wh, target)
+
+
 def free_port(low: int = 20000, high: int = 29000) -> int:
     """A free port below the kernel's ephemeral range (32768+), where Ray's own processes bind at
     random, and below Serve's direct-ingress ports (30000+): picked now, bound later, still free."""
@@ -87,6 +131,16 @@ def free_port(low: int = 20000, high: int = 29000) -> int:
     raise RuntimeError("no free port")
 
 
+# where this session's Ray serves its metrics (Prometheus format), picked when Ray starts
+_metrics_port: list[int] = []
+
+
+@pytest.fixture(scope="session")
+def metrics_port(ray_session: None) -> int:
+    """The port of the test Ray's metrics agent: ``http://127.0.0.1:<port>/metrics``."""
+    return _metrics_port[0]
+
+
 @pytest.fixture(scope="session")
 def ray_session() -> Iterator[None]:
     # HAProxy's side ports are fixed by default; pick free ones so a daemon running elsewhere on
@@ -101,8 +155,17 @@ def ray_session() -> Iterator[None]:
     from eventlens.config import Settings
     from eventlens.daemon import init_ray
 
-    init_ray(Settings(), num_cpus=2)
+    # metrics reported to the agent every second (default 10 s), so a test sees them soon
+    _metrics_port.append(free_port())
+    init_ray(
+        Settings(),
+        num_cpus=2,
+        _metrics_export_port=_metrics_port[0],
+        _system_config={"metrics_report_interval_ms": 1000},
+    )
     yield
+    if not ray.is_initialized():  # a cluster module took over (and ended) Ray
+        return
     from ray import serve
 
     try:
@@ -279,6 +342,7 @@ def _clear_redis(url: str, pattern: str) -> None:
 @pytest.fixture(scope="session")
 def daemons(ray_session: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonManager]:
     mgr = DaemonManager(tmp_path_factory.mktemp("daemons"), free_port())
+    MANAGERS.append(mgr)
     yield mgr
     mgr.stop()
     mgr.http.close()

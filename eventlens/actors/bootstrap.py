@@ -49,7 +49,10 @@ class Bootstrap:
 
 
 def bootstrap_actor(settings: Settings) -> Any:
-    return Bootstrap.options(**registry.actor_options(settings, "bootstrap")).remote(settings.to_args())
+    """Created by the first caller (``eventlens serve``'s driver, or the first replica) on its own
+    node: with embedded storage the warehouse it starts is pinned to that node, the data directory's."""
+    opts = registry.actor_options(settings, "bootstrap", registry.this_node())
+    return Bootstrap.options(**opts).remote(settings.to_args())
 
 
 async def ensure_started(settings: Settings, timeout_s: float = 600) -> dict[str, Any]:

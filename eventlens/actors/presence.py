@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 
 import ray
+
+from eventlens.metrics import LiveMetrics
+
+# how often the actor prunes and reports the live visitors of all projects (a gauge)
+GAUGE_EVERY_S = 2.0
 
 
 class PresenceBook:
@@ -35,6 +41,11 @@ class PresenceBook:
                 del self.seen[project]
         self.pruned_ms = now_ms
 
+    def total(self, now_ms: int | None = None) -> int:
+        """Visitors in the window, all projects together."""
+        self.prune(int(time.time() * 1000) if now_ms is None else now_ms)
+        return sum(len(devices) for devices in self.seen.values())
+
     def count(self, project: str, now_ms: int | None = None) -> int:
         now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         devices = self.seen.get(project)
@@ -51,9 +62,21 @@ class PresenceBook:
 class PresenceActor:
     def __init__(self, window_s: int) -> None:
         self.book = PresenceBook(window_s)
+        self.lock = threading.Lock()  # the gauge thread reads the book between calls
+        self.metrics = LiveMetrics()
+        threading.Thread(target=self._report, name="live-gauge", daemon=True).start()
 
     def add(self, batch: list[tuple[str, str, int]]) -> None:
-        self.book.add(batch)
+        with self.lock:
+            self.book.add(batch)
 
     def count(self, project: str) -> int:
-        return self.book.count(project)
+        with self.lock:
+            return self.book.count(project)
+
+    def _report(self) -> None:
+        while True:
+            with self.lock:
+                total = self.book.total()
+            self.metrics.visitors(total)
+            time.sleep(GAUGE_EVERY_S)

@@ -119,7 +119,7 @@ def build_ingest_app(args: dict[str, Any]) -> Application:
 
 
 def ingest_options(settings: Settings) -> dict[str, Any]:
-    """Replicas, concurrency and load shedding of the ingest deployment.
+    """Replicas, placement, concurrency and load shedding of the ingest deployment.
 
     ``max_queued_requests`` is enforced by each replica itself behind HAProxy (direct ingress) and
     by the proxy's handle otherwise; both answer a rejected request with ``backpressure_config``'s
@@ -130,6 +130,7 @@ def ingest_options(settings: Settings) -> dict[str, Any]:
     return {
         "num_replicas": settings.ingest_replicas,
         "max_ongoing_requests": settings.max_ongoing_requests,
+        "max_replicas_per_node": settings.ingest_max_replicas_per_node,
         "max_queued_requests": settings.ingest_max_queued_requests,
         "backpressure_config": BackpressureConfig(
             status_code=503, retry_after_s=settings.ingest_retry_after_s

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -44,6 +45,7 @@ from eventlens.insights.models import (
 )
 from eventlens.insights.sources import Json, Rows, Sql
 from eventlens.insights.sources import Query as RunQuery
+from eventlens.metrics import InsightMetrics
 from eventlens.outage import outage_as
 from eventlens.storage.reader import Reader
 
@@ -85,10 +87,13 @@ ROUTES: tuple[Route, ...] = (
 class Answers:
     """Authenticates the caller, then answers from the response cache or computes and stores."""
 
-    def __init__(self, auth: Authenticator, reader: Reader, cache: InsightCache) -> None:
+    def __init__(
+        self, auth: Authenticator, reader: Reader, cache: InsightCache, metrics: InsightMetrics | None = None
+    ) -> None:
         self.auth = auth
         self.reader = reader
         self.cache = cache
+        self.metrics = metrics or InsightMetrics()
 
     async def query(self, sql: Sql) -> Rows:
         with outage_as("storage"):
@@ -96,19 +101,25 @@ class Answers:
 
     async def answer(self, route: Route, request: Request, project_id: str, params: Scoped) -> Response:
         await self.auth.authenticate(request.headers, "read", project_id)
+        t0 = time.perf_counter()
+        cached = "miss"
         try:
             key = await self.cache.key(route.name, project_id, params.model_dump())
             hit = await self.cache.get(key)
         except Exception:  # a cache outage slows answers down, it never fails them
             log.warning("insight cache unavailable", exc_info=True)
-            key, hit = None, None
+            key, hit, cached = None, None, "error"
         if hit is not None:
+            self.metrics.answered(route.name, "hit", time.perf_counter() - t0)
             return Response(hit, media_type="application/json", headers={"x-cache": "hit"})
+        if key is None and cached == "miss":
+            cached = "off"  # caching is off (no shared place for data versions)
         body = orjson.dumps(await route.compute(project_id, params, self.query))
         try:
             await self.cache.set(key, body)
         except Exception:
             log.warning("insight cache unavailable", exc_info=True)
+        self.metrics.answered(route.name, cached, time.perf_counter() - t0)
         return Response(body, media_type="application/json", headers={"x-cache": "miss"})
 
 

@@ -8,6 +8,7 @@ of 200 is sent only after every accepted record is in its shard's log.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -23,7 +24,10 @@ from eventlens.ingest.context import RequestContext, build_context
 from eventlens.ingest.geo import GeoLookup
 from eventlens.ingest.pipeline import Dropped, Limits, Prepared, run
 from eventlens.ingest.salts import SaltCache
+from eventlens.metrics import UNKNOWN_TYPE, IngestMetrics
+from eventlens.models import EVENT_TYPES
 from eventlens.ratelimit import LocalRateLimiter, RedisRateLimiter, retry_after_header
+from eventlens.records import Duplicate
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,15 @@ CORS_HEADERS = ", ".join(
         "openpanel-sdk-version",
     )
 )
+
+
+# the outcome of a request refused as a whole, by status (``eventlens_events``)
+REFUSED = {401: "unauthorized", 403: "unauthorized", 429: "rate_limited", 503: "unavailable"}
+
+
+def _type_of(body: Any) -> str:
+    kind = body.get("type") if isinstance(body, dict) else None
+    return kind if kind in EVENT_TYPES else UNKNOWN_TYPE
 
 
 def cors_headers(origin: str | None) -> dict[str, str]:
@@ -57,8 +70,11 @@ class TrackHandler:
         salts: SaltCache,
         limiter: LocalRateLimiter | RedisRateLimiter,
         geo: GeoLookup | None = None,
+        metrics: IngestMetrics | None = None,
     ) -> None:
         self.settings = settings
+        # one ``events`` call per request: counts by (type, outcome)
+        self.metrics = metrics or IngestMetrics()
         self.geo = geo
         self.auth = auth
         self.buffer = buffer
@@ -117,6 +133,32 @@ class TrackHandler:
             raise ClientError(400, "invalid_json", f"body is not valid JSON: {str(exc)[:120]}") from None
 
     async def _handle(self, request: Request, origin: str | None) -> Response:
+        try:
+            batch, body, ctx = await self._admit(request)
+        except ClientError as err:  # refused as a whole, before its events were read
+            self.metrics.events({(UNKNOWN_TYPE, REFUSED.get(err.status, "rejected")): 1})
+            raise
+        headers = cors_headers(origin)
+        if batch:
+            return await self._batch(body, ctx, headers)
+        prepared = run(body, ctx, self.limits)
+        if isinstance(prepared, Dropped):
+            self.metrics.events({(_type_of(body), "rejected"): 1})
+            raise prepared.error
+        result = (await self.buffer.submit([(prepared.record, prepared.shard_key)]))[0]
+        if isinstance(result, ShardUnavailable):
+            self.metrics.events({(prepared.type, result.reason): 1})
+            raise self._unavailable(result)
+        self.metrics.events({(prepared.type, "duplicate" if type(result) is Duplicate else "accepted"): 1})
+        reply: dict[str, Any] = {"success": True}
+        rec = prepared.record
+        reply["id"] = rec.get("id") or rec.get("event_id")
+        if prepared.type == "track":
+            reply.update(result)
+        return json_response(reply, 200, headers)
+
+    async def _admit(self, request: Request) -> tuple[bool, Any, RequestContext]:
+        """Route, method, caller, rate limit, body: (is a batch, the body, the request context)."""
         path = request.url.path.rstrip("/")
         if path.endswith("/track/batch"):
             batch = True
@@ -136,41 +178,31 @@ class TrackHandler:
                 headers={"retry-after": retry_after_header(decision.retry_after_s)},
             )
         body = await self._body(request)
-        ctx = await self._context(request, caller)
-        headers = cors_headers(origin)
-        if batch:
-            return await self._batch(body, ctx, headers)
-        prepared = run(body, ctx, self.limits)
-        if isinstance(prepared, Dropped):
-            raise prepared.error
-        result = (await self.buffer.submit([(prepared.record, prepared.shard_key)]))[0]
-        if isinstance(result, ShardUnavailable):
-            raise self._unavailable(result)
-        reply: dict[str, Any] = {"success": True}
-        rec = prepared.record
-        reply["id"] = rec.get("id") or rec.get("event_id")
-        if prepared.type == "track":
-            reply.update(result)
-        return json_response(reply, 200, headers)
+        return batch, body, await self._context(request, caller)
 
     async def _batch(self, body: Any, ctx: RequestContext, headers: dict[str, str]) -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            self.metrics.events({(UNKNOWN_TYPE, "rejected"): 1})
             raise ClientError(
                 400, "invalid_batch", 'body must be {"events": [ {"type": ..., "payload": ...}, ... ]}'
             )
         events = body["events"]
         cap = self.settings.max_batch_events
         if len(events) > cap:
+            self.metrics.events({(UNKNOWN_TYPE, "rejected"): len(events)})
             raise ClientError(
                 400, "batch_too_large", f"{len(events)} events in one batch; the maximum is {cap}"
             )
         rejected: list[dict[str, Any]] = []
         prepared: list[Prepared] = []
         indexes: list[int] = []
+        # (type, outcome) → events, recorded once for the whole batch
+        counts: Counter[tuple[str, str]] = Counter()
         for i, item in enumerate(events):
             result = run(item, ctx, self.limits, i)
             if isinstance(result, Dropped):
                 rejected.append({"index": i, "error": result.error.code, "message": result.error.message})
+                counts[(_type_of(item), "rejected")] += 1
             else:
                 prepared.append(result)
                 indexes.append(i)
@@ -178,14 +210,22 @@ class TrackHandler:
         results = await self.buffer.submit(routed) if routed else []
         accepted = 0
         retry_after = 0
-        for i, result in zip(indexes, results, strict=True):
+        not_accepted: list[tuple[str, str]] = []  # rare: duplicates and unlogged events
+        for p, i, result in zip(prepared, indexes, results, strict=True):
             if isinstance(result, ShardUnavailable):
                 rejected.append(
                     {"index": i, "error": "unavailable", "message": str(result), "retryable": True}
                 )
                 retry_after = max(retry_after, result.retry_after_s)
+                not_accepted.append((p.type, result.reason))
             else:
                 accepted += 1
+                if type(result) is Duplicate:
+                    not_accepted.append((p.type, "duplicate"))
+        counts.update((p.type, "accepted") for p in prepared)
+        counts.subtract((kind, "accepted") for kind, _ in not_accepted)
+        counts.update(not_accepted)
+        self.metrics.events(counts)
         rejected.sort(key=lambda r: r["index"])
         if retry_after and accepted == 0 and len(rejected) == len(events) and prepared:
             raise ClientError(

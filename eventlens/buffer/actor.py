@@ -22,6 +22,7 @@ from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded
 from eventlens.buffer.recovery import open_sessions_loader, profile_loader
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
+from eventlens.metrics import ShardMetrics
 from eventlens.storage.wal import Fenced
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,17 @@ class BufferShard:
         self.settings = s = Settings(**settings_args)
         self.index = index
         writer = backends.writer(s, warehouse)
+        self.metrics = ShardMetrics(index)
         self.core = BufferCore(
             BufferConfig.from_settings(s, index),
             backends.open_wal(s, index),
             writer,
             open_sessions_loader(index, writer.query),
             profile_loader(writer.query),
+            observer=self.metrics,
         )
-        self.core.recover()
+        replayed = self.core.recover()
+        self.metrics.started(ray.get_runtime_context().was_current_actor_reconstructed, replayed)
         self.presence = presence
         self._fenced_logged = False
         self._fenced_lock = threading.Lock()
@@ -55,7 +59,10 @@ class BufferShard:
         if isinstance(records, bytes):
             records = orjson.loads(records)
         try:
-            return {"ok": True, "results": self.core.append(records)}
+            t0 = time.perf_counter()
+            results = self.core.append(records)
+            self.metrics.appended(time.perf_counter() - t0)
+            return {"ok": True, "results": results}
         except Overloaded as exc:
             return {"ok": False, "error": "overloaded", "message": str(exc), "retry_after": exc.retry_after_s}
         except Fenced as exc:
@@ -83,9 +90,14 @@ class BufferShard:
                 now = time.monotonic()
                 if now - last_expire >= 1.0:
                     self.core.expire_sessions()
+                    with self.core.lock:
+                        pending, live = self.core.pending, len(self.core.sessions.live)
+                    self.metrics.state(pending, live)
                     last_expire = now
                 if self.core.due():
-                    self.core.flush()
+                    t0 = time.perf_counter()
+                    if self.core.flush():
+                        self.metrics.flushed(time.perf_counter() - t0)
                 self.core.last_error = ""
                 backoff = 0.05
                 self._stop.wait(tick)
@@ -96,6 +108,7 @@ class BufferShard:
                 return
             except Exception as exc:  # storage down: keep the log, retry with backoff
                 self.core.stats["flush_errors"] += 1
+                self.metrics.flush_failed()
                 self.core.last_error = f"{type(exc).__name__}: {exc}"[:500]
                 log.warning("shard %s flush failed: %s", self.index, self.core.last_error)
                 self._stop.wait(backoff)

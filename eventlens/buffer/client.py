@@ -25,9 +25,13 @@ from eventlens.records import Record
 
 
 class ShardUnavailable(Exception):
-    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+    """A shard could not log the records: ``reason`` is ``overloaded`` (its log is full, storage
+    behind) or ``unavailable`` (restarting, fenced, gone)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1, reason: str = "unavailable") -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.reason = reason
 
 
 # per record: what the client is told (device and session id), or why it could not be logged
@@ -130,7 +134,8 @@ class BufferClient:
         batch: list[tuple[list[Record], asyncio.Future[list[dict[str, str]]]]], reply: dict[str, Any]
     ) -> None:
         if not reply["ok"]:
-            raise ShardUnavailable(reply["message"], reply.get("retry_after", 5))
+            reason = "overloaded" if reply.get("error") == "overloaded" else "unavailable"
+            raise ShardUnavailable(reply["message"], reply.get("retry_after", 5), reason)
         results = reply["results"]
         pos = 0
         for recs, fut in batch:

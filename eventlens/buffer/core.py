@@ -18,12 +18,12 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from eventlens.buffer.profiles import ProfileBook, ProfileLoader
 from eventlens.buffer.sessions import Sessionizer
 from eventlens.config import Settings
-from eventlens.records import Record, table_of
+from eventlens.records import Duplicate, Record, table_of
 from eventlens.storage.tables import group_by_table
 from eventlens.storage.wal import Fenced, Segment, SegmentLog
 from eventlens.storage.writer import Writer
@@ -83,6 +83,24 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+class FlushObserver(Protocol):
+    """What a flush reports (``eventlens.metrics.ShardMetrics`` in the actor)."""
+
+    def inserted(self, table: str, rows: int, seconds: float) -> None:
+        """One table's insert of one segment succeeded."""
+
+    def stored(self, lag_s: float) -> None:
+        """A segment is stored in every table, ``lag_s`` after its oldest record was logged."""
+
+
+class _Unobserved:
+    def inserted(self, table: str, rows: int, seconds: float) -> None:
+        pass
+
+    def stored(self, lag_s: float) -> None:
+        pass
+
+
 class BufferCore:
     def __init__(
         self,
@@ -91,8 +109,10 @@ class BufferCore:
         writer: Writer,
         open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
         load_profile: ProfileLoader | None = None,
+        observer: FlushObserver | None = None,
     ) -> None:
         self.config = config
+        self.observer: FlushObserver = observer or _Unobserved()
         self.profiles = ProfileBook(load_profile, RECENT_IDS // 4)
         # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
         # state every flushed segment left behind (see ``recover``).
@@ -106,6 +126,9 @@ class BufferCore:
         self.active_records: list[Record] = []
         self.cache: dict[int, list[Record]] = {}
         self.cached = 0
+        # per sealed segment: when its oldest record was logged (ms), for the ack → stored lag;
+        # unknown for segments replayed from the log
+        self.opened_ms: dict[int, int] = {}
         self.recent: OrderedDict[str, dict[str, str]] = OrderedDict()
         self.presence: list[tuple[str, str, int]] = []
         self.stats = {"appended": 0, "duplicates": 0, "flushed": 0, "flush_errors": 0, "replayed": 0}
@@ -201,7 +224,7 @@ class BufferCore:
             seen = self.recent.get(key) or in_call.get(key)
             if seen is not None:  # a retried event: already logged, answer as the first time
                 self.stats["duplicates"] += 1
-                results.append(seen)
+                results.append(Duplicate(seen))
                 continue
             to_log.extend(self.sessions.assign(rec, now))
             to_log.append(rec)
@@ -257,16 +280,20 @@ class BufferCore:
 
     def seal(self, now: int | None = None) -> None:
         # every segment carries complete snapshots of the sessions it changed (see sessions.py)
-        rows = self.sessions.snapshots(now_ms() if now is None else now)
+        now = now_ms() if now is None else now
+        rows = self.sessions.snapshots(now)
         for row in rows:
             row["shard"] = self.config.index
         if rows:
+            if not self.active_count:
+                self.active_since_ms = now
             self.wal.append(rows)
             self.active_count += len(rows)
             self.active_records.extend(rows)
         seg = self.wal.seal()
         if seg is not None:
             self.sealed.append(seg)
+            self.opened_ms[seg.number] = self.active_since_ms
             self.active_count = 0
             if self.cached + seg.count <= CACHE_RECORDS:
                 self.cache[seg.number] = self.active_records
@@ -311,12 +338,18 @@ class BufferCore:
         for table, rows in sorted(group_by_table(records).items()):
             token = f"{self.config.shard_id}:{self.wal.log_id}:{seg.number}:{table}"
             if self.pool is not None:
-                futures.append(self.pool.submit(self.writer.insert, table, rows, token))
+                futures.append(self.pool.submit(self._insert, table, rows, token))
             else:
                 fut: Future[Any] = Future()
-                fut.set_result(self.writer.insert(table, rows, token))  # raises here: nothing later starts
+                fut.set_result(self._insert(table, rows, token))  # raises here: nothing later starts
                 futures.append(fut)
         return futures
+
+    def _insert(self, table: str, rows: list[Record], token: str) -> Any:
+        t0 = time.perf_counter()
+        result = self.writer.insert(table, rows, token)
+        self.observer.inserted(table, len(rows), time.perf_counter() - t0)
+        return result
 
     def _finish(self, seg: Segment, futures: list[Future[Any]]) -> int:
         errors = [exc for exc in (fut.exception() for fut in futures) if exc is not None]
@@ -328,6 +361,9 @@ class BufferCore:
             if self.cache.pop(seg.number, None) is not None:
                 self.cached -= seg.count
             self.stats["flushed"] += seg.count
+            opened = self.opened_ms.pop(seg.number, None)
+        if opened is not None:
+            self.observer.stored((now_ms() - opened) / 1000)
         return seg.count
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""``eventlens client create`` and ``eventlens client list``.
+"""``eventlens client create``, ``client rotate`` and ``client list``.
 
 A secret is printed exactly once, at creation; listing shows whether a client has one, never the
 secret or its hash.
@@ -79,6 +79,27 @@ def create_client(
     if secret is not None:
         # On stderr, so that stdout (and --json output) stays clean for scripts.
         typer.echo(f"warning: {SECRET_WARNING}", err=True)
+
+
+@app.command("rotate")
+def rotate_client(
+    client_id: Annotated[str, typer.Argument(help="Client id.")],
+    data_dir: DataDirOption = None,
+    metadata_url: MetadataUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replace a client's secret and print the new one (once). The old secret stops working within
+    30 s, when each replica re-reads the client."""
+    with cli_errors():
+        settings = settings_from(data_dir, metadata_url)
+        with metadata_store(settings) as store:
+            client, secret = store.rotate_secret(client_id)
+    if as_json:
+        print_json({**client_dict(client), "secret": secret})
+    else:
+        typer.echo(f"New secret for client {client.id}")
+        typer.echo(f"  client secret: {secret}")
+    typer.echo(f"warning: {SECRET_WARNING}", err=True)
 
 
 @app.command("list")

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from eventlens.records import Record
+from eventlens.storage.cluster_ddl import create_database, validate_cluster
 from eventlens.storage.tables import TABLES, to_columns, to_json_rows
+
+if TYPE_CHECKING:
+    from eventlens.config import Settings
 
 # Settings named per purpose, never scattered literals.
 INSERT_SETTINGS: dict[str, Any] = {"insert_deduplicate": 1, "async_insert": 0}
@@ -23,6 +27,23 @@ INSERT_SETTINGS: dict[str, Any] = {"insert_deduplicate": 1, "async_insert": 0}
 JSON_INSERT_SETTINGS: dict[str, Any] = {**INSERT_SETTINGS, "input_format_skip_unknown_fields": 1}
 QUERY_SETTINGS: dict[str, Any] = {"max_execution_time": 30, "readonly": 2}
 MIGRATE_SETTINGS: dict[str, Any] = {"max_execution_time": 300}
+# On a cluster (``clickhouse_cluster``) the application writes and reads the Distributed tables.
+# - An insert returns only once every shard stored its part (by default a Distributed insert is
+#   queued on the receiving node and sent later: the shard would drop its write-ahead log for
+#   rows that exist only in a queue). The shard's part carries the insert's settings, so the
+#   batch's insert_deduplication_token deduplicates a replay there; the split is the sharding
+#   key's, so a replay splits the same way. The migrations' backfills insert the same way, so a
+#   re-run's "only into an empty table" guard sees what the crashed run stored.
+# - Views below a deduplicated block skip it too (rollups count a replayed batch once).
+CLUSTER_INSERT_SETTINGS: dict[str, Any] = {
+    "distributed_foreground_insert": 1,
+    "deduplicate_blocks_in_dependent_materialized_views": 1,
+}
+# - A query on one Distributed table with a subquery or JOIN on another (aliases, the session
+#   filter's ``IN (SELECT ... FROM events)``) is refused by default ("double-distributed"); GLOBAL
+#   computes the inner one once on the initiator and sends it to the shards: the same answer as
+#   on one node, since aliases are not sharded by device.
+CLUSTER_QUERY_SETTINGS: dict[str, Any] = {"distributed_product_mode": "global"}
 
 
 def _connect(dsn: str, database: str | None) -> Client:
@@ -37,10 +58,13 @@ def _connect(dsn: str, database: str | None) -> Client:
     return clickhouse_connect.get_client(**kwargs)
 
 
-def open_clickhouse(dsn: str, database: str) -> Client:
-    """A client bound to ``database``, created first if missing."""
+def open_clickhouse(dsn: str, database: str, cluster: str | None = None) -> Client:
+    """A client bound to ``database``, created first if missing (on every node of ``cluster``)."""
     bootstrap = _connect(dsn, None)
-    bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+    if cluster:
+        bootstrap.command(create_database(database, cluster))
+    else:
+        bootstrap.command(f"CREATE DATABASE IF NOT EXISTS `{database}`")
     if dsn.startswith("chdb://"):
         bootstrap.command(f"USE `{database}`")
         return bootstrap
@@ -51,14 +75,29 @@ def open_clickhouse(dsn: str, database: str) -> Client:
 class Warehouse:
     """Inserts and queries on one ClickHouse database; safe to share between threads."""
 
-    def __init__(self, dsn: str, database: str) -> None:
+    def __init__(self, dsn: str, database: str, cluster: str | None = None) -> None:
+        if cluster is not None:
+            validate_cluster(cluster)
+            if dsn.startswith("chdb://"):
+                raise ValueError("a ClickHouse cluster needs a server URL: embedded chDB has no clusters")
         self.dsn = dsn
         self.database = database
+        # the cluster whose Distributed tables this warehouse uses (migrations write them ON CLUSTER)
+        self.cluster = cluster
+        extra_insert = CLUSTER_INSERT_SETTINGS if cluster else {}
+        self._insert_settings = {**INSERT_SETTINGS, **extra_insert}
+        self._json_insert_settings = {**JSON_INSERT_SETTINGS, **extra_insert}
+        self._query_settings = {**QUERY_SETTINGS, **(CLUSTER_QUERY_SETTINGS if cluster else {})}
+        self._migrate_settings = {**MIGRATE_SETTINGS, **extra_insert}
         # Separate clients for writes and reads, so a dashboard query never waits behind a flush.
-        self._write = open_clickhouse(dsn, database)
+        self._write = open_clickhouse(dsn, database, cluster)
         self._read = self._write if dsn.startswith("chdb://") else _connect(dsn, database)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock() if self._read is not self._write else self._write_lock
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Warehouse:
+        return cls(settings.clickhouse_dsn, settings.clickhouse_database, settings.clickhouse_cluster)
 
     # writes ------------------------------------------------------------------------------------
     def insert_columns(
@@ -67,7 +106,7 @@ class Warehouse:
         """Columnar insert with a deterministic deduplication token; returns rows sent."""
         if not columns or not columns[0]:
             return 0
-        settings = dict(INSERT_SETTINGS, insert_deduplication_token=token)
+        settings = dict(self._insert_settings, insert_deduplication_token=token)
         with self._write_lock:
             self._write.insert(
                 table,
@@ -82,7 +121,7 @@ class Warehouse:
         """Insert a JSONEachRow body (``tables.to_json_rows``) with a deterministic deduplication token."""
         if table not in TABLES:  # identifiers come from the whitelist only
             raise ValueError(f"unknown table {table!r}")
-        settings = dict(JSON_INSERT_SETTINGS, insert_deduplication_token=token)
+        settings = dict(self._json_insert_settings, insert_deduplication_token=token)
         with self._write_lock:
             self._write.raw_insert(table, None, body, settings=settings, fmt="JSONEachRow")
 
@@ -101,13 +140,15 @@ class Warehouse:
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         with self._write_lock:
-            return self._write.command(sql, parameters=dict(parameters or {}), settings=MIGRATE_SETTINGS)
+            return self._write.command(
+                sql, parameters=dict(parameters or {}), settings=self._migrate_settings
+            )
 
     # reads -------------------------------------------------------------------------------------
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Rows as dicts; every value in ``parameters`` is bound server side, never interpolated."""
         with self._read_lock:
-            result = self._read.query(sql, parameters=dict(parameters or {}), settings=QUERY_SETTINGS)
+            result = self._read.query(sql, parameters=dict(parameters or {}), settings=self._query_settings)
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
 

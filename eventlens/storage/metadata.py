@@ -249,6 +249,19 @@ class MetadataStore:
         )
         return client, secret
 
+    def rotate_secret(self, client_id: str) -> tuple[Client, str]:
+        """Give a client a new secret (returned once, like at creation); the old one stops working
+        once the replicas' authentication caches re-read the client (``Authenticator.ttl_s``)."""
+        client = self.get_client(client_id)
+        if client is None:
+            raise ValueError(f"unknown client {client_id!r}")
+        if not client.has_secret:
+            raise ValueError("a browser client has no secret to rotate: it is authenticated by its origins")
+        secret = generate_secret()
+        secret_hash = hash_secret(secret)
+        self._query("UPDATE clients SET secret_hash = ? WHERE id = ?", (secret_hash, client_id))
+        return client.model_copy(update={"secret_hash": secret_hash}), secret
+
     def get_client(self, client_id: str) -> Client | None:
         rows = self._query(f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,))
         return _client(rows[0]) if rows else None

@@ -153,6 +153,9 @@ class Ledger(Protocol):
     def apply(self, migration: Migration) -> bool:
         """Run the statements and record the migration; False if another process already had."""
 
+    def prepare(self, migrations: list[Migration]) -> list[Migration]:
+        """The migrations as this database runs them (their statements may be rewritten)."""
+
 
 class ClickHouseLedger:
     """The ledger in ClickHouse, through a ``Warehouse``."""
@@ -172,9 +175,24 @@ ORDER BY version
 
     def __init__(self, warehouse: Warehouse) -> None:
         self._wh = warehouse
+        self.cluster: str | None = getattr(warehouse, "cluster", None)
 
     def create(self) -> None:
-        self._wh.command(self.DDL)
+        if self.cluster:
+            from eventlens.storage.cluster_ddl import ledger_ddl
+
+            self._wh.command(ledger_ddl(self.cluster))  # replicated to every node, no Distributed
+        else:
+            self._wh.command(self.DDL)
+
+    def prepare(self, migrations: list[Migration]) -> list[Migration]:
+        """On a cluster, every statement in its ``ON CLUSTER`` form (``cluster_ddl``); all files
+        are rewritten, applied or not, since a later file refers to earlier files' tables."""
+        if not self.cluster:
+            return migrations
+        from eventlens.storage.cluster_ddl import for_cluster
+
+        return for_cluster(migrations, self.cluster, self._wh.database)
 
     def recorded(self) -> dict[int, Applied]:
         exists = self._wh.query(
@@ -219,6 +237,9 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
     def __init__(self, backend: Backend) -> None:
         self._backend = backend
+
+    def prepare(self, migrations: list[Migration]) -> list[Migration]:
+        return migrations
 
     def create(self) -> None:
         self._backend.execute(self.DDL)
@@ -268,6 +289,7 @@ def apply_migrations(ledger: Ledger, directory: Path) -> list[str]:
     """Apply what the ledger lacks, in order; returns the names applied now. Fails before applying
     anything if an applied migration's file was edited."""
     migrations = discover(directory)
+    migrations = ledger.prepare(migrations)  # fails before anything runs if a statement is not understood
     ledger.create()
     recorded = ledger.recorded()
     _check_unchanged(migrations, recorded)
@@ -314,7 +336,7 @@ def apply_clickhouse_migrations(settings: Settings) -> list[str]:
     """
     from eventlens.storage.clickhouse import Warehouse  # pulls in the ClickHouse client
 
-    wh = Warehouse(settings.clickhouse_dsn, settings.clickhouse_database)
+    wh = Warehouse.from_settings(settings)
     try:
         return migrate_clickhouse(wh)
     finally:
@@ -329,7 +351,7 @@ def clickhouse_status(settings: Settings, directory: Path = CLICKHOUSE_DIR) -> l
         return migration_status(None, directory)
     from eventlens.storage.clickhouse import Warehouse
 
-    wh = Warehouse(dsn, settings.clickhouse_database)
+    wh = Warehouse.from_settings(settings)
     try:
         return migration_status(ClickHouseLedger(wh), directory)
     finally:

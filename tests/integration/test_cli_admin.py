@@ -234,6 +234,23 @@ def test_client_create_text_output_shows_secret_once(data_dir: Path) -> None:
     assert "shown only once" in result.stderr
 
 
+def test_client_rotate_replaces_the_secret(data_dir: Path) -> None:
+    run(data_dir, "project", "create", "P", "--id", "p1")
+    old = run_json(data_dir, "client", "create", "-p", "p1", "-t", "write")
+    result = run(data_dir, "client", "rotate", old["id"], "--json")
+    assert result.exit_code == 0, result.output
+    new = json.loads(result.stdout)
+    assert new["id"] == old["id"] and new["secret"] != old["secret"]
+    assert "shown only once" in result.stderr
+    stored = stored_hash(data_dir, old["id"])
+    assert verify_secret(new["secret"], stored) and not verify_secret(old["secret"], stored)
+    assert_usage_error(run(data_dir, "client", "rotate", "nope"), "unknown client 'nope'")
+    browser = run_json(
+        data_dir, "client", "create", "-p", "p1", "-t", "write", "--no-secret", "--origin", "a.example"
+    )
+    assert_usage_error(run(data_dir, "client", "rotate", browser["id"]), "has no secret")
+
+
 def test_browser_client_without_secret(data_dir: Path) -> None:
     run(data_dir, "project", "create", "P", "--id", "p1")
     result = run(

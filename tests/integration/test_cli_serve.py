@@ -135,11 +135,16 @@ def _session_processes(sid: int, name: str) -> int:
     return count
 
 
+PRODUCTION = Path(__file__).resolve().parents[2] / "deployments" / "production.yaml"
+
+
 @pytest.mark.mariadb
 @pytest.mark.redis
 def test_serve_config_file_is_used_with_flags_over_args_over_env(tmp_path: Path) -> None:
-    """``eventlens serve --config FILE``: the file's args and http_options reach the daemon (MariaDB,
-    Redis, 2 shards, its port) over EVENTLENS_* variables, and a CLI flag wins over the file."""
+    """``eventlens serve --config deployments/production.yaml`` with this machine's MariaDB and Redis
+    in place of the file's placeholders: the file's args and http_options reach the daemon (MariaDB,
+    Redis, its 8 shards, its port) over EVENTLENS_* variables, and a CLI flag wins over the file.
+    The file's ClickHouse server URL is dropped (no server can run here): storage is embedded chDB."""
     import pymysql
     import redis
 
@@ -147,35 +152,25 @@ def test_serve_config_file_is_used_with_flags_over_args_over_env(tmp_path: Path)
     db = f"eventlens_prec_{uuid.uuid4().hex[:8]}"
     port, env_port = free_port(), free_port()
     yaml_dir, flag_dir = tmp_path / "from-yaml", tmp_path / "from-flag"
-    config = {
-        "http_options": {"host": "127.0.0.1", "port": port},
-        "applications": [
-            {
-                "name": name,
-                "route_prefix": prefix,
-                "import_path": f"eventlens.api.deployments:{builder}",
-                "args": {
-                    "metadata_url": f"{MARIADB_URL}/{db}",
-                    "redis_url": REDIS_URL,
-                    "shards": 2,
-                    "instance": instance,
-                    "data_dir": str(yaml_dir),
-                },
-            }
-            for name, prefix, builder in (
-                ("ingest", "/track", "build_ingest_app"),
-                ("api", "/", "build_api_app"),
-            )
-        ],
-    }
+    config = yaml.safe_load(PRODUCTION.read_text())
+    config["http_options"] = {**config["http_options"], "port": port}
+    for app in config["applications"]:
+        args = app["args"]
+        assert args.pop("clickhouse_url").startswith("http")
+        args.update(
+            metadata_url=f"{MARIADB_URL}/{db}", redis_url=REDIS_URL, instance=instance, data_dir=str(yaml_dir)
+        )
+    shards = config["applications"][0]["args"]["shards"]
+    assert shards == 8
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(config))
     # the environment says otherwise: the file must win
     env = {"EVENTLENS_PORT": str(env_port), "EVENTLENS_SHARDS": "5", "EVENTLENS_INSTANCE": "fromenv"}
+    assert config["http_options"]["host"] == "0.0.0.0"
     proc, info = _start(flag_dir, None, tmp_path / "serve.log", ["--config", str(path)], env)
     r = redis.Redis.from_url(REDIS_URL)
     try:
-        assert info["url"] == f"http://127.0.0.1:{port}"
+        assert info["url"] == f"http://127.0.0.1:{port}"  # bound on 0.0.0.0, reached on loopback
         assert info["data_dir"] == str(flag_dir.resolve())  # --data-dir beats the file's data_dir
         demo = info["demo"]
         write = {
@@ -200,11 +195,12 @@ def test_serve_config_file_is_used_with_flags_over_args_over_env(tmp_path: Path)
                 assert cur.fetchone()[0] == 2
         finally:
             conn.close()
-        # the write-ahead logs are Redis keys of this instance, one log per shard of the file's 2
+        # the write-ahead logs are Redis keys of this instance, one log per shard of the file's 8
         logs = {k.decode().split(":")[3] for k in r.scan_iter(f"eventlens:{instance}:wal:*:id")}
-        assert logs == {"0", "1"}
+        assert logs == {str(i) for i in range(shards)}
         assert not list(r.scan_iter("eventlens:fromenv:*"))
-        assert _session_processes(proc.pid, "ray::BufferShard") == 2
+        assert _session_processes(proc.pid, "ray::BufferShard") == shards
+        assert _session_processes(proc.pid, "ray::ServeReplica:ingest") == 4  # the file's ingest_replicas
         # embedded chDB under the flag's data directory, nothing under the file's
         assert (flag_dir / "clickhouse").is_dir()
         assert not yaml_dir.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,18 @@ def test_a_changed_stored_hash_is_verified_again(setup: tuple[Authenticator, Any
     assert not asyncio.run(auth._secret_ok(rotated, secret))
     assert asyncio.run(auth._secret_ok(rotated, "new-secret"))
     assert len(calls) == 3
+
+
+def test_a_rotated_secret_replaces_the_old_one_once_the_cache_rereads(
+    setup: tuple[Authenticator, Any, str, list[str]],
+) -> None:
+    auth, client, secret, _calls = setup
+    auth.ttl_s = 0.05  # 30 s in a replica
+    asyncio.run(auth.authenticate(headers(client.id, secret), "write"))
+    _, new = auth.store.rotate_secret(client.id)
+    assert new != secret
+    time.sleep(0.1)
+    with pytest.raises(ClientError) as refused:
+        asyncio.run(auth.authenticate(headers(client.id, secret), "write"))
+    assert refused.value.status == 401
+    assert asyncio.run(auth.authenticate(headers(client.id, new), "write")).client.id == client.id

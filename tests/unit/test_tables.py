@@ -1,4 +1,5 @@
-"""Table column lists (eventlens.storage.tables) and, once, the real schema in an embedded chDB.
+"""Table column lists (eventlens.storage.tables) and, once, the real schema: part of the storage
+suite, on the ClickHouse server in EVENTLENS_TEST_CLICKHOUSE_URL when set, else on an embedded chDB.
 
 Only one chDB directory may be open per process, so the chDB test lives in this module alone and
 closes its warehouse at teardown.
@@ -6,8 +7,6 @@ closes its warehouse at teardown.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -18,6 +17,7 @@ from hypothesis import strategies as st
 from eventlens.records import TABLES, TIMESTAMP_COLUMNS
 from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import group_by_table, to_columns, to_json_rows
+from tests.storage import stop_merges
 
 
 @pytest.mark.parametrize("table", sorted(TABLES))
@@ -90,15 +90,9 @@ def test_group_by_table_defaults_to_events_and_keeps_order() -> None:
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from eventlens.storage.clickhouse import Warehouse
-
-    path: Path = tmp_path_factory.mktemp("chdb")
-    wh = Warehouse(f"chdb://{path}/ch", "eventlens")
-    try:
-        yield wh
-    finally:
-        wh.close()
+def warehouse(storage_warehouse: Any) -> Any:
+    """The storage suite's warehouse: a server from EVENTLENS_TEST_CLICKHOUSE_URL, else chDB."""
+    return storage_warehouse
 
 
 def sample(table: str, i: int) -> dict[str, Any]:
@@ -145,6 +139,7 @@ def sample(table: str, i: int) -> dict[str, Any]:
     }[table]
 
 
+@pytest.mark.storage
 @pytest.mark.chdb
 def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) -> None:
     applied = migrate_clickhouse(warehouse)
@@ -162,7 +157,7 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
         assert stamps == list(TIMESTAMP_COLUMNS[table]), table
 
     for table in TABLES:
-        warehouse.command(f"SYSTEM STOP MERGES {table}")  # only insert deduplication may collapse rows
+        stop_merges(warehouse, table)  # only insert deduplication may collapse rows
         rows = [{"_t": table, **sample(table, 1)}, sample(table, 2)]
         assert warehouse.insert_rows(table, rows, f"test:0:{table}") == 2
         assert warehouse.insert_rows(table, rows, f"test:0:{table}") == 2  # a replay
@@ -216,6 +211,7 @@ def test_migrations_match_the_column_lists_and_dedup_by_token(warehouse: Any) ->
     ]
 
 
+@pytest.mark.storage
 @pytest.mark.chdb
 @pytest.mark.parametrize("fmt", ["json", "columnar"])
 def test_both_insert_formats_store_the_records_exactly(warehouse: Any, fmt: str) -> None:
