@@ -25,7 +25,8 @@ from benchmarks._psutil import psutil
 
 
 def free_port(low: int = 20000, high: int = 29000) -> int:
-    """A free port below the ephemeral range, where Ray's own processes bind at random."""
+    """A free port below the kernel's ephemeral range (32768+), where Ray's own processes bind at
+    random, and below Serve's direct-ingress ports (30000+): picked now, bound later, still free."""
     import random
     import socket
 
@@ -175,19 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         running = daemon.start(flags)
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        info: dict[str, Any] = {
-            "url": running.url,
-            "nodes": nodes,
-            "worker_urls": [w.url for w in sim.workers],
-            "data_dir": str(args.data_dir),
-        }
-        if running.demo:
-            d = running.demo
-            info["demo"] = {
-                "projectId": d.project_id,
-                "write": {"clientId": d.write_client_id, "clientSecret": d.write_secret},
-                "read": {"clientId": d.read_client_id, "clientSecret": d.read_secret},
-            }
+        info = {**running.info(), "nodes": nodes, "worker_urls": [w.url for w in sim.workers]}
         print(json.dumps(info, indent=2) if args.json else f"listening on {running.url}", flush=True)
         while not stop.is_set():
             stop.wait(1.0)

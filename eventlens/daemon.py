@@ -94,6 +94,18 @@ class Running:
     demo: Demo | None = None
     migrations: list[str] = field(default_factory=list)
 
+    def info(self) -> dict[str, Any]:
+        """What ``eventlens serve --json`` prints: the URL, the data directory, demo credentials."""
+        out: dict[str, Any] = {"url": self.url, "data_dir": str(self.settings.data_dir.resolve())}
+        if self.demo:
+            d = self.demo
+            out["demo"] = {
+                "projectId": d.project_id,
+                "write": {"clientId": d.write_client_id, "clientSecret": d.write_secret},
+                "read": {"clientId": d.read_client_id, "clientSecret": d.read_secret},
+            }
+        return out
+
 
 def ensure_demo(settings: Settings) -> Demo | None:
     """On an empty metadata database, a demo project with a write and a read client."""

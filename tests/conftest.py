@@ -8,7 +8,6 @@ for another variant stops the current one's applications and actors and deploys 
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
+
+# one picker of free ports for tests, benchmarks and the simulated cluster
+from benchmarks.simcluster import free_port
 
 # Ray on loopback only (read when ray is imported): in cluster mode Ray would otherwise rewrite
 # 127.0.0.1 to the machine's interface address, which the simulated cluster's nodes do not use.
@@ -113,22 +115,6 @@ def storage_warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
         yield wh
     finally:
         release_storage(wh, target)
-
-
-def free_port(low: int = 20000, high: int = 29000) -> int:
-    """A free port below the kernel's ephemeral range (32768+), where Ray's own processes bind at
-    random, and below Serve's direct-ingress ports (30000+): picked now, bound later, still free."""
-    import random
-
-    for _ in range(200):
-        port = random.randint(low, high)
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 # where this session's Ray serves its metrics (Prometheus format), picked when Ray starts

@@ -42,14 +42,7 @@ def serve_command(
     # after ray.init, which installs its own fatal-signal handlers in the driver
     signal.signal(signal.SIGTERM, _signal)
     signal.signal(signal.SIGINT, _signal)
-    info: dict[str, Any] = {"url": running.url, "data_dir": str(settings.data_dir.resolve())}
-    if running.demo:
-        d = running.demo
-        info["demo"] = {
-            "projectId": d.project_id,
-            "write": {"clientId": d.write_client_id, "clientSecret": d.write_secret},
-            "read": {"clientId": d.read_client_id, "clientSecret": d.read_secret},
-        }
+    info = running.info()
     if as_json:
         print_json(info)
     else:

@@ -1,11 +1,15 @@
-"""Shared fixtures of the unit suite: a throw-away key prefix on the real Redis."""
+"""Shared fixtures of the unit suite: a throw-away key prefix on the real Redis, an embedded
+metadata store with a write client."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from eventlens.storage.metadata import MetadataStore, open_metadata
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -28,3 +32,18 @@ def redis_prefix() -> Iterator[str]:
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MetadataStore:
+    s = open_metadata(f"sqlite:///{tmp_path / 'meta.sqlite3'}")
+    s.migrate()
+    return s
+
+
+@pytest.fixture
+def write_headers(store: MetadataStore) -> dict[str, str]:
+    project = store.create_project("p")
+    client, secret = store.create_client(project.id, "write")
+    assert secret
+    return {"event-lens-client-id": client.id, "event-lens-client-secret": secret}

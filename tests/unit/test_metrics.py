@@ -29,7 +29,7 @@ from eventlens.ingest.salts import SaltCache
 from eventlens.insights.cache import InsightCache, LocalStore
 from eventlens.ratelimit import LocalRateLimiter
 from eventlens.records import Duplicate
-from eventlens.storage.metadata import MetadataStore, open_metadata
+from eventlens.storage.metadata import MetadataStore
 from eventlens.storage.wal import FileSegmentLog
 from tests.unit.test_buffer_core import FakeInserter, event
 from tests.unit.test_insight_routes import READ, Auth, FakeReader, Presence, Versions
@@ -147,21 +147,6 @@ class ScriptedBuffer:
             out.append(self.answers[self.n % len(self.answers)])
             self.n += 1
         return out
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> MetadataStore:
-    s = open_metadata(f"sqlite:///{tmp_path / 'meta.sqlite3'}")
-    s.migrate()
-    return s
-
-
-@pytest.fixture
-def write_headers(store: MetadataStore) -> dict[str, str]:
-    project = store.create_project("p")
-    client, secret = store.create_client(project.id, "write")
-    assert secret
-    return {"event-lens-client-id": client.id, "event-lens-client-secret": secret}
 
 
 def track_handler(tmp_path: Path, store: MetadataStore, buffer: Any, limiter: Any = None) -> TrackHandler:

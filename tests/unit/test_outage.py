@@ -32,7 +32,7 @@ from eventlens.errors import OUTAGE_RETRY_AFTER_S, ClientError
 from eventlens.ingest.salts import SaltCache
 from eventlens.outage import is_outage
 from eventlens.ratelimit import LocalRateLimiter, RedisRateLimiter
-from eventlens.storage.metadata import MetadataError, MetadataStore, open_metadata
+from eventlens.storage.metadata import MetadataError, MetadataStore
 from eventlens.storage.metadata_backends import MySQLBackend
 
 with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend on import
@@ -118,21 +118,6 @@ class FailingStore:
 
     def get_or_create_salt(self, day: Any) -> str:
         raise self.exc
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> MetadataStore:
-    s = open_metadata(f"sqlite:///{tmp_path / 'meta.sqlite3'}")
-    s.migrate()
-    return s
-
-
-@pytest.fixture
-def write_headers(store: MetadataStore) -> dict[str, str]:
-    project = store.create_project("p")
-    client, secret = store.create_client(project.id, "write")
-    assert secret
-    return {"event-lens-client-id": client.id, "event-lens-client-secret": secret}
 
 
 def handler(
