@@ -6,6 +6,7 @@ as the suite uses it (no backend is really reached: the guard refuses before con
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -56,6 +57,8 @@ def test_unmarked_backend_access_fails(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rfE", str(tmp_path)],
         cwd=tmp_path,
+        # the conftest imports from this checkout (benchmarks.simcluster's free_port)
+        env={**os.environ, "PYTHONPATH": str(CONFTEST.parents[1])},
         capture_output=True,
         text=True,
         timeout=120,
