@@ -231,16 +231,19 @@ def test_flush_errors_restart_and_replay_are_counted(embedded: Daemon, metrics_p
         assert waiting > 0
         # a crash: Ray restarts the shard, which replays its log
         old = {k for k in scrape(metrics_port) if k[0] == "ray_eventlens_shard_pending_events"}
+        old_pid = ray.get(shard0.pid.remote())
         ray.kill(shard0, no_restart=False)
         deadline = time.monotonic() + 60
-        while True:
+        while True:  # a call made right after the kill may still reach the old process
             try:
-                state = ray.get(d.actor("shard-0").describe.remote(), timeout=5)
-                break
+                if ray.get(d.actor("shard-0").pid.remote(), timeout=5) != old_pid:
+                    state = ray.get(d.actor("shard-0").describe.remote(), timeout=5)
+                    break
             except Exception:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.5)
+            assert time.monotonic() < deadline, "shard 0 was not restarted"
+            time.sleep(0.5)
         assert state["replayed"] == waiting
 
         def restarted(now: Scrape) -> bool:
