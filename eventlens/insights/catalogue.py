@@ -60,8 +60,11 @@ def _catalogued(scope: Scope, params: dict[str, Any], catalog: str, raw: str, co
     params["d0t"] = datetime.combine(days[0], datetime.min.time())
     params["d1t"] = datetime.combine(days[1], datetime.min.time())
     names = filter_sql(scope.filters, params, prefix="cf")  # the catalogue's own name column
+    days_sql = f"{catalog} AND {CATALOG_WHERE}{f' AND {names}' if names else ''}{cond} GROUP BY v"
+    if params["d0t"] == params["start"] and params["d1t"] == params["end"]:
+        return days_sql  # midnight to midnight in UTC: no edges
     edges = event_where(scope, params, between=EDGES)
-    return f"""{catalog} AND {CATALOG_WHERE}{f" AND {names}" if names else ""}{cond} GROUP BY v
+    return f"""{days_sql}
     UNION ALL
     {raw} {edges}{cond} GROUP BY v"""
 

@@ -95,7 +95,7 @@ def _scalar(value: Any, index: int, numeric: bool) -> str | int | float:
         except OverflowError:
             raise _bad("value is beyond the range of a 64-bit float", index) from None
     if isinstance(value, float) and not math.isfinite(value):
-        raise _bad("value must be a finite number (NaN and infinities are not numbers)", index)
+        raise _bad("value must be a finite number (not NaN, Infinity or beyond ±1.8e308)", index)
     if isinstance(value, int | float):
         return float(value) if numeric else value
     if isinstance(value, str):

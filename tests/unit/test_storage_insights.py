@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,7 +27,16 @@ from eventlens.insights.sources import Rows, Sql
 from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import to_columns
 from tests.reference import insights as ref
-from tests.reference.datasets import ZONES, Dataset, datasets, filters, ranges
+from tests.reference.datasets import (
+    NOT_NUMBERS,
+    NUMBERS,
+    NUMERIC_PLANS,
+    ZONES,
+    Dataset,
+    datasets,
+    filters,
+    ranges,
+)
 
 pytestmark = [pytest.mark.storage, pytest.mark.chdb]
 
@@ -145,6 +155,65 @@ def test_every_insight_query_equals_the_reference(
     ), ctx
     assert picker("paths", **common) == ref.column_values(events, q, "path", page_views_only=True), ctx
     assert picker("countries", **common) == ref.column_values(events, q, "country"), ctx
+
+
+# stored texts at the edges of "a number", and filter values that are numbers
+STORED = [
+    *NUMERIC_PLANS,
+    *NOT_NUMBERS,
+    "0",
+    "-3",
+    "2.5",
+    "10",
+    "1e-07",
+    "1e+16",
+    "-1e400",
+    "1\n",
+    "\n1",
+    "1 ",
+    "١٢",
+    "Infinity",
+    "-inf",
+    "",
+]
+FILTER_NUMBERS = [*NUMBERS, 2**64 - 1, -(2**63), 1e-7, 1e16, -1e300, "1e3", "inf", "10"]
+
+
+def test_numeric_filter_values_filter_like_the_reference(wh: Any) -> None:
+    """Each number (and the texts next to it) filters as the brute-force rules say: 1e3, -0,
+    2**53 + 1, 10**30, long digit strings; inf, nan, +1, .5 and texts with spaces are not numbers."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    t0 = 1_780_000_000_000
+    events = [
+        {
+            "_t": "events",
+            "id": f"n{i}",
+            "name": "click",
+            "device_id": f"d{i}",
+            "created_at": t0 + i,
+            "received_at": t0 + i,
+            "properties": {"n": text},
+        }
+        for i, text in enumerate(STORED)
+    ]
+    load(wh, project, Dataset(events, [], t0, t0 + len(events)))
+    rng = {"startDate": "2026-05-01", "endDate": "2026-06-30"}
+    q = ref.Query(
+        int(datetime(2026, 5, 1, tzinfo=UTC).timestamp() * 1000),
+        int(datetime(2026, 7, 1, tzinfo=UTC).timestamp() * 1000),
+    )
+    assert call(wh, project, "metrics", **rng)["totalEvents"] == len(STORED)
+    for value in FILTER_NUMBERS:
+        for op in ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"):
+            flt = [
+                {"field": "properties.n", "operator": op, "value": [value] if op in ("in", "nin") else value}
+            ]
+            got = call(wh, project, "metrics", filters=json.dumps(flt), **rng)["totalEvents"]
+            want = len(ref.selected(events, ref.Query(q.start_ms, q.end_ms, filters=flt)))
+            assert got == want, (op, value)
+            # the funnel's body (Python's json keeps every integer's digits) filters alike
+            body = {"steps": ["click"], "filters": flt, **rng}
+            assert call(wh, project, "funnel", **body)[0]["count"] == want, (op, value)
 
 
 def test_every_insight_route_is_covered() -> None:
