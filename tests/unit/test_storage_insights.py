@@ -14,8 +14,9 @@ import asyncio
 import json
 import os
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -35,6 +36,7 @@ from tests.reference.datasets import (
     Dataset,
     datasets,
     filters,
+    local_midnight_ms,
     ranges,
 )
 
@@ -155,6 +157,59 @@ def test_every_insight_query_equals_the_reference(
     ), ctx
     assert picker("paths", **common) == ref.column_values(events, q, "path", page_views_only=True), ctx
     assert picker("countries", **common) == ref.column_values(events, q, "country"), ctx
+
+
+def test_pickers_count_the_zones_days_and_the_filters(wh: Any) -> None:
+    """Events every 40 minutes over three UTC days: a local day starts inside a UTC day, so the
+    catalogue's days and the raw edges must add up to the zone's day (they counted UTC days and
+    ignored the filters before)."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    t0 = int(datetime(2026, 3, 27, tzinfo=UTC).timestamp() * 1000)  # Berlin changes clocks on the 29th
+    events = [
+        {
+            "_t": "events",
+            "id": f"k{i}",
+            "name": ["page_view", "signup", "click"][i % 3],
+            "device_id": f"d{i % 7}",
+            "country": ["DE", "IN", ""][i % 4 % 3],
+            "is_bot": int(i % 11 == 0),
+            "created_at": t0 + i * 40 * 60_000,
+            "received_at": t0 + i * 40 * 60_000,
+            "properties": {f"k{i % 5}": "v", **({"plan": "pro"} if i % 2 else {})},
+        }
+        for i in range(3 * 36 + 5)
+    ]
+    load(wh, project, Dataset(events, [], t0, events[-1]["created_at"]))
+    name_in = [{"field": "name", "operator": "in", "value": ["signup", "click"]}]
+    country = [{"field": "country", "operator": "eq", "value": "DE"}]
+    for tz in ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/St_Johns", "Pacific/Auckland"):
+        zone = ZoneInfo(tz)
+        for start, end in (
+            ("2026-03-28", "2026-03-29"),
+            ("2026-03-27", "2026-03-27"),
+            ("2026-03-28", "2026-03-28"),
+        ):
+            start_ms = local_midnight_ms(date.fromisoformat(start), zone)
+            end_ms = local_midnight_ms(date.fromisoformat(end) + timedelta(days=1), zone)
+            for flt in ([], name_in, country, name_in + country):
+                for bots in (False, True):
+                    q = ref.Query(start_ms, end_ms, tz, flt, bots)
+                    params: dict[str, Any] = {
+                        "startDate": start,
+                        "endDate": end,
+                        "timezone": tz,
+                        "includeBots": bots,
+                    }
+                    if flt:
+                        params["filters"] = json.dumps(flt)
+                    ctx = (tz, start, end, flt, bots)
+                    assert call(wh, project, "event-names", **params)["data"] == ref.event_names(events, q), (
+                        ctx
+                    )
+                    for event in (None, "signup"):
+                        extra = {"eventName": event} if event else {}
+                        got = call(wh, project, "property-keys", **params, **extra)["data"]
+                        assert got == ref.property_keys(events, q, event), (*ctx, event)
 
 
 # stored texts at the edges of "a number", and filter values that are numbers
