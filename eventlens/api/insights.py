@@ -139,6 +139,15 @@ def endpoint(route: Route, answers: Answers) -> Callable[..., Awaitable[Response
 
     async def run(project_id: str, request: Request, params: Scoped) -> Response:
         once(request)
+        if route.method == "POST" and request.query_params:
+            name = next(iter(request.query_params))
+            raise ParamsError(
+                ClientError(
+                    400,
+                    "unknown_parameter",
+                    f"parameter {name[:40]!r} does not apply: this route takes its parameters in the JSON body",
+                )
+            )
         return await answers.answer(route, request, project_id, params)
 
     source = Body() if route.method == "POST" else Query()

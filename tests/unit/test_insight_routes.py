@@ -235,7 +235,11 @@ def test_funnel_keys_it_does_not_take_are_400s_naming_them() -> None:
     http, querier = client()
     r = http.post("/insights/p1/funnel", json={"steps": ["a"], "interval": "day"}, headers=READ)
     assert r.status_code == 400 and r.json()["error"] == "unknown_parameter" and "'interval'" in r.text
+    # the funnel's parameters are in its body: one in the query string is not ignored either
+    r = http.post("/insights/p1/funnel?timezone=Asia/Tokyo", json={"steps": ["a"]}, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "unknown_parameter" and "'timezone'" in r.text
     assert not querier.sent
+    assert http.post("/insights/p1/funnel?timezone=UTC", json={"steps": ["a"]}).status_code == 401
 
 
 def test_answers_are_cached_per_route_project_and_parameter() -> None:
