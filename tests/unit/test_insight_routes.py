@@ -295,3 +295,18 @@ def test_a_compute_failure_is_a_500_body() -> None:
         "message": "internal error",
         "details": [],
     }
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "1" * 400, "1" * 5000])
+def test_numbers_no_float_holds_are_400s_never_500s(literal: str) -> None:
+    """As a GET route's filter (orjson) and in the funnel's body (Python's json): 400, never 500."""
+    http, querier = client()
+    flt = '[{"field": "properties.n", "operator": "gt", "value": %s}]' % literal  # noqa: UP031
+    r = http.get("/insights/p1/metrics", params={"filters": flt}, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_filter" and "filters" in r.json()["message"]
+    body = '{"steps": ["a"], "filters": %s}' % flt  # noqa: UP031
+    r = http.post("/insights/p1/funnel", content=body, headers={**READ, "content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    if len(literal) < 4300:  # Python's json refuses longer integers before the filters are read
+        assert r.json()["error"] == "invalid_filter" and r.json()["message"].startswith("filters[0]: ")
+    assert not querier.sent
