@@ -298,7 +298,7 @@ def test_a_compute_failure_is_a_500_body() -> None:
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "1" * 400, "1" * 5000])
-def test_numbers_no_float_holds_are_400s_never_500s(literal: str) -> None:
+def test_numbers_beyond_a_float_are_400s_never_500s(literal: str) -> None:
     """As a GET route's filter (orjson) and in the funnel's body (Python's json): 400, never 500."""
     http, querier = client()
     flt = '[{"field": "properties.n", "operator": "gt", "value": %s}]' % literal  # noqa: UP031
