@@ -2,9 +2,11 @@
 
 FastAPI reads a route's query string (the funnel: its JSON body) into the route's model; a wrong
 type or an out-of-range number is FastAPI's 422. Once every field is valid, the model's validator
-applies the route's rules (breakdown dimension, funnel steps, interval, retention size) and parses
-the date range and the filters: a broken rule is a ``ParamsError``, a 400 with the rule's code and
-a message naming the problem. The parsed range and filters give the route's ``Scope``.
+refuses a parameter the route does not take, applies the route's rules (breakdown dimension,
+funnel steps, interval, retention size) and parses the date range and the filters: a broken rule
+is a ``ParamsError``, a 400 with the rule's code and a message naming the problem. The parsed
+range and filters give the route's ``Scope``; every route, the filter pickers included, takes the
+range in a zone, the filters and ``includeBots``.
 
 A model's fields are also its cache key: every parameter, defaults included.
 """
