@@ -50,6 +50,8 @@ DEFAULT_JSON = ROOT / "benchmarks" / "results" / "insights-latest.json"
 FUNNEL_STEPS = ["page_view", "signup_click", "signup_complete", "purchase"]
 COUNTRY_FILTER = json.dumps([{"field": "country", "operator": "eq", "value": "DE"}], separators=(",", ":"))
 RANGES = {"7d": 7, "30d": 30}
+BERLIN = {"timezone": "Europe/Berlin"}
+FILTERED = {"filters": COUNTRY_FILTER}
 # (label, method, route under /insights or /filters, query, ranges, target p50 ms)
 ENDPOINTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...], float | None]] = [
     ("metrics", "GET", "insights/{p}/metrics", {}, ("7d", "30d"), 100),
@@ -69,6 +71,12 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...], float | No
     ("retention week", "GET", "insights/{p}/retention", {"period": "week"}, ("30d",), 500),
     ("event-names", "GET", "filters/{p}/event-names", {}, ("7d", "30d"), None),
     ("property-keys", "GET", "filters/{p}/property-keys", {}, ("7d", "30d"), None),
+    # a zone's days start inside UTC days: the catalogue's whole days plus raw edges
+    ("event-names Berlin", "GET", "filters/{p}/event-names", BERLIN, ("7d", "30d"), None),
+    ("property-keys Berlin", "GET", "filters/{p}/property-keys", BERLIN, ("7d", "30d"), None),
+    # a filter the catalogue cannot answer: the raw events of the whole range
+    ("event-names (filtered)", "GET", "filters/{p}/event-names", FILTERED, ("7d", "30d"), None),
+    ("property-keys (filtered)", "GET", "filters/{p}/property-keys", FILTERED, ("7d", "30d"), None),
 ]
 
 

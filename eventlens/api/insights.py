@@ -123,10 +123,31 @@ class Answers:
         return Response(body, media_type="application/json", headers={"x-cache": "miss"})
 
 
+def once(request: Request) -> None:
+    """A query parameter given twice is a 400 naming it: FastAPI would read one and drop the other."""
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name in seen:
+            raise ParamsError(
+                ClientError(400, "repeated_parameter", f"parameter {name[:40]!r} is given more than once")
+            )
+        seen.add(name)
+
+
 def endpoint(route: Route, answers: Answers) -> Callable[..., Awaitable[Response]]:
     """The FastAPI endpoint of a route: its signature tells FastAPI where the model comes from."""
 
     async def run(project_id: str, request: Request, params: Scoped) -> Response:
+        once(request)
+        if route.method == "POST" and request.query_params:
+            name = next(iter(request.query_params))
+            raise ParamsError(
+                ClientError(
+                    400,
+                    "unknown_parameter",
+                    f"parameter {name[:40]!r} does not apply: this route takes its parameters in the JSON body",
+                )
+            )
         return await answers.answer(route, request, project_id, params)
 
     source = Body() if route.method == "POST" else Query()
@@ -239,6 +260,15 @@ def create_api(
     @app.get("/insights/{project_id}/live")
     async def live(project_id: str, request: Request) -> Response:
         await auth.authenticate(request.headers, "read", project_id)
+        if request.query_params:
+            # the visitors of the last minutes as the shards saw them: no range, zone or filters
+            name = next(iter(request.query_params))
+            raise ClientError(
+                400,
+                "unknown_parameter",
+                f"parameter {name[:40]!r} does not apply to /live, which counts the visitors seen"
+                " within the live window (EVENTLENS_LIVE_WINDOW_S) and takes no parameters",
+            )
         with outage_as("presence"):
             count = await presence.count.remote(project_id)
         return json_response({"count": int(count)})  # never cached

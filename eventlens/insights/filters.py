@@ -68,7 +68,7 @@ class Filter:
     column: str  # a name from COLUMNS, or "" for a property
     key: str  # the property key when column == ""
     operator: str
-    value: Any  # str | float | list[str] | None
+    value: Any  # str | float (a numeric comparison) | list[str] | None
 
 
 def _bad(message: str, index: int | None = None) -> ClientError:
@@ -76,13 +76,28 @@ def _bad(message: str, index: int | None = None) -> ClientError:
     return ClientError(400, "invalid_filter", where + message)
 
 
-def _scalar(value: Any, index: int) -> str | float:
+# what orjson (the ingest's JSON reader) keeps as an integer; it reads a wider one as a float
+INT_RANGE = (-(2**63), 2**64 - 1)
+# a stored text a numeric comparison reads as a number: a JSON number, as ingest writes one
+# (``-0``, ``1000``, ``2.5``, ``1e-07``, long digit strings); ``inf``, ``nan``, ``+1``, ``.5``
+# and anything else never match. The pattern is the same in SQL (re2) and in the tests.
+NUMBER_PATTERN = "^-?[0-9]+([.][0-9]+)?([eE][-+]?[0-9]+)?$"
+
+
+def _scalar(value: Any, index: int, numeric: bool) -> str | int | float:
+    """A filter value: text, or a number (``numeric``: one a comparison reads as a 64-bit float)."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, int) and not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        # read as ingest reads the same number in an event (a float), so the texts agree
+        try:
+            value = float(value)
+        except OverflowError:
+            raise _bad("value is beyond the range of a 64-bit float", index) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _bad("value must be a finite number (not NaN, Infinity or beyond ±1.8e308)", index)
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise _bad("value must be a finite number", index)
-        return float(value)
+        return float(value) if numeric else value
     if isinstance(value, str):
         if len(value) > MAX_VALUE_LEN:
             raise _bad(f"value is longer than {MAX_VALUE_LEN} characters", index)
@@ -90,7 +105,8 @@ def _scalar(value: Any, index: int) -> str | float:
     raise _bad("value must be a string or a number", index)
 
 
-def _as_text(value: str | float) -> str:
+def _as_text(value: str | int | float) -> str:
+    """A number as ingest stores it in properties (``eventlens.ingest.properties``)."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -103,8 +119,10 @@ def parse_filters(raw: str | list[Any] | None) -> list[Filter]:
     if isinstance(raw, str):
         try:
             raw = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise _bad("not valid JSON; expected a list of {field, operator, value}") from None
+        except orjson.JSONDecodeError as exc:
+            # orjson says why (a number beyond a 64-bit float, NaN or Infinity, a stray character)
+            why = f"{exc.msg} at character {exc.pos}"[:120]
+            raise _bad(f"not valid JSON ({why}); expected a list of {{field, operator, value}}") from None
     if not isinstance(raw, list):
         raise _bad("expected a JSON list of {field, operator, value}")
     if len(raw) > MAX_FILTERS:
@@ -140,11 +158,11 @@ def parse_filters(raw: str | list[Any] | None) -> list[Filter]:
                 raise _bad(f"{op} needs a non-empty list value", i)
             if len(value) > MAX_VALUES:
                 raise _bad(f"{op} takes at most {MAX_VALUES} values", i)
-            value = [_as_text(_scalar(v, i)) for v in value]
+            value = [_as_text(_scalar(v, i, numeric=False)) for v in value]
         else:
             if value is None:
                 raise _bad(f"{op} needs a value", i)
-            value = _scalar(value, i)
+            value = _scalar(value, i, numeric=op in COMPARE)
             if op not in COMPARE:
                 value = _as_text(value)
         out.append(Filter(column, key, op, value))
@@ -196,8 +214,10 @@ def filter_sql(
         elif op == "endsWith":
             parts.append(f"endsWith({expr}, {{{p}:String}})")
         elif isinstance(f.value, float):
-            # numbers compare as numbers; a value that is not a number never matches
-            parts.append(f"toFloat64OrNull({expr}) {COMPARE[op]} {{{p}:Float64}}")
+            # numbers compare as 64-bit floats; a value that is not a number never matches
+            parts.append(
+                f"(match({expr}, '{NUMBER_PATTERN}') AND toFloat64OrNull({expr}) {COMPARE[op]} {{{p}:Float64}})"
+            )
         else:
             parts.append(f"{expr} {COMPARE[op]} {{{p}:String}}")
     return " AND ".join(parts)

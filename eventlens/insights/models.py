@@ -2,9 +2,11 @@
 
 FastAPI reads a route's query string (the funnel: its JSON body) into the route's model; a wrong
 type or an out-of-range number is FastAPI's 422. Once every field is valid, the model's validator
-applies the route's rules (breakdown dimension, funnel steps, interval, retention size) and parses
-the date range and the filters: a broken rule is a ``ParamsError``, a 400 with the rule's code and
-a message naming the problem. The parsed range and filters give the route's ``Scope``.
+refuses a parameter the route does not take, applies the route's rules (breakdown dimension,
+funnel steps, interval, retention size) and parses the date range and the filters: a broken rule
+is a ``ParamsError``, a 400 with the rule's code and a message naming the problem. The parsed
+range and filters give the route's ``Scope``; every route, the filter pickers included, takes the
+range in a zone, the filters and ``includeBots``.
 
 A model's fields are also its cache key: every parameter, defaults included.
 """
@@ -47,8 +49,12 @@ class Scoped(BaseModel):
     """Parameters that select a project's data: a date range, filters, bots.
 
     Subclasses declare the fields (their order is the order FastAPI reports problems in) and say
-    which ones hold the range through ``scope_fields``.
+    which ones hold the range through ``scope_fields``. A parameter the route does not take is
+    never ignored: it is a 400 naming it (FastAPI hands every query parameter, or body key, to
+    the model; ``extra="allow"`` keeps them so the validator can name them).
     """
+
+    model_config = ConfigDict(extra="allow")
 
     _range: Range | None = PrivateAttr(None)
     _filters: list[Filter] = PrivateAttr(default_factory=list)
@@ -70,6 +76,7 @@ class Scoped(BaseModel):
     def _parse(self) -> Self:
         start, end, timezone, filters = self.scope_fields()
         try:
+            self._no_extras()
             self.rules()
             rng = parse_range(start, end, timezone)
             self._filters = parse_filters(filters)
@@ -79,31 +86,20 @@ class Scoped(BaseModel):
         self._range = rng
         return self
 
+    def _no_extras(self) -> None:
+        extra = sorted(self.model_extra or {})
+        if extra:
+            takes = ", ".join(type(self).model_fields)
+            more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+            raise ClientError(
+                400,
+                "unknown_parameter",
+                f"parameter {extra[0][:40]!r}{more} does not apply to this route; it takes {takes}",
+            )
+
     def scope(self, project: str) -> Scope:
         assert self._range is not None, "set by the validator"
         return Scope(project, self._range, self._filters, self.include_bots())
-
-
-# the catalogue pickers (event names, property keys) count per UTC day: no zone, no filters -------
-class Catalog(Scoped):
-    startDate: str | None = None
-    endDate: str | None = None
-    includeBots: bool = False
-
-    def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
-        return self.startDate, self.endDate, None, None
-
-    def include_bots(self) -> bool:
-        return self.includeBots
-
-
-class EventNamesParams(Catalog):
-    limit: PickerLimit = 500
-
-
-class PropertyKeysParams(Catalog):
-    eventName: EventName = None
-    limit: PickerLimit = 500
 
 
 # what every insight route takes ------------------------------------------------------------------
@@ -182,6 +178,15 @@ class RetentionParams(Common):
             )
 
 
+class EventNamesParams(Common):
+    limit: PickerLimit = 500
+
+
+class PropertyKeysParams(Common):
+    eventName: EventName = None
+    limit: PickerLimit = 500
+
+
 class PropertyValuesParams(Common):
     key: Annotated[str, Field(min_length=1, max_length=MAX_NAME_LEN)]
     eventName: EventName = None
@@ -196,8 +201,6 @@ class ColumnValuesParams(Common):
 
 # the funnel's JSON body ------------------------------------------------------------------------
 class FunnelParams(Scoped):
-    model_config = ConfigDict(extra="forbid")
-
     steps: list[str] = Field(min_length=1, max_length=MAX_FUNNEL_STEPS)
     startDate: str | None = None
     endDate: str | None = None

@@ -47,11 +47,16 @@ class Scope:
 RANGE = "{col} >= {{start:DateTime64(3, 'UTC')}} AND {col} < {{end:DateTime64(3, 'UTC')}}"
 
 
-def event_where(scope: Scope, params: dict[str, Any], *, markers: bool = False, prefix: str = "f") -> str:
-    """Events of the project in range (client events only unless ``markers``), bots and filters."""
+def event_where(
+    scope: Scope, params: dict[str, Any], *, markers: bool = False, prefix: str = "f", between: str = ""
+) -> str:
+    """Events of the project in range (client events only unless ``markers``), bots and filters.
+
+    ``between`` replaces the range condition (the edges of a range whose middle a rollup answers).
+    """
     parts = [
         "project_id = {project:String}",
-        RANGE.format(col="created_at"),
+        between or RANGE.format(col="created_at"),
         "(is_bot = 0 OR {bots:UInt8} = 1)",
     ]
     if not markers:

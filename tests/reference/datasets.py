@@ -45,6 +45,12 @@ OSES = ["Windows", "Mac OS X", "Android"]
 DEVICES = ["desktop", "mobile", "tablet"]
 REFERRERS = [("", "direct"), ("Google", "search"), ("Facebook", "social"), ("Newsletter", "email")]
 PLANS = ["free", "pro", "10", "2.5", "-3", "", "x'); DROP TABLE events; --"]
+# texts at the edges of "a number": what ingest writes for 1e3, -0, 2**53 + 1 and 10**30, and texts
+# that are not numbers although a float parser may read them (inf, nan, +1, .5, 1.)
+NUMERIC_PLANS = ["1000", "1e3", "-0", "9007199254740993", "1000000000000000019884624838656", "1" * 40]
+NOT_NUMBERS = ["inf", "nan", "+1", ".5", "1.", "1e400"]
+# filter values that are numbers: each one filters exactly like the brute-force reference
+NUMBERS = [0, 2.5, 10, -3, 1e3, -0.0, 2**53 + 1, 10**30, 1e300, int("1" * 40)]
 GAPS_MS = [1_000, 5 * 60_000, 29 * 60_000, 31 * 60_000, 2 * 3600_000, 11 * 3600_000, 26 * 3600_000]
 
 
@@ -106,7 +112,7 @@ def device_events(draw: st.DrawFn, index: int, base_ms: int) -> list[dict[str, A
         ref_name, ref_type = draw(st.sampled_from(REFERRERS))
         props = {}
         if draw(st.booleans()):
-            props["plan"] = draw(st.sampled_from(PLANS))
+            props["plan"] = draw(st.sampled_from(PLANS + NUMERIC_PLANS + NOT_NUMBERS))
         out.append(
             {
                 "_t": "events",
@@ -198,7 +204,7 @@ FILTER_FIELDS = {
     "path": [*PATHS, "/docs"],
     "browser": BROWSERS,
     "name": NAMES,
-    "properties.plan": PLANS,
+    "properties.plan": PLANS + NUMERIC_PLANS + NOT_NUMBERS,
     "referrer_type": [t for _, t in REFERRERS],
 }
 
@@ -211,10 +217,13 @@ def filters(draw: st.DrawFn) -> list[dict[str, Any]]:
         op = draw(st.sampled_from(OPERATORS))
         pool = FILTER_FIELDS[fld]
         value: Any
+        numbers = NUMBERS if fld == "properties.plan" else []
         if op in ("in", "nin"):
-            value = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
+            value = draw(st.lists(st.sampled_from(pool + numbers), min_size=1, max_size=3))
         elif op in ("gt", "gte", "lt", "lte") and draw(st.booleans()):
-            value = draw(st.sampled_from([0, 2.5, 10, -3]))
+            value = draw(st.sampled_from(NUMBERS))
+        elif op in ("eq", "ne") and numbers and draw(st.booleans()):
+            value = draw(st.sampled_from(numbers))
         elif op in ("contains", "notContains", "startsWith", "endsWith"):
             value = draw(st.sampled_from(["/d", "o", "pro", "", "'"]))
         else:

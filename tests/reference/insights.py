@@ -17,7 +17,8 @@ from zoneinfo import ZoneInfo
 
 MARKERS = {"session_start", "session_end"}
 PAGE_VIEWS = {"page_view", "screen_view"}
-NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+# a stored text is a number when it is written as a JSON number (what ingest writes for one)
+NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
 @dataclass
@@ -45,6 +46,11 @@ def _value(ev: dict[str, Any], fld: str) -> str | None:
 
 
 def _text(v: Any) -> str:
+    """A filter value as text: numbers as ingest stores them in properties."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int) and not -(2**63) <= v < 2**64:
+        v = float(v)  # a JSON reader that keeps 64-bit integers reads a wider one as a float
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v)
@@ -81,7 +87,7 @@ def matches(ev: dict[str, Any], f: dict[str, Any]) -> bool:
         "lte": lambda a, b: a <= b,
     }[op]
     if isinstance(want, int | float) and not isinstance(want, bool):
-        return bool(NUMBER.match(v)) and cmp(float(v), float(want))
+        return bool(NUMBER.fullmatch(v)) and cmp(float(v), float(want))
     return cmp(v.encode(), _text(want).encode())
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from eventlens.errors import ClientError
-from eventlens.insights.filters import COLUMNS, OPERATORS, filter_sql, parse_filters
+from eventlens.ingest.properties import flatten
+from eventlens.insights.filters import COLUMNS, NUMBER_PATTERN, OPERATORS, Filter, filter_sql, parse_filters
 
 
 def sql_of(raw: object) -> tuple[str, dict[str, object]]:
@@ -28,7 +31,8 @@ def test_column_and_property_filters_bind_every_value() -> None:
     )
     assert sql == (
         "country = {f0:String} AND properties[{f1k:String}] IN {f1:Array(String)}"
-        " AND toFloat64OrNull(properties[{f2k:String}]) > {f2:Float64} AND startsWith(path, {f3:String})"
+        f" AND (match(properties[{{f2k:String}}], '{NUMBER_PATTERN}')"
+        " AND toFloat64OrNull(properties[{f2k:String}]) > {f2:Float64}) AND startsWith(path, {f3:String})"
     )
     assert params == {
         "f0": "DE",
@@ -90,3 +94,81 @@ def test_sql_text_never_depends_on_values(field: str, op: str, value: object) ->
 
     placeholder = 1 if isinstance(value, int) else "a"
     assert build(value) == build(placeholder)
+
+
+# numbers as filter values --------------------------------------------------------------------
+def _filter(op: str, literal: str) -> str:
+    return '[{"field": "properties.n", "operator": "%s", "value": %s}]' % (op, literal)  # noqa: UP031
+
+
+def _both_readers(op: str, literal: str) -> list[list[Filter]]:
+    """The filter as a GET route reads it (JSON text, orjson) and as the funnel's body arrives
+    (decoded by Python's json, which keeps every integer's digits)."""
+    text = _filter(op, literal)
+    return [parse_filters(text), parse_filters(json.loads(text))]
+
+
+@pytest.mark.parametrize(
+    ("literal", "text", "number"),
+    [
+        ("1e3", "1000", 1000.0),
+        ("-0", "0", 0.0),
+        ("-0.0", "0", -0.0),
+        ("2.5", "2.5", 2.5),
+        ("1e-7", "1e-07", 1e-7),
+        # 2**53 + 1: its digits, not the float's (before: "9007199254740992", missing the event)
+        ("9007199254740993", "9007199254740993", 9007199254740992.0),
+        ("18446744073709551615", "18446744073709551615", 1.8446744073709552e19),
+        # wider than 64 bits: ingest (orjson) reads it as a float, and so does the filter
+        ("123456789012345678901234567890", "123456789012345677877719597056", 1.2345678901234568e29),
+        ("1" * 40, str(int(float("1" * 40))), float("1" * 40)),
+        ("1e300", str(int(1e300)), 1e300),
+    ],
+)
+def test_a_number_matches_the_text_ingest_stores_for_it_and_compares_as_a_float(
+    literal: str, text: str, number: float
+) -> None:
+    stored = flatten(orjson.loads('{"n": %s}' % literal), max_keys=5, max_key_len=10, max_value_len=1000)  # noqa: UP031
+    assert stored == {"n": text}
+    for op in ("eq", "ne", "in", "nin"):
+        for parsed in _both_readers(op, f"[{literal}]" if op in ("in", "nin") else literal):
+            assert parsed[0].value == ([text] if op in ("in", "nin") else text), (op, parsed)
+    for op in ("gt", "gte", "lt", "lte"):
+        for parsed in _both_readers(op, literal):
+            assert parsed[0].value == number and isinstance(parsed[0].value, float)
+            sql = filter_sql(parsed, {})
+            assert f"match(properties[{{f0k:String}}], '{NUMBER_PATTERN}')" in sql
+
+
+@pytest.mark.parametrize(
+    ("literal", "get_why", "body_why"),
+    [
+        ("NaN", "not valid JSON (unexpected character", "finite number"),
+        ("Infinity", "not valid JSON (unexpected character", "finite number"),
+        ("-Infinity", "not valid JSON (no digit after sign", "finite number"),
+        ("1e400", "number is infinity", "finite number"),
+        ("1" * 400, "number is infinity", "beyond the range of a 64-bit float"),
+    ],
+)
+def test_a_number_beyond_a_float_is_a_400_naming_the_filter_and_why(
+    literal: str, get_why: str, body_why: str
+) -> None:
+    for op in ("eq", "gt", "in"):
+        value = f"[{literal}]" if op == "in" else literal
+        with pytest.raises(ClientError) as err:
+            parse_filters(_filter(op, value))
+        assert err.value.status == 400 and err.value.code == "invalid_filter"
+        assert err.value.message.startswith("filters: ") and get_why in err.value.message
+        with pytest.raises(ClientError) as err:
+            parse_filters(json.loads(_filter(op, value)))  # Python's json reads all of these
+        assert err.value.status == 400 and err.value.message.startswith("filters[0]: ")
+        assert body_why in err.value.message
+
+
+def test_which_stored_texts_are_numbers() -> None:
+    """A JSON number as ingest writes one; not what a lenient float parser also reads."""
+    number = re.compile(NUMBER_PATTERN)
+    for text in ["0", "-0", "10", "2.5", "-3", "1000", "1e3", "1E3", "1e-07", "1e+16", "1" * 400, "1e400"]:
+        assert number.search(text), text
+    for text in ["", "inf", "-inf", "nan", "NaN", "Infinity", "+1", ".5", "1.", " 1", "1 ", "1_000", "0x1A"]:
+        assert not number.search(text), text

@@ -62,21 +62,45 @@ def test_a_model_gives_the_scope_of_its_range_zone_filters_and_bots() -> None:
     assert [(f.column, f.value) for f in s.filters] == [("country", "DE")]
 
 
-def test_catalogue_pickers_take_no_zone_and_no_filters() -> None:
-    assert set(EventNamesParams.model_fields) == {"startDate", "endDate", "includeBots", "limit"}
-    assert set(PropertyKeysParams.model_fields) == {
-        "startDate",
-        "endDate",
-        "includeBots",
-        "limit",
-        "eventName",
-    }
-    # a zone or filters sent anyway are ignored: the catalogue counts per UTC day
+def test_catalogue_pickers_take_the_zone_and_the_filters() -> None:
+    """They ignored both before: the catalogue counted UTC days and the models dropped them."""
+    common = {"startDate", "endDate", "timezone", "filters", "includeBots", "limit"}
+    assert set(EventNamesParams.model_fields) == common
+    assert set(PropertyKeysParams.model_fields) == common | {"eventName"}
     p = PropertyKeysParams.model_validate(
-        {"startDate": "2026-01-01", "timezone": "Asia/Tokyo", "filters": "[{"}
+        {
+            "startDate": "2026-01-01",
+            "endDate": "2026-01-01",
+            "timezone": "Asia/Tokyo",
+            "filters": '[{"field": "country", "operator": "eq", "value": "JP"}]',
+        }
     )
     s = p.scope("proj")
-    assert s.rng.timezone == "UTC" and s.filters == []
+    assert s.rng.timezone == "Asia/Tokyo" and [(f.column, f.value) for f in s.filters] == [("country", "JP")]
+    assert s.rng.start == datetime(2025, 12, 31, 15, tzinfo=UTC)
+    assert rejected(EventNamesParams, filters="[{").code == "invalid_filter"
+    assert rejected(EventNamesParams, timezone="Mars/Olympus").code == "invalid_timezone"
+
+
+@pytest.mark.parametrize(
+    ("model", "values", "name"),
+    [
+        (MetricsParams, {"interval": "hour"}, "interval"),
+        (PagesParams, {"compare": "previous"}, "compare"),
+        (ListParams, {"type": "entry"}, "type"),
+        (RetentionParams, {"interval": "day"}, "interval"),
+        (EventNamesParams, {"eventName": "signup"}, "eventName"),
+        (ColumnValuesParams, {"key": "plan"}, "key"),
+        (MetricsParams, {"timeZone": "Europe/Berlin"}, "timeZone"),  # a misspelling is not ignored
+        (FunnelParams, {"steps": ["a"], "extra": 1}, "extra"),
+        (FunnelParams, {"steps": ["a"], "interval": "day"}, "interval"),
+    ],
+)
+def test_a_parameter_the_route_does_not_take_is_a_400_naming_it(
+    model: type[BaseModel], values: dict[str, Any], name: str
+) -> None:
+    err = rejected(model, **values)
+    assert err.code == "unknown_parameter" and repr(name) in err.message, err.message
 
 
 @pytest.mark.parametrize(
@@ -157,7 +181,6 @@ def test_funnel_steps() -> None:
         (FunnelParams, {"steps": ["a"] * 21}),
         (FunnelParams, {"steps": ["a"], "window": 0}),
         (FunnelParams, {"steps": ["a"], "groupBy": "ip"}),
-        (FunnelParams, {"steps": ["a"], "extra": 1}),
         # field errors come first: the rules run only on valid fields
         (FunnelParams, {"steps": [""], "window": 0}),
         (BreakdownParams, {"dimension": "bad", "limit": 0}),

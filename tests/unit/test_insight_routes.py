@@ -122,13 +122,7 @@ def test_query_parameters_keep_their_names_and_defaults() -> None:
         "limit": 50,
         "type": "all",
     }
-    assert names("/filters/{project_id}/event-names") == {
-        "project_id": None,
-        "startDate": None,
-        "endDate": None,
-        "includeBots": False,
-        "limit": 500,
-    }
+    assert names("/filters/{project_id}/event-names") == {**common, "includeBots": False, "limit": 500}
     assert spec["/insights/{project_id}/funnel"]["post"]["requestBody"]["required"] is True
 
 
@@ -180,15 +174,72 @@ def test_retention_and_interval_rules_are_400s_naming_the_problem() -> None:
     assert r.status_code == 400 and r.json()["error"] == "invalid_interval"
 
 
-def test_catalogue_pickers_ignore_zone_and_filters() -> None:
+def test_catalogue_pickers_take_zone_and_filters() -> None:
+    """They answered 200 from the UTC-day catalogue before, whatever the zone and filters."""
     http, querier = client()
-    params = {"startDate": "2026-01-01", "endDate": "2026-01-02", "timezone": "Asia/Tokyo", "filters": "[{"}
-    r = http.get("/filters/p1/event-names", params=params, headers=READ)
-    assert r.status_code == 200 and r.json() == {"success": True, "data": []}
-    sql, bound = querier.sent[-1]
-    assert bound["tz"] == "UTC" and "FROM event_catalog" in sql
-    r = http.get("/filters/p1/paths", params=params, headers=READ)
-    assert r.status_code == 400 and r.json()["error"] == "invalid_filter"
+    params = {"startDate": "2026-01-01", "endDate": "2026-01-02", "timezone": "Asia/Tokyo"}
+    for route in ("event-names", "property-keys"):
+        r = http.get(f"/filters/p1/{route}", params={**params, "filters": "[{"}, headers=READ)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_filter", route
+        r = http.get(f"/filters/p1/{route}", params=params, headers=READ)
+        assert r.status_code == 200 and r.json() == {"success": True, "data": []}
+        sql, bound = querier.sent[-1]
+        assert bound["tz"] == "Asia/Tokyo" and bound["start"].hour == 15  # Tokyo's midnight in UTC
+        assert "FROM event_catalog" in sql and "FROM events FINAL" in sql
+        flt = '[{"field": "country", "operator": "eq", "value": "JP"}]'
+        r = http.get(f"/filters/p1/{route}", params={**params, "filters": flt}, headers=READ)
+        sql, bound = querier.sent[-1]
+        assert r.status_code == 200 and "event_catalog" not in sql and bound["f0"] == "JP"
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "name"),
+    [
+        ("/insights/p1/metrics", {"interval": "hour"}, "interval"),
+        ("/insights/p1/metrics", {"timeZone": "Asia/Tokyo"}, "timeZone"),
+        ("/insights/p1/pages", {"compare": "previous"}, "compare"),
+        ("/insights/p1/breakdown", {"dimension": "browser", "period": "week"}, "period"),
+        ("/filters/p1/event-names", {"eventName": "signup"}, "eventName"),
+        ("/filters/p1/countries", {"key": "plan"}, "key"),
+    ],
+)
+def test_a_parameter_the_route_does_not_take_is_a_400_naming_it(
+    url: str, params: dict[str, str], name: str
+) -> None:
+    http, querier = client()
+    r = http.get(url, params=params, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "unknown_parameter", r.text
+    assert repr(name) in r.json()["message"] and not querier.sent
+    # shown to readers only, like every rule
+    assert http.get(url, params=params).status_code == 401
+
+
+def test_a_parameter_given_twice_is_a_400_naming_it() -> None:
+    http, querier = client()
+    url = "/insights/p1/metrics?timezone=UTC&timezone=Asia/Tokyo"
+    r = http.get(url, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "repeated_parameter" and "'timezone'" in r.text
+    assert not querier.sent and http.get(url).status_code == 401
+
+
+def test_live_takes_no_parameters() -> None:
+    http, _ = client()
+    for name in ("startDate", "timezone", "filters", "includeBots"):
+        r = http.get("/insights/p1/live", params={name: "x"}, headers=READ)
+        assert r.status_code == 400 and r.json()["error"] == "unknown_parameter" and repr(name) in r.text
+    assert http.get("/insights/p1/live", params={"timezone": "UTC"}).status_code == 401
+    assert http.get("/insights/p1/live", headers=READ).json() == {"count": 7}
+
+
+def test_funnel_keys_it_does_not_take_are_400s_naming_them() -> None:
+    http, querier = client()
+    r = http.post("/insights/p1/funnel", json={"steps": ["a"], "interval": "day"}, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "unknown_parameter" and "'interval'" in r.text
+    # the funnel's parameters are in its body: one in the query string is not ignored either
+    r = http.post("/insights/p1/funnel?timezone=Asia/Tokyo", json={"steps": ["a"]}, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "unknown_parameter" and "'timezone'" in r.text
+    assert not querier.sent
+    assert http.post("/insights/p1/funnel?timezone=UTC", json={"steps": ["a"]}).status_code == 401
 
 
 def test_answers_are_cached_per_route_project_and_parameter() -> None:
@@ -244,3 +295,18 @@ def test_a_compute_failure_is_a_500_body() -> None:
         "message": "internal error",
         "details": [],
     }
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "1" * 400, "1" * 5000])
+def test_numbers_beyond_a_float_are_400s_never_500s(literal: str) -> None:
+    """As a GET route's filter (orjson) and in the funnel's body (Python's json): 400, never 500."""
+    http, querier = client()
+    flt = '[{"field": "properties.n", "operator": "gt", "value": %s}]' % literal  # noqa: UP031
+    r = http.get("/insights/p1/metrics", params={"filters": flt}, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_filter" and "filters" in r.json()["message"]
+    body = '{"steps": ["a"], "filters": %s}' % flt  # noqa: UP031
+    r = http.post("/insights/p1/funnel", content=body, headers={**READ, "content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    if len(literal) < 4300:  # Python's json refuses longer integers before the filters are read
+        assert r.json()["error"] == "invalid_filter" and r.json()["message"].startswith("filters[0]: ")
+    assert not querier.sent

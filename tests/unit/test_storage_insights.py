@@ -14,7 +14,7 @@ import asyncio
 import json
 import os
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,17 @@ from eventlens.insights.sources import Rows, Sql
 from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import to_columns
 from tests.reference import insights as ref
-from tests.reference.datasets import ZONES, Dataset, datasets, filters, local_midnight_ms, ranges
+from tests.reference.datasets import (
+    NOT_NUMBERS,
+    NUMBERS,
+    NUMERIC_PLANS,
+    ZONES,
+    Dataset,
+    datasets,
+    filters,
+    local_midnight_ms,
+    ranges,
+)
 
 pytestmark = [pytest.mark.storage, pytest.mark.chdb]
 
@@ -132,32 +142,133 @@ def test_every_insight_query_equals_the_reference(
         "change": ref.change(now, before),
     }, ctx
 
-    # filter pickers
-    plain = {k: v for k, v in common.items() if k not in ("filters", "timezone")}
-    q_plain = ref.Query(q.start_ms, q.end_ms, "UTC", [], bots)
-    if "T" not in rng.start:  # date-only ranges are midnight to midnight in the zone: in UTC here
-        q_plain = ref.Query(
-            local_midnight_ms(date.fromisoformat(rng.start), ZoneInfo("UTC")),
-            local_midnight_ms(date.fromisoformat(rng.end) + timedelta(days=1), ZoneInfo("UTC")),
-            "UTC",
-            [],
-            bots,
-        )
-
+    # filter pickers: the same range, zone, filters and bots as every other route
     def picker(route: str, **params: Any) -> Any:
         answer = get(route, **params)
         assert answer["success"] is True
         return answer["data"]
 
-    assert picker("event-names", **plain) == ref.event_names(events, q_plain), ctx
+    assert picker("event-names", **common) == ref.event_names(events, q), ctx
     event = choice.draw(st.sampled_from([None, *data.names]))
     extra = {"eventName": event} if event else {}
-    assert picker("property-keys", **plain, **extra) == ref.property_keys(events, q_plain, event), ctx
+    assert picker("property-keys", **common, **extra) == ref.property_keys(events, q, event), ctx
     assert picker("property-values", key="plan", **common, **extra) == ref.property_values(
         events, q, "plan", event
     ), ctx
     assert picker("paths", **common) == ref.column_values(events, q, "path", page_views_only=True), ctx
     assert picker("countries", **common) == ref.column_values(events, q, "country"), ctx
+
+
+def test_pickers_count_the_zones_days_and_the_filters(wh: Any) -> None:
+    """Events every 40 minutes over three UTC days: a local day starts inside a UTC day, so the
+    catalogue's days and the raw edges must add up to the zone's day (they counted UTC days and
+    ignored the filters before)."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    t0 = int(datetime(2026, 3, 27, tzinfo=UTC).timestamp() * 1000)  # Berlin changes clocks on the 29th
+    events = [
+        {
+            "_t": "events",
+            "id": f"k{i}",
+            "name": ["page_view", "signup", "click"][i % 3],
+            "device_id": f"d{i % 7}",
+            "country": ["DE", "IN", ""][i % 4 % 3],
+            "is_bot": int(i % 11 == 0),
+            "created_at": t0 + i * 40 * 60_000,
+            "received_at": t0 + i * 40 * 60_000,
+            "properties": {f"k{i % 5}": "v", **({"plan": "pro"} if i % 2 else {})},
+        }
+        for i in range(3 * 36 + 5)
+    ]
+    load(wh, project, Dataset(events, [], t0, events[-1]["created_at"]))
+    name_in = [{"field": "name", "operator": "in", "value": ["signup", "click"]}]
+    country = [{"field": "country", "operator": "eq", "value": "DE"}]
+    for tz in ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/St_Johns", "Pacific/Auckland"):
+        zone = ZoneInfo(tz)
+        for start, end in (
+            ("2026-03-28", "2026-03-29"),
+            ("2026-03-27", "2026-03-27"),
+            ("2026-03-28", "2026-03-28"),
+        ):
+            start_ms = local_midnight_ms(date.fromisoformat(start), zone)
+            end_ms = local_midnight_ms(date.fromisoformat(end) + timedelta(days=1), zone)
+            for flt in ([], name_in, country, name_in + country):
+                for bots in (False, True):
+                    q = ref.Query(start_ms, end_ms, tz, flt, bots)
+                    params: dict[str, Any] = {
+                        "startDate": start,
+                        "endDate": end,
+                        "timezone": tz,
+                        "includeBots": bots,
+                    }
+                    if flt:
+                        params["filters"] = json.dumps(flt)
+                    ctx = (tz, start, end, flt, bots)
+                    assert call(wh, project, "event-names", **params)["data"] == ref.event_names(events, q), (
+                        ctx
+                    )
+                    for event in (None, "signup"):
+                        extra = {"eventName": event} if event else {}
+                        got = call(wh, project, "property-keys", **params, **extra)["data"]
+                        assert got == ref.property_keys(events, q, event), (*ctx, event)
+
+
+# stored texts at the edges of "a number", and filter values that are numbers
+STORED = [
+    *NUMERIC_PLANS,
+    *NOT_NUMBERS,
+    "0",
+    "-3",
+    "2.5",
+    "10",
+    "1e-07",
+    "1e+16",
+    "-1e400",
+    "1\n",
+    "\n1",
+    "1 ",
+    "١٢",
+    "Infinity",
+    "-inf",
+    "",
+]
+FILTER_NUMBERS = [*NUMBERS, 2**64 - 1, -(2**63), 1e-7, 1e16, -1e300, "1e3", "inf", "10"]
+
+
+def test_numeric_filter_values_filter_like_the_reference(wh: Any) -> None:
+    """Each number (and the texts next to it) filters as the brute-force rules say: 1e3, -0,
+    2**53 + 1, 10**30, long digit strings; inf, nan, +1, .5 and texts with spaces are not numbers."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    t0 = 1_780_000_000_000
+    events = [
+        {
+            "_t": "events",
+            "id": f"n{i}",
+            "name": "click",
+            "device_id": f"d{i}",
+            "created_at": t0 + i,
+            "received_at": t0 + i,
+            "properties": {"n": text},
+        }
+        for i, text in enumerate(STORED)
+    ]
+    load(wh, project, Dataset(events, [], t0, t0 + len(events)))
+    rng = {"startDate": "2026-05-01", "endDate": "2026-06-30"}
+    q = ref.Query(
+        int(datetime(2026, 5, 1, tzinfo=UTC).timestamp() * 1000),
+        int(datetime(2026, 7, 1, tzinfo=UTC).timestamp() * 1000),
+    )
+    assert call(wh, project, "metrics", **rng)["totalEvents"] == len(STORED)
+    for value in FILTER_NUMBERS:
+        for op in ("eq", "ne", "gt", "gte", "lt", "lte", "in", "nin"):
+            flt = [
+                {"field": "properties.n", "operator": op, "value": [value] if op in ("in", "nin") else value}
+            ]
+            got = call(wh, project, "metrics", filters=json.dumps(flt), **rng)["totalEvents"]
+            want = len(ref.selected(events, ref.Query(q.start_ms, q.end_ms, filters=flt)))
+            assert got == want, (op, value)
+            # the funnel's body (Python's json keeps every integer's digits) filters alike
+            body = {"steps": ["click"], "filters": flt, **rng}
+            assert call(wh, project, "funnel", **body)[0]["count"] == want, (op, value)
 
 
 def test_every_insight_route_is_covered() -> None:
