@@ -193,6 +193,14 @@ class BufferCore:
     def append(self, records: Sequence[Record], now: int | None = None) -> list[dict[str, str]]:
         """Durably log ``records``; returns per record what the client is told.
 
+        The shard's state (sessions, profiles, recent ids, presence) takes the records only once
+        the log holds them: a write that fails changes nothing, so the client's retry is counted
+        once. "Holds" means ``write`` returned: the records are in the log every later read, flush
+        and replay of this process sees. A ``sync`` that then fails (fsync error) is raised, so the
+        client is not acknowledged and retries; the records stay in the state because they stay
+        in the log, and the retry is recognised by its ids and answered once a sync succeeds.
+        The records passed in are filled in (session and device ids) and not reusable for a retry.
+
         Raises ``Fenced`` (nothing logged, nothing to acknowledge) once the log has a newer owner.
         """
         with self.lock:
@@ -214,26 +222,43 @@ class BufferCore:
         fresh: list[Record] = []
         # ids first seen in this call: a retry racing its original can share one (coalesced) call
         in_call: dict[str, dict[str, str]] = {}
-        for rec in records:
-            table = table_of(rec)
-            if table != "events":
-                to_log.append(self.profiles.merge(rec) if table == "profiles" else rec)
-                results.append({})
-                continue
-            key = f"{rec['project_id']}\x00{rec['id']}"
-            seen = self.recent.get(key) or in_call.get(key)
-            if seen is not None:  # a retried event: already logged, answer as the first time
-                self.stats["duplicates"] += 1
-                results.append(Duplicate(seen))
-                continue
-            to_log.extend(self.sessions.assign(rec, now))
-            to_log.append(rec)
-            fresh.append(rec)
-            in_call[key] = {"deviceId": rec["device_id"], "sessionId": rec["session_id"]}
-            results.append(in_call[key])
-        # written now, durable once ``sync(ticket)`` returns (before the caller is answered); a
-        # retried duplicate waits for the same ticket, so it is never answered before its original
-        ticket = self.wal.write(to_log)
+        # profiles merged by this call, remembered once the log holds them
+        merged: dict[tuple[str, str], Record] = {}
+        duplicates = 0
+        self.sessions.begin()
+        try:
+            for rec in records:
+                table = table_of(rec)
+                if table != "events":
+                    to_log.append(self.profiles.merge(rec, merged) if table == "profiles" else rec)
+                    results.append({})
+                    continue
+                key = f"{rec['project_id']}\x00{rec['id']}"
+                seen = self.recent.get(key) or in_call.get(key)
+                if seen is not None:  # a retried event: already logged, answer as the first time
+                    duplicates += 1
+                    results.append(Duplicate(seen))
+                    continue
+                to_log.extend(self.sessions.assign(rec, now))
+                to_log.append(rec)
+                fresh.append(rec)
+                in_call[key] = {"deviceId": rec["device_id"], "sessionId": rec["session_id"]}
+                results.append(in_call[key])
+            # written now, durable once ``sync(ticket)`` returns (before the caller is answered); a
+            # retried duplicate waits for the same ticket, so it is never answered before its original
+            ticket = self.wal.write(to_log)
+        except BaseException:
+            self.sessions.rollback()  # the log does not hold them: as if this call never came
+            raise
+        self.sessions.commit()
+        self.profiles.remember_all(merged.values())
+        self.stats["duplicates"] += duplicates
+        live_after = now - self.config.live_window_ms
+        for rec in fresh:
+            self._remember(rec)
+            # bots are stored and counted where asked for, but they are never "online now"
+            if rec["created_at"] >= live_after and not rec.get("is_bot"):
+                self.presence.append((rec["project_id"], rec["device_id"], rec["created_at"]))
         if to_log:
             if not self.active_count:
                 self.active_since_ms = now
@@ -243,24 +268,35 @@ class BufferCore:
             if self.active_count >= self.config.flush_max_events:
                 # sealed now, not when the flusher next looks: a busy flusher must not let the
                 # active segment grow past the size its insert (and the record cache) is made for
-                self.seal(now)
-        live_after = now - self.config.live_window_ms
-        for rec in fresh:
-            self._remember(rec)
-            if rec["created_at"] >= live_after:
-                self.presence.append((rec["project_id"], rec["device_id"], rec["created_at"]))
+                try:
+                    self.seal(now)
+                except Fenced:
+                    raise
+                except Exception as exc:  # these records are logged: the flusher seals later
+                    self.last_error = f"seal failed: {type(exc).__name__}: {exc}"[:500]
+                    log.warning("shard %s: %s", self.config.shard_id, self.last_error)
         return results, ticket
 
     def expire_sessions(self, now: int | None = None) -> int:
+        """Log ``session_end`` for idle sessions; they leave the live state once logged."""
         now = now_ms() if now is None else now
         with self.lock:
-            markers = self.sessions.expire(now)
+            self.sessions.begin()
+            try:
+                markers = self.sessions.expire(now)
+                if markers:
+                    ticket = self.wal.write(markers)
+            except BaseException:
+                self.sessions.rollback()
+                raise
+            self.sessions.commit()
             if markers:
-                self.wal.append(markers)
                 if not self.active_count:
                     self.active_since_ms = now
                 self.active_count += len(markers)
                 self.active_records.extend(markers)
+        if markers:
+            self.wal.sync(ticket)
         return len(markers)
 
     def take_presence(self) -> list[tuple[str, str, int]]:
@@ -280,14 +316,17 @@ class BufferCore:
 
     def seal(self, now: int | None = None) -> None:
         # every segment carries complete snapshots of the sessions it changed (see sessions.py)
+        # The sessions are marked written only once the log holds their rows: a failed write leaves
+        # them changed, so the next seal writes them (a complete state, at a higher version).
         now = now_ms() if now is None else now
-        rows = self.sessions.snapshots(now)
-        for row in rows:
-            row["shard"] = self.config.index
+        rows, written = self.sessions.draft_snapshots(now)
         if rows:
+            for row in rows:
+                row["shard"] = self.config.index
+            self.wal.append(rows)
+            written()
             if not self.active_count:
                 self.active_since_ms = now
-            self.wal.append(rows)
             self.active_count += len(rows)
             self.active_records.extend(rows)
         seg = self.wal.seal()

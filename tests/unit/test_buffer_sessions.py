@@ -192,15 +192,18 @@ def test_client_session_id_is_respected() -> None:
     a = ev(NOW, sid="client-a")
     assert names(s.assign(a, NOW)) == ["session_start"]
     assert a["session_id"] == "client-a"
-    # far past the timeout, the client still says it is the same session: it is
+    # within the timeout, the client's id continues its session
     b = ev(NOW + 3 * TIMEOUT, sid="client-a")
-    assert s.assign(b, NOW + 3 * TIMEOUT) == []
-    assert b["session_id"] == "client-a"
+    assert s.assign(ev(NOW + TIMEOUT - 1, sid="client-a"), NOW + TIMEOUT - 1) == []
+    assert s.assign(ev(NOW + 2 * TIMEOUT - 2, sid="client-a"), NOW + 2 * TIMEOUT - 2) == []
+    # past the timeout the visit is over, even if the client reuses its id: a new stored session
+    assert names(s.assign(b, NOW + 3 * TIMEOUT)) == ["session_end", "session_start"]
+    assert b["session_id"] == "client-a~2"
     # a different client id one second later: a new session, the old one ends
     c = ev(NOW + 3 * TIMEOUT + 1000, sid="client-b")
     markers = s.assign(c, NOW + 3 * TIMEOUT + 1000)
     assert names(markers) == ["session_end", "session_start"]
-    assert [m["session_id"] for m in markers] == ["client-a", "client-b"]
+    assert [m["session_id"] for m in markers] == ["client-a~2", "client-b"]
     assert c["session_id"] == "client-b"
     # an event without an id, within the timeout, joins the client's session
     d = ev(NOW + 3 * TIMEOUT + 2000)
@@ -602,14 +605,14 @@ def test_prev_device_with_a_client_session_id(matches: bool) -> None:
     s = Sessionizer(TIMEOUT, LATE)
     before = ev(NOW, device="old-hash", sid="client-1")
     s.assign(before, NOW)
-    # past the timeout: only the client's id decides whether it is the same visit
+    # within the timeout: the client's id decides whether it is the same visit
     after = ev(
-        NOW + 2 * TIMEOUT,
+        NOW + TIMEOUT - 1,
         device="new-hash",
         _prev_device="old-hash",
         sid="client-1" if matches else "client-2",
     )
-    markers = s.assign(after, NOW + 2 * TIMEOUT)
+    markers = s.assign(after, NOW + TIMEOUT - 1)
     if matches:
         assert markers == []
         assert (after["session_id"], after["device_id"]) == ("client-1", "old-hash")
