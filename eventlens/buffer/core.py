@@ -110,6 +110,7 @@ class BufferCore:
         open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
         load_profile: ProfileLoader | None = None,
         observer: FlushObserver | None = None,
+        client_ids: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.config = config
         self.observer: FlushObserver = observer or _Unobserved()
@@ -117,6 +118,9 @@ class BufferCore:
         # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
         # state every flushed segment left behind (see ``recover``).
         self.open_sessions = open_sessions
+        # Reads back today's stored client session ids of this shard (``recovery.client_ids_loader``),
+        # so a client id reused after a restart gets a new stored id (see sessions.py).
+        self.client_ids = client_ids
         self.wal = wal
         self.writer = writer
         self.sessions = Sessionizer(config.session_timeout_ms, config.late_bound_ms)
@@ -152,6 +156,8 @@ class BufferCore:
         changed), then the records of the segments still in the log are replayed on top.
         """
         segments = self.wal.recover()
+        for row in reversed(self.client_ids() if self.client_ids is not None else []):  # oldest first
+            self.sessions.note_stored(row["project_id"], row["session_id"])
         stored = self.open_sessions() if self.open_sessions is not None else []
         self.sessions.restore(stored)
         stored_version = {r["session_id"]: int(r["version"]) for r in stored}

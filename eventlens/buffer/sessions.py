@@ -21,8 +21,8 @@ A client ``sessionId`` names a visit: events carrying it continue the live sessi
 while the gaps stay under the timeout, like server-assigned sessions. Reused after the timeout (the
 visit ended), it opens a new stored session ``<client id>~2`` (then ``~3``, …): the ``sessions``
 table is keyed by (project, day opened, session id), so reusing the id itself would replace the first
-visit's row. The shard remembers the ordinals of recent client ids (``CLIENT_IDS``), rebuilt from
-the open sessions and the log on restart.
+visit's row. The shard remembers the ordinals of recent client ids (``CLIENT_IDS``), rebuilt on
+restart from today's stored client ids (``note_stored``), the open sessions and the log.
 """
 
 from __future__ import annotations
@@ -213,11 +213,15 @@ class Sessionizer:
         if len(self.client_ids) > CLIENT_IDS:
             self.client_ids.popitem(last=False)
 
-    def _remember_stored(self, project: str, session: Session) -> None:
-        """A session read back (restore, replay): note its client id's ordinal."""
-        base, n = client_base(session.session_id)
-        session.client_sid = base
+    def note_stored(self, project: str, session_id: str) -> str:
+        """A stored session id read back (storage, the log): remember its client id's ordinal, so
+        a reuse of the client id gets the next one. Returns the client id."""
+        base, n = client_base(session_id)
         self._note_client_id((project, base), n)
+        return base
+
+    def _remember_stored(self, project: str, session: Session) -> None:
+        session.client_sid = self.note_stored(project, session.session_id)
 
     def assign(self, event: Record, now_ms: int) -> list[Record]:
         """Fill ``event["session_id"]``; returns marker records to store alongside it."""

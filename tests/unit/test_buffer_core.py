@@ -1170,3 +1170,22 @@ def test_an_append_whose_seal_fails_is_still_acknowledged(tmp_path: Path) -> Non
     core.flush(force=True)
     assert [r["name"] for r in ins.rows("events")] == ["session_start", "page_view"]
     assert [r["events"] for r in ins.rows("sessions")] == [1]
+
+
+def test_a_client_session_id_stored_before_a_restart_is_not_reused(wal_dir: Path) -> None:
+    """The first visit closed and was flushed before the restart: neither the log nor the open
+    sessions hold it, today's stored client ids do (``recovery.client_ids_loader``)."""
+    core, ins = make(wal_dir, session_timeout_ms=30 * MIN)
+    [a] = core.append([event(1, at=T0, session_id="visit")], now=T0)
+    core.expire_sessions(now=T0 + 31 * MIN)
+    core.flush(force=True)
+    stored = [{"project_id": r["project_id"], "session_id": r["session_id"]} for r in ins.rows("sessions")]
+    restarted = BufferCore(
+        BufferConfig(shard_id=SHARD, flush_max_age_ms=10**12, insert_threads=1),
+        FileSegmentLog(wal_dir, fsync=False),
+        ins,
+        client_ids=lambda: stored,
+    )
+    restarted.recover()
+    [b] = restarted.append([event(2, at=T0 + 40 * MIN, session_id="visit")], now=T0 + 40 * MIN)
+    assert (a["sessionId"], b["sessionId"]) == ("visit", "visit~2")
