@@ -172,9 +172,17 @@ class BufferCore:
                 if table_of(r) == "sessions" and stored_version.get(r["session_id"], -1) >= int(r["version"])
             }
             for rec in records:
+                table = table_of(rec)
+                if (
+                    table == "events"
+                    and rec.get("name") not in ("session_start", "session_end")
+                    and f"{rec['project_id']}\x00{rec['id']}" in self.recent
+                ):
+                    # logged twice: a write whose outcome was unknown (rolled back, yet written)
+                    # and its retry, with the same ids (see sessions.server_session_id): count once
+                    continue
                 if rec.get("session_id") not in counted:
                     self.sessions.replay(rec)
-                table = table_of(rec)
                 if table == "profiles":
                     self.profiles.remember(rec)
                 elif table == "events" and rec.get("name") not in ("session_start", "session_end"):

@@ -27,7 +27,9 @@ restart from today's stored client ids (``note_stored``), the open sessions and 
 
 from __future__ import annotations
 
+import hashlib
 import re
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,6 +43,21 @@ _ENTRY_DEFAULTS: Record = dict.fromkeys(ENTRY_FIELDS, "")
 # client session ids whose last stored ordinal a shard remembers (LRU), so a reuse gets a new one
 CLIENT_IDS = 200_000
 _REUSED = re.compile(r"(.*)~([0-9]{1,6})")
+
+
+def server_session_id(event: Record) -> str:
+    """The id the shard gives a session (or a late event) the client named none for: a uuid7 whose
+    time is the event's and whose other bits hash (project, device, event id). Deterministic, so a
+    log write whose outcome was unknown (a lost Redis reply: rolled back, yet written) and its retry
+    log the same ids, which collapse in storage, instead of two sessions for one event."""
+    if not event.get("id"):
+        return str(uuid_utils.uuid7())
+    key = f"{event['project_id']}\x00{event['device_id']}\x00{event['id']}".encode()
+    raw = bytearray(int(event["created_at"]).to_bytes(8, "big", signed=True)[2:])
+    raw += hashlib.blake2b(key, digest_size=10).digest()
+    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
+    raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 4122 variant
+    return str(uuid.UUID(bytes=bytes(raw)))
 
 
 def client_base(session_id: str) -> tuple[str, int]:
@@ -232,7 +249,7 @@ class Sessionizer:
         if ts < now_ms - self.late_bound_ms:
             # Late: stored with its own time, never opens or extends a live session.
             if not client_sid:
-                event["session_id"] = str(uuid_utils.uuid7())
+                event["session_id"] = server_session_id(event)
             return []
         key = (project, event["device_id"])
         current = self.live.get(key)
@@ -254,12 +271,12 @@ class Sessionizer:
                 # session): an offline queue flushed while the device is active. Stored with its
                 # own time like a late event; ending the live visit for it would split the visit.
                 if not client_sid:
-                    event["session_id"] = str(uuid_utils.uuid7())
+                    event["session_id"] = server_session_id(event)
                 return []
             markers.append(self._end(key, current, now_ms))
         else:
             self._save(key, None)
-        sid = self._stored_id(project, client_sid) if client_sid else str(uuid_utils.uuid7())
+        sid = self._stored_id(project, client_sid) if client_sid else server_session_id(event)
         event["session_id"] = sid
         session = Session(sid, ts, ts, {k: event[k] for k in ENTRY_FIELDS if k in event})
         session.client_sid = client_sid
@@ -348,7 +365,11 @@ class Sessionizer:
         current = self.live.get(key)
         if name == "session_end":
             if current is not None and current.session_id == record["session_id"]:
+                # ended in the unflushed log: its closed row is written by the next seal (the
+                # crashed shard may never have written it)
                 del self.live[key]
+                current.dirty = True
+                self.closed.append(current)
             return
         if name == "session_start":
             if current is None or current.session_id != record["session_id"]:

@@ -990,7 +990,9 @@ class FlakyLog:
 
     def write(self, records: list[dict[str, Any]]) -> int:
         self._check("write")
-        return self.inner.write(records)
+        ticket = self.inner.write(records)
+        self._check("lost-reply")  # written, but the caller cannot know (a Redis reply lost)
+        return ticket
 
     def append(self, records: list[dict[str, Any]]) -> None:
         self._check("append")
@@ -1070,7 +1072,11 @@ CALLS: list[tuple[int, list[dict[str, Any]]]] = [
 
 
 def run_story(
-    core: BufferCore, fail_at: int | None = None, op: str = "write", wal: FlakyLog | None = None
+    core: BufferCore,
+    fail_at: int | None = None,
+    op: str = "write",
+    wal: FlakyLog | None = None,
+    finish: bool = True,
 ) -> list[Any]:
     answers: list[Any] = []
     for n, (now, records) in enumerate(CALLS):
@@ -1081,12 +1087,14 @@ def run_story(
             with pytest.raises(LogDown):
                 core.append(copy.deepcopy(records), now=now)
             wal.failing = set()
-            if op == "write":  # nothing logged: nothing in the shard's state changed either
+            if op in ("write", "lost-reply"):  # nothing (known to be) logged: no state changed
                 after = (session_state(core), dict(core.recent), dict(core.profiles.profiles), core.pending)
                 assert after == before
                 assert core.take_presence() == []
         answers.append(core.append(copy.deepcopy(records), now=now))  # the client's retry
         core.take_presence()
+    if not finish:
+        return answers
     core.expire_sessions(now=T0 + 80 * MIN)
     core.flush(force=True)
     return answers
@@ -1189,3 +1197,59 @@ def test_a_client_session_id_stored_before_a_restart_is_not_reused(wal_dir: Path
     restarted.recover()
     [b] = restarted.append([event(2, at=T0 + 40 * MIN, session_id="visit")], now=T0 + 40 * MIN)
     assert (a["sessionId"], b["sessionId"]) == ("visit", "visit~2")
+
+
+def live_counts(core: BufferCore) -> list[tuple[Any, ...]]:
+    return sorted(
+        (k, s.session_id, s.page_views, s.events, s.started_ms, s.last_ms, s.exit_path)
+        for k, s in core.sessions.live.items()
+    )
+
+
+@pytest.mark.parametrize("fail_at", range(len(CALLS)))
+def test_a_write_whose_outcome_was_unknown_and_its_retry_count_once(tmp_path: Path, fail_at: int) -> None:
+    """The log held the records but the caller got an error (a Redis reply lost after the script
+    ran): the state is rolled back and the retry logged again. Server session ids derive from the
+    opening event, so both copies carry the same ids: storage collapses them (events by id, the
+    newest session row counts the retry once) and a replay of the log counts them once."""
+    ref, ref_ins, _ = flaky(tmp_path / "ref", session_timeout_ms=30 * MIN)
+    run_story(ref, finish=False)
+    core, ins, wal = flaky(tmp_path / "flaky", session_timeout_ms=30 * MIN)
+    run_story(core, fail_at, "lost-reply", wal, finish=False)
+    assert wal.refused == ["lost-reply"]
+    assert live_counts(core) == live_counts(ref)
+    # a crash now: the restarted shard replays the log, which holds the call twice
+    restarted = BufferCore(
+        BufferConfig(shard_id=SHARD, session_timeout_ms=30 * MIN, flush_max_age_ms=10**12, insert_threads=1),
+        FileSegmentLog(tmp_path / "flaky", fsync=False),
+        ins,
+    )
+    restarted.recover()
+    assert live_counts(restarted) == live_counts(ref)
+    for c in (ref, restarted):
+        c.expire_sessions(now=T0 + 80 * MIN)
+        c.flush(force=True)
+
+    def stored(i: FakeInserter) -> tuple[Any, ...]:
+        events = sorted({(r["name"], r["id"]) for r in i.rows("events")})
+        sessions = sorted(
+            tuple(r[f] for f in ("session_id", *SESSION_FIELDS, *SESSION_COUNTS))
+            for r in newest_sessions(i.rows("sessions")).values()
+        )
+        return events, sessions
+
+    assert stored(ins) == stored(ref_ins)
+
+
+def test_a_session_that_ended_in_the_unflushed_log_gets_its_closed_row_after_a_crash(wal_dir: Path) -> None:
+    core, _ = make(wal_dir, session_timeout_ms=30 * MIN)
+    a, _ = core.append([event(1, at=T0), event(2, at=T0 + MIN)], now=T0 + MIN)
+    [b] = core.append([event(3, at=T0 + 40 * MIN)], now=T0 + 40 * MIN)  # ends a, opens b
+    # crash before any seal: no sessions row was ever written
+    restarted, ins = make(wal_dir, session_timeout_ms=30 * MIN)
+    restarted.flush(force=True)
+    final = newest_sessions(ins.rows("sessions"))
+    assert {sid: (r["page_views"], r["is_closed"]) for sid, r in final.items()} == {
+        a["sessionId"]: (2, 1),
+        b["sessionId"]: (1, 0),
+    }
