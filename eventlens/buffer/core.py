@@ -331,18 +331,20 @@ class BufferCore:
     def seal(self, now: int | None = None) -> None:
         # every segment carries complete snapshots of the sessions it changed (see sessions.py)
         # The sessions are marked written only once the log holds their rows: a failed write leaves
-        # them changed, so the next seal writes them (a complete state, at a higher version).
+        # them changed, so the next seal writes them (a complete state, at a higher version). As in
+        # ``append``, a failed sync after the write leaves them logged; the segment is not sealed.
         now = now_ms() if now is None else now
         rows, written = self.sessions.draft_snapshots(now)
         if rows:
             for row in rows:
                 row["shard"] = self.config.index
-            self.wal.append(rows)
+            ticket = self.wal.write(rows)
             written()
             if not self.active_count:
                 self.active_since_ms = now
             self.active_count += len(rows)
             self.active_records.extend(rows)
+            self.wal.sync(ticket)
         seg = self.wal.seal()
         if seg is not None:
             self.sealed.append(seg)

@@ -1129,7 +1129,7 @@ def test_a_failed_append_then_its_retry_store_what_one_append_stores(
     )
 
 
-@pytest.mark.parametrize("op", ["append", "sync", "seal"])
+@pytest.mark.parametrize("op", ["write", "sync", "seal"])
 def test_a_failed_seal_loses_no_session_update(tmp_path: Path, op: str) -> None:
     """The session snapshots of a seal are written to the log, then the segment is sealed: when the
     log refuses either, the sessions stay changed and the next flush writes them."""
@@ -1144,7 +1144,7 @@ def test_a_failed_seal_loses_no_session_update(tmp_path: Path, op: str) -> None:
     with pytest.raises(LogDown):
         core.flush(force=True)
     wal.failing = set()
-    if op == "append":
+    if op == "write":
         assert [s.dirty for _, s in sorted(core.sessions.live.items())] == [True, False]
     core.flush(force=True)
     assert stored_state(ins) == stored_state(ref_ins)
