@@ -18,10 +18,15 @@ LATE = 6 * 60 * MIN
 NOW = 1_750_000_000_000
 
 
+_ids = itertools.count()
+
+
 def ev(at: int, *, device: str = "d1", project: str = "p1", sid: str = "", **extra: Any) -> dict[str, Any]:
+    # every call a new event, with an id of its own (as ingest gives it): server session ids derive
+    # from the opening event's id, so two events sharing an id would share a session id
     return {
         "_t": "events",
-        "id": f"e-{device}-{at}-{sid}",
+        "id": f"e-{device}-{at}-{sid}-{next(_ids)}",
         "project_id": project,
         "device_id": device,
         "session_id": sid,
