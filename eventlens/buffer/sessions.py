@@ -166,15 +166,16 @@ class Sessionizer:
         self.closed: list[Session] = []  # ended since the last snapshots() call
         # (project, client session id) → the ordinal of its newest stored session (1: the id itself)
         self.client_ids: OrderedDict[tuple[str, str], int] = OrderedDict()
-        # an open change (``begin``): per touched key, the session there before and its fields
-        self._undo: dict[tuple[str, str], tuple[Session | None, dict[str, Any] | None]] | None = None
+        # an open change (``begin``): every touch, in order, as (key, the session at ``live[key]``
+        # before it or None, that session's changing fields before it); rolled back in reverse
+        self._undo: list[tuple[tuple[str, str], Session | None, tuple[Any, ...] | None]] | None = None
         self._closed_mark = 0
         self._ids_undo: dict[tuple[str, str], int | None] = {}
 
     # changes -----------------------------------------------------------------------------------
     def begin(self) -> None:
         """Open a change: what ``assign``/``expire`` do until ``commit`` can be rolled back."""
-        self._undo = {}
+        self._undo = []
         self._ids_undo = {}
         self._closed_mark = len(self.closed)
 
@@ -187,12 +188,23 @@ class Sessionizer:
         undo = self._undo
         if undo is None:
             return
-        for key, (session, fields) in undo.items():
+        for key, session, fields in reversed(undo):
             if session is None:
                 self.live.pop(key, None)
-            else:
-                session.__dict__.update(fields)  # type: ignore[arg-type]
-                self.live[key] = session
+                continue
+            (
+                session.page_views,
+                session.events,
+                session.entry_path,
+                session.entry_ms,
+                session.exit_path,
+                session.exit_ms,
+                session.profile_id,
+                session.started_ms,
+                session.last_ms,
+                session.dirty,
+            ) = fields  # type: ignore[misc]
+            self.live[key] = session
         del self.closed[self._closed_mark :]
         for cid, n in self._ids_undo.items():
             if n is None:
@@ -202,10 +214,30 @@ class Sessionizer:
         self.commit()
 
     def _save(self, key: tuple[str, str], session: Session | None) -> None:
-        """Before ``live[key]`` or ``session`` changes: keep their first state of this change."""
+        """Before ``live[key]`` or ``session`` changes: note what they were (the fields ``add`` and
+        ``_end`` change; the others never change in a change)."""
         undo = self._undo
-        if undo is not None and key not in undo:
-            undo[key] = (session, None if session is None else session.__dict__.copy())
+        if undo is not None:
+            undo.append(
+                (
+                    key,
+                    session,
+                    None
+                    if session is None
+                    else (
+                        session.page_views,
+                        session.events,
+                        session.entry_path,
+                        session.entry_ms,
+                        session.exit_path,
+                        session.exit_ms,
+                        session.profile_id,
+                        session.started_ms,
+                        session.last_ms,
+                        session.dirty,
+                    ),
+                )
+            )
 
     def _continues(self, session: Session, ts: int, client_sid: str) -> bool:
         if client_sid and client_sid != session.client_sid and client_sid != session.session_id:
