@@ -134,9 +134,7 @@ def stored(sim: Sim, creds: Creds) -> dict[str, int]:
 
 def total_events(sim: Sim, creds: Creds) -> int | None:
     assert sim.daemon
-    r = sim.daemon.http.get(
-        f"/insights/{creds.project_id}/metrics", params={"range": "today"}, headers=creds.read_headers()
-    )
+    r = sim.daemon.http.get(f"/insights/{creds.project_id}/metrics", headers=creds.read_headers())
     return int(r.json()["totalEvents"]) if r.status_code == 200 else None
 
 
