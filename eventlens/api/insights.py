@@ -214,6 +214,19 @@ async def _internal(_: Request, exc: Exception) -> Response:
     return json_response({"error": "internal", "message": "internal error", "details": []}, 500)
 
 
+def live_takes_no_parameters(names: list[str]) -> ClientError:
+    """``/live`` counts the devices (never bots) seen in the live window: no range, filter or bot
+    switch applies to it, and one silently ignored would answer another question than asked."""
+    names = sorted(set(names))
+    return ClientError(
+        400,
+        "unknown_parameter",
+        f"/live takes no parameters ({', '.join(repr(n[:40]) for n in names[:5])}): it counts the "
+        "visitors seen in the live window, never bots; remove them",
+        [{"parameter": n[:40]} for n in names[:20]],
+    )
+
+
 async def _probe(ping: Callable[[], object], timeout_s: float = 3.0) -> bool:
     """A blocking ping, off the event loop and bounded: True when it returns, False when it fails."""
     try:
@@ -261,14 +274,7 @@ def create_api(
     async def live(project_id: str, request: Request) -> Response:
         await auth.authenticate(request.headers, "read", project_id)
         if request.query_params:
-            # the visitors of the last minutes as the shards saw them: no range, zone or filters
-            name = next(iter(request.query_params))
-            raise ClientError(
-                400,
-                "unknown_parameter",
-                f"parameter {name[:40]!r} does not apply to /live, which counts the visitors seen"
-                " within the live window (EVENTLENS_LIVE_WINDOW_S) and takes no parameters",
-            )
+            raise live_takes_no_parameters(list(request.query_params))
         with outage_as("presence"):
             count = await presence.count.remote(project_id)
         return json_response({"count": int(count)})  # never cached

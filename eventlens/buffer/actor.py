@@ -19,7 +19,8 @@ import ray
 
 from eventlens import backends
 from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded
-from eventlens.buffer.recovery import open_sessions_loader, profile_loader
+from eventlens.buffer.recovery import client_ids_loader, open_sessions_loader, profile_loader
+from eventlens.buffer.sessions import CLIENT_IDS
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
 from eventlens.metrics import ShardMetrics
@@ -42,6 +43,7 @@ class BufferShard:
             open_sessions_loader(index, writer.query),
             profile_loader(writer.query),
             observer=self.metrics,
+            client_ids=client_ids_loader(index, writer.query, CLIENT_IDS),
         )
         replayed = self.core.recover()
         self.metrics.started(ray.get_runtime_context().was_current_actor_reconstructed, replayed)
@@ -69,6 +71,15 @@ class BufferShard:
             # a replacement owns the log: answered like an unavailable shard, the client retries
             self._log_fenced(exc)
             return {"ok": False, "error": "fenced", "message": str(exc), "retry_after": 1}
+        except Exception as exc:  # the log refused the write (disk full, Redis down): nothing counted
+            self.core.last_error = f"log write failed: {type(exc).__name__}: {exc}"[:500]
+            log.warning("shard %s: %s", self.index, self.core.last_error)
+            return {
+                "ok": False,
+                "error": "log_unavailable",
+                "message": "the shard's log refused the write",
+                "retry_after": 1,
+            }
 
     def _log_fenced(self, exc: Fenced) -> None:
         with self._fenced_lock:

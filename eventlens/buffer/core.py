@@ -110,6 +110,7 @@ class BufferCore:
         open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
         load_profile: ProfileLoader | None = None,
         observer: FlushObserver | None = None,
+        client_ids: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.config = config
         self.observer: FlushObserver = observer or _Unobserved()
@@ -117,6 +118,9 @@ class BufferCore:
         # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
         # state every flushed segment left behind (see ``recover``).
         self.open_sessions = open_sessions
+        # Reads back today's stored client session ids of this shard (``recovery.client_ids_loader``),
+        # so a client id reused after a restart gets a new stored id (see sessions.py).
+        self.client_ids = client_ids
         self.wal = wal
         self.writer = writer
         self.sessions = Sessionizer(config.session_timeout_ms, config.late_bound_ms)
@@ -152,6 +156,8 @@ class BufferCore:
         changed), then the records of the segments still in the log are replayed on top.
         """
         segments = self.wal.recover()
+        for row in reversed(self.client_ids() if self.client_ids is not None else []):  # oldest first
+            self.sessions.note_stored(row["project_id"], row["session_id"])
         stored = self.open_sessions() if self.open_sessions is not None else []
         self.sessions.restore(stored)
         stored_version = {r["session_id"]: int(r["version"]) for r in stored}
@@ -166,9 +172,17 @@ class BufferCore:
                 if table_of(r) == "sessions" and stored_version.get(r["session_id"], -1) >= int(r["version"])
             }
             for rec in records:
+                table = table_of(rec)
+                if (
+                    table == "events"
+                    and rec.get("name") not in ("session_start", "session_end")
+                    and f"{rec['project_id']}\x00{rec['id']}" in self.recent
+                ):
+                    # logged twice: a write whose outcome was unknown (rolled back, yet written)
+                    # and its retry, with the same ids (see sessions.server_session_id): count once
+                    continue
                 if rec.get("session_id") not in counted:
                     self.sessions.replay(rec)
-                table = table_of(rec)
                 if table == "profiles":
                     self.profiles.remember(rec)
                 elif table == "events" and rec.get("name") not in ("session_start", "session_end"):
@@ -193,6 +207,14 @@ class BufferCore:
     def append(self, records: Sequence[Record], now: int | None = None) -> list[dict[str, str]]:
         """Durably log ``records``; returns per record what the client is told.
 
+        The shard's state (sessions, profiles, recent ids, presence) takes the records only once
+        the log holds them: a write that fails changes nothing, so the client's retry is counted
+        once. "Holds" means ``write`` returned: the records are in the log every later read, flush
+        and replay of this process sees. A ``sync`` that then fails (fsync error) is raised, so the
+        client is not acknowledged and retries; the records stay in the state because they stay
+        in the log, and the retry is recognised by its ids and answered once a sync succeeds.
+        The records passed in are filled in (session and device ids) and not reusable for a retry.
+
         Raises ``Fenced`` (nothing logged, nothing to acknowledge) once the log has a newer owner.
         """
         with self.lock:
@@ -214,26 +236,43 @@ class BufferCore:
         fresh: list[Record] = []
         # ids first seen in this call: a retry racing its original can share one (coalesced) call
         in_call: dict[str, dict[str, str]] = {}
-        for rec in records:
-            table = table_of(rec)
-            if table != "events":
-                to_log.append(self.profiles.merge(rec) if table == "profiles" else rec)
-                results.append({})
-                continue
-            key = f"{rec['project_id']}\x00{rec['id']}"
-            seen = self.recent.get(key) or in_call.get(key)
-            if seen is not None:  # a retried event: already logged, answer as the first time
-                self.stats["duplicates"] += 1
-                results.append(Duplicate(seen))
-                continue
-            to_log.extend(self.sessions.assign(rec, now))
-            to_log.append(rec)
-            fresh.append(rec)
-            in_call[key] = {"deviceId": rec["device_id"], "sessionId": rec["session_id"]}
-            results.append(in_call[key])
-        # written now, durable once ``sync(ticket)`` returns (before the caller is answered); a
-        # retried duplicate waits for the same ticket, so it is never answered before its original
-        ticket = self.wal.write(to_log)
+        # profiles merged by this call, remembered once the log holds them
+        merged: dict[tuple[str, str], Record] = {}
+        duplicates = 0
+        self.sessions.begin()
+        try:
+            for rec in records:
+                table = table_of(rec)
+                if table != "events":
+                    to_log.append(self.profiles.merge(rec, merged) if table == "profiles" else rec)
+                    results.append({})
+                    continue
+                key = f"{rec['project_id']}\x00{rec['id']}"
+                seen = self.recent.get(key) or in_call.get(key)
+                if seen is not None:  # a retried event: already logged, answer as the first time
+                    duplicates += 1
+                    results.append(Duplicate(seen))
+                    continue
+                to_log.extend(self.sessions.assign(rec, now))
+                to_log.append(rec)
+                fresh.append(rec)
+                in_call[key] = {"deviceId": rec["device_id"], "sessionId": rec["session_id"]}
+                results.append(in_call[key])
+            # written now, durable once ``sync(ticket)`` returns (before the caller is answered); a
+            # retried duplicate waits for the same ticket, so it is never answered before its original
+            ticket = self.wal.write(to_log)
+        except BaseException:
+            self.sessions.rollback()  # the log does not hold them: as if this call never came
+            raise
+        self.sessions.commit()
+        self.profiles.remember_all(merged.values())
+        self.stats["duplicates"] += duplicates
+        live_after = now - self.config.live_window_ms
+        for rec in fresh:
+            self._remember(rec)
+            # bots are stored and counted where asked for, but they are never "online now"
+            if rec["created_at"] >= live_after and not rec.get("is_bot"):
+                self.presence.append((rec["project_id"], rec["device_id"], rec["created_at"]))
         if to_log:
             if not self.active_count:
                 self.active_since_ms = now
@@ -243,24 +282,35 @@ class BufferCore:
             if self.active_count >= self.config.flush_max_events:
                 # sealed now, not when the flusher next looks: a busy flusher must not let the
                 # active segment grow past the size its insert (and the record cache) is made for
-                self.seal(now)
-        live_after = now - self.config.live_window_ms
-        for rec in fresh:
-            self._remember(rec)
-            if rec["created_at"] >= live_after:
-                self.presence.append((rec["project_id"], rec["device_id"], rec["created_at"]))
+                try:
+                    self.seal(now)
+                except Fenced:
+                    raise
+                except Exception as exc:  # these records are logged: the flusher seals later
+                    self.last_error = f"seal failed: {type(exc).__name__}: {exc}"[:500]
+                    log.warning("shard %s: %s", self.config.shard_id, self.last_error)
         return results, ticket
 
     def expire_sessions(self, now: int | None = None) -> int:
+        """Log ``session_end`` for idle sessions; they leave the live state once logged."""
         now = now_ms() if now is None else now
         with self.lock:
-            markers = self.sessions.expire(now)
+            self.sessions.begin()
+            try:
+                markers = self.sessions.expire(now)
+                if markers:
+                    ticket = self.wal.write(markers)
+            except BaseException:
+                self.sessions.rollback()
+                raise
+            self.sessions.commit()
             if markers:
-                self.wal.append(markers)
                 if not self.active_count:
                     self.active_since_ms = now
                 self.active_count += len(markers)
                 self.active_records.extend(markers)
+        if markers:
+            self.wal.sync(ticket)
         return len(markers)
 
     def take_presence(self) -> list[tuple[str, str, int]]:
@@ -280,16 +330,21 @@ class BufferCore:
 
     def seal(self, now: int | None = None) -> None:
         # every segment carries complete snapshots of the sessions it changed (see sessions.py)
+        # The sessions are marked written only once the log holds their rows: a failed write leaves
+        # them changed, so the next seal writes them (a complete state, at a higher version). As in
+        # ``append``, a failed sync after the write leaves them logged; the segment is not sealed.
         now = now_ms() if now is None else now
-        rows = self.sessions.snapshots(now)
-        for row in rows:
-            row["shard"] = self.config.index
+        rows, written = self.sessions.draft_snapshots(now)
         if rows:
+            for row in rows:
+                row["shard"] = self.config.index
+            ticket = self.wal.write(rows)
+            written()
             if not self.active_count:
                 self.active_since_ms = now
-            self.wal.append(rows)
             self.active_count += len(rows)
             self.active_records.extend(rows)
+            self.wal.sync(ticket)
         seg = self.wal.seal()
         if seg is not None:
             self.sealed.append(seg)

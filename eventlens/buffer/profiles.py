@@ -7,7 +7,7 @@ keeps the newest state of recently seen profiles and reads an unseen one back fr
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from eventlens.records import Record
@@ -38,14 +38,26 @@ class ProfileBook:
         self.capacity = capacity
         self.profiles: OrderedDict[tuple[str, str], Record] = OrderedDict()
 
-    def merge(self, rec: Record) -> Record:
+    def merge(self, rec: Record, pending: dict[tuple[str, str], Record] | None = None) -> Record:
+        """``rec`` merged onto the profile's newest state. With ``pending`` the result is kept there
+        (later merges of the same call build on it) and remembered only by ``remember_all``, once
+        the log holds it; without, it is remembered at once."""
         key = (rec["project_id"], rec["profile_id"])
-        prev = self.profiles.get(key)
+        prev = pending.get(key) if pending is not None else None
+        if prev is None:
+            prev = self.profiles.get(key)
         if prev is None and self.load is not None:
             prev = self.load(*key)
         rec = merge_profile(prev, rec)
-        self.remember(rec)
+        if pending is None:
+            self.remember(rec)
+        else:
+            pending[key] = rec
         return rec
+
+    def remember_all(self, recs: Iterable[Record]) -> None:
+        for rec in recs:
+            self.remember(rec)
 
     def remember(self, rec: Record) -> None:
         key = (rec["project_id"], rec["profile_id"])

@@ -30,6 +30,21 @@ FROM profiles FINAL
 WHERE project_id = {p:String} AND profile_id = {id:String}
 """
 
+# Client session ids of the shard's sessions opened today (UTC): a client id reused after a restart
+# must not open a session under an id whose row of today exists (the sessions table is keyed by
+# project, day opened and session id). Server ids (uuid7: 36 characters, version digit 7) never
+# repeat and are left out; the newest first, as many as the shard remembers.
+CLIENT_IDS_SQL = """
+SELECT project_id, session_id
+FROM sessions
+WHERE shard = {shard:UInt16} AND opened_at >= {since:DateTime64(3, 'UTC')}
+    AND NOT (length(session_id) = 36 AND substring(session_id, 15, 1) = '7'
+             AND match(session_id, '^[0-9a-f-]+$'))
+GROUP BY project_id, session_id
+ORDER BY max(opened_at) DESC
+LIMIT {limit:UInt32}
+"""
+
 # sessions that timed out while the shard was down come back too: the first expire() closes them
 # with a session_end and a final snapshot
 OPEN_SESSION_HORIZON = timedelta(days=2)
@@ -39,6 +54,21 @@ def profile_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
     def load(project: str, profile_id: str) -> dict[str, Any] | None:
         rows = query(PROFILE_SQL, {"p": project, "id": profile_id})
         return rows[0] if rows else None
+
+    return load
+
+
+def client_ids_loader(index: int, query: Query, limit: int) -> Callable[[], list[dict[str, Any]]]:
+    """Today's client session ids of shard ``index`` (best effort: [] when storage does not answer)."""
+
+    def load() -> list[dict[str, Any]]:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        since = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        try:
+            return query(CLIENT_IDS_SQL, {"shard": index, "since": since, "limit": limit})
+        except Exception as exc:
+            log.warning("shard %s: cannot read today's client session ids (%s)", index, exc)
+            return []
 
     return load
 

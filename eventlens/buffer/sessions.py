@@ -10,10 +10,28 @@ Pure state machine owned by the shard that owns the device:
   session that is still growing is exact at every flush. Each row is a complete state, never a
   delta, so there is nothing to cancel and no sign/version race as with VersionedCollapsingMergeTree.
 - ``state``/``restore`` checkpoint live sessions so a restarted shard continues them.
+
+Changes are undoable until the log holds their records: ``begin`` opens a change, ``assign`` and
+``expire`` save the first state of every session they touch, ``rollback`` puts those states back
+(the log refused the records) and ``commit`` forgets them (the log holds the records).
+``draft_snapshots`` returns the rows without marking anything written; its ``written`` callback
+marks them once they are logged. A failed log write so leaves the sessions exactly as they were.
+
+A client ``sessionId`` names a visit: events carrying it continue the live session opened with it
+while the gaps stay under the timeout, like server-assigned sessions. Reused after the timeout (the
+visit ended), it opens a new stored session ``<client id>~2`` (then ``~3``, …): the ``sessions``
+table is keyed by (project, day opened, session id), so reusing the id itself would replace the first
+visit's row. The shard remembers the ordinals of recent client ids (``CLIENT_IDS``), rebuilt on
+restart from today's stored client ids (``note_stored``), the open sessions and the log.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +40,32 @@ import uuid_utils
 from eventlens.records import ENTRY_FIELDS, PAGE_VIEWS, TABLE_KEY, Record, table_of
 
 _ENTRY_DEFAULTS: Record = dict.fromkeys(ENTRY_FIELDS, "")
+# client session ids whose last stored ordinal a shard remembers (LRU), so a reuse gets a new one
+CLIENT_IDS = 200_000
+_REUSED = re.compile(r"(.*)~([0-9]{1,6})")
+
+
+def server_session_id(event: Record) -> str:
+    """The id the shard gives a session (or a late event) the client named none for: a uuid7 whose
+    time is the event's and whose other bits hash (project, device, event id). Deterministic, so a
+    log write whose outcome was unknown (a lost Redis reply: rolled back, yet written) and its retry
+    log the same ids, which collapse in storage, instead of two sessions for one event."""
+    if not event.get("id"):
+        return str(uuid_utils.uuid7())
+    key = f"{event['project_id']}\x00{event['device_id']}\x00{event['id']}".encode()
+    raw = bytearray(int(event["created_at"]).to_bytes(8, "big", signed=True)[2:])
+    raw += hashlib.blake2b(key, digest_size=10).digest()
+    raw[6] = 0x70 | (raw[6] & 0x0F)  # version 7
+    raw[8] = 0x80 | (raw[8] & 0x3F)  # RFC 4122 variant
+    return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def client_base(session_id: str) -> tuple[str, int]:
+    """The client id a stored session id was made from, and its ordinal (``abc~2`` → abc, 2)."""
+    m = _REUSED.fullmatch(session_id)
+    if m is None:
+        return session_id, 1
+    return m.group(1), int(m.group(2))
 
 
 @dataclass
@@ -40,6 +84,7 @@ class Session:
     entry_ms: int | None = None  # time of the page view that gave entry_path
     exit_ms: int | None = None
     opened_ms: int = 0  # the opening event's time: fixed, so it can key the sessions table
+    client_sid: str = ""  # the client's id it was opened with ("" for server ids)
 
     def __post_init__(self) -> None:
         if not self.opened_ms:
@@ -85,7 +130,9 @@ def marker(name: str, session: Session, at_ms: int, now_ms: int) -> Record:
 
 
 def snapshot(session: Session, now_ms: int, closed: bool) -> Record:
-    session.version = max(session.version + 1, now_ms)
+    """The session's complete row at a version above its last one (not recorded in the session:
+    ``Sessionizer.draft_snapshots``' callback does that once the row is logged)."""
+    version = max(session.version + 1, now_ms)
     bounce = session.page_views <= 1 and session.events == session.page_views
     # ``first`` holds entry fields only, in ENTRY_FIELDS order: two C-level merges, no Python loop
     row: Record = {**_ENTRY_DEFAULTS, **session.first}
@@ -104,7 +151,7 @@ def snapshot(session: Session, now_ms: int, closed: bool) -> Record:
             "events": session.events,
             "is_bounce": 1 if bounce else 0,
             "is_closed": 1 if closed else 0,
-            "version": session.version,
+            "version": version,
         }
     )
     row["is_bot"] = int(session.first.get("is_bot", 0) or 0)
@@ -117,11 +164,113 @@ class Sessionizer:
         self.late_bound_ms = late_bound_ms
         self.live: dict[tuple[str, str], Session] = {}
         self.closed: list[Session] = []  # ended since the last snapshots() call
+        # (project, client session id) → the ordinal of its newest stored session (1: the id itself)
+        self.client_ids: OrderedDict[tuple[str, str], int] = OrderedDict()
+        # an open change (``begin``): every touch, in order, as (key, the session at ``live[key]``
+        # before it or None, that session's changing fields before it); rolled back in reverse
+        self._undo: list[tuple[tuple[str, str], Session | None, tuple[Any, ...] | None]] | None = None
+        self._closed_mark = 0
+        self._ids_undo: dict[tuple[str, str], int | None] = {}
+
+    # changes -----------------------------------------------------------------------------------
+    def begin(self) -> None:
+        """Open a change: what ``assign``/``expire`` do until ``commit`` can be rolled back."""
+        self._undo = []
+        self._ids_undo = {}
+        self._closed_mark = len(self.closed)
+
+    def commit(self) -> None:
+        self._undo = None
+        self._ids_undo = {}
+
+    def rollback(self) -> None:
+        """Put back every session (and client-id ordinal) as it was at ``begin``."""
+        undo = self._undo
+        if undo is None:
+            return
+        for key, session, fields in reversed(undo):
+            if session is None:
+                self.live.pop(key, None)
+                continue
+            (
+                session.page_views,
+                session.events,
+                session.entry_path,
+                session.entry_ms,
+                session.exit_path,
+                session.exit_ms,
+                session.profile_id,
+                session.started_ms,
+                session.last_ms,
+                session.dirty,
+            ) = fields  # type: ignore[misc]
+            self.live[key] = session
+        del self.closed[self._closed_mark :]
+        for cid, n in self._ids_undo.items():
+            if n is None:
+                self.client_ids.pop(cid, None)
+            else:
+                self.client_ids[cid] = n
+        self.commit()
+
+    def _save(self, key: tuple[str, str], session: Session | None) -> None:
+        """Before ``live[key]`` or ``session`` changes: note what they were (the fields ``add`` and
+        ``_end`` change; the others never change in a change)."""
+        undo = self._undo
+        if undo is not None:
+            undo.append(
+                (
+                    key,
+                    session,
+                    None
+                    if session is None
+                    else (
+                        session.page_views,
+                        session.events,
+                        session.entry_path,
+                        session.entry_ms,
+                        session.exit_path,
+                        session.exit_ms,
+                        session.profile_id,
+                        session.started_ms,
+                        session.last_ms,
+                        session.dirty,
+                    ),
+                )
+            )
 
     def _continues(self, session: Session, ts: int, client_sid: str) -> bool:
-        if client_sid:
-            return client_sid == session.session_id
+        if client_sid and client_sid != session.client_sid and client_sid != session.session_id:
+            return False
         return ts - session.last_ms < self.timeout_ms and session.started_ms - ts < self.timeout_ms
+
+    def _stored_id(self, project: str, client_sid: str) -> str:
+        """The id a new session opened with ``client_sid`` is stored under: the id itself the first
+        time, ``<id>~<n>`` when the client reuses it for a later visit."""
+        key = (project, client_sid)
+        prev = self.client_ids.get(key)
+        if self._undo is not None and key not in self._ids_undo:
+            self._ids_undo[key] = prev
+        n = 1 if prev is None else prev + 1
+        self._note_client_id(key, n)
+        return client_sid if n == 1 else f"{client_sid}~{n}"
+
+    def _note_client_id(self, key: tuple[str, str], n: int) -> None:
+        if self.client_ids.get(key, 0) < n:
+            self.client_ids[key] = n
+        self.client_ids.move_to_end(key)
+        if len(self.client_ids) > CLIENT_IDS:
+            self.client_ids.popitem(last=False)
+
+    def note_stored(self, project: str, session_id: str) -> str:
+        """A stored session id read back (storage, the log): remember its client id's ordinal, so
+        a reuse of the client id gets the next one. Returns the client id."""
+        base, n = client_base(session_id)
+        self._note_client_id((project, base), n)
+        return base
+
+    def _remember_stored(self, project: str, session: Session) -> None:
+        session.client_sid = self.note_stored(project, session.session_id)
 
     def assign(self, event: Record, now_ms: int) -> list[Record]:
         """Fill ``event["session_id"]``; returns marker records to store alongside it."""
@@ -132,7 +281,7 @@ class Sessionizer:
         if ts < now_ms - self.late_bound_ms:
             # Late: stored with its own time, never opens or extends a live session.
             if not client_sid:
-                event["session_id"] = str(uuid_utils.uuid7())
+                event["session_id"] = server_session_id(event)
             return []
         key = (project, event["device_id"])
         current = self.live.get(key)
@@ -145,6 +294,7 @@ class Sessionizer:
         markers: list[Record] = []
         if current is not None:
             if self._continues(current, ts, client_sid):
+                self._save(key, current)
                 current.add(event)
                 event["session_id"] = current.session_id
                 return []
@@ -153,18 +303,22 @@ class Sessionizer:
                 # session): an offline queue flushed while the device is active. Stored with its
                 # own time like a late event; ending the live visit for it would split the visit.
                 if not client_sid:
-                    event["session_id"] = str(uuid_utils.uuid7())
+                    event["session_id"] = server_session_id(event)
                 return []
             markers.append(self._end(key, current, now_ms))
-        sid = client_sid or str(uuid_utils.uuid7())
+        else:
+            self._save(key, None)
+        sid = self._stored_id(project, client_sid) if client_sid else server_session_id(event)
         event["session_id"] = sid
         session = Session(sid, ts, ts, {k: event[k] for k in ENTRY_FIELDS if k in event})
+        session.client_sid = client_sid
         session.add(event)
         self.live[key] = session
         markers.append(marker("session_start", session, ts, now_ms))
         return markers
 
     def _end(self, key: tuple[str, str], session: Session, now_ms: int) -> Record:
+        self._save(key, session)
         del self.live[key]
         session.dirty = True
         self.closed.append(session)
@@ -180,13 +334,25 @@ class Sessionizer:
 
     def snapshots(self, now_ms: int) -> list[Record]:
         """A complete ``sessions`` row for every session changed since the last call."""
-        rows = [snapshot(s, now_ms, closed=True) for s in self.closed]
-        self.closed = []
-        for s in self.live.values():
-            if s.dirty:
-                rows.append(snapshot(s, now_ms, closed=False))
-                s.dirty = False
+        rows, written = self.draft_snapshots(now_ms)
+        written()
         return rows
+
+    def draft_snapshots(self, now_ms: int) -> tuple[list[Record], Callable[[], None]]:
+        """The rows ``snapshots`` would return, changing nothing; call ``written()`` once the log
+        holds them (until then the sessions stay changed, so a failed write loses no update)."""
+        closed = list(self.closed)
+        dirty = [s for s in self.live.values() if s.dirty]
+        rows = [snapshot(s, now_ms, closed=True) for s in closed]
+        rows.extend(snapshot(s, now_ms, closed=False) for s in dirty)
+
+        def written() -> None:
+            for s, row in zip(closed + dirty, rows, strict=True):
+                s.version = row["version"]
+                s.dirty = False
+            del self.closed[: len(closed)]
+
+        return rows, written
 
     # recovery --------------------------------------------------------------------------------
     def restore(self, rows: list[dict[str, Any]]) -> int:
@@ -209,6 +375,7 @@ class Sessionizer:
                 exit_ms=int(row["ended_at"]) if row.get("exit_path") else None,
                 opened_ms=int(row.get("opened_at") or row["started_at"]),
             )
+            self._remember_stored(first["project_id"], s)
             self.live[(first["project_id"], first["device_id"])] = s
         return len(rows)
 
@@ -230,14 +397,18 @@ class Sessionizer:
         current = self.live.get(key)
         if name == "session_end":
             if current is not None and current.session_id == record["session_id"]:
+                # ended in the unflushed log: its closed row is written by the next seal (the
+                # crashed shard may never have written it)
                 del self.live[key]
+                current.dirty = True
+                self.closed.append(current)
             return
         if name == "session_start":
             if current is None or current.session_id != record["session_id"]:
                 first = {k: record[k] for k in ENTRY_FIELDS if k in record}
-                self.live[key] = Session(
-                    record["session_id"], record["created_at"], record["created_at"], first
-                )
+                session = Session(record["session_id"], record["created_at"], record["created_at"], first)
+                self._remember_stored(record["project_id"], session)
+                self.live[key] = session
             return
         if current is not None and current.session_id == record["session_id"]:
             current.add(record)

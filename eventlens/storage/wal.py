@@ -96,6 +96,10 @@ class FileSegmentLog:
         self._active_no = 0
         self._active_count = 0
         self._fh: Any = None
+        self._size = 0  # bytes of whole frames in the active segment's file
+        # a failed write left part of a frame at this offset and it could not be cut off yet: the
+        # next write cuts it first (a frame after a torn one would be lost at recovery)
+        self._torn: int | None = None
         self.log_id = ""
         # group commit: writers append under the shard's lock, then fsync outside it; one fsync
         # covers every write before it, so concurrent appends share it
@@ -157,18 +161,44 @@ class FileSegmentLog:
         self.sync(self.write(records))
 
     def write(self, records: list[Record]) -> int:
-        """Write without waiting for the disk; returns a ticket for ``sync``."""
+        """Write without waiting for the disk; returns a ticket for ``sync``.
+
+        All or nothing: a write that fails (disk full, I/O error) leaves no part of its frame in
+        the segment, so the frames written after it survive recovery."""
         if not records:
             return self._written
+        frame = encode_frame(records)
         if self._fh is None:
             self._write_next(self._active_no + 1)
-            self._fh = open(self._path(self._active_no), "ab")  # noqa: SIM115 - kept open across calls
+            # unbuffered: a failed write leaves nothing behind in a buffer to be written later
+            self._fh = open(self._path(self._active_no), "ab", buffering=0)  # noqa: SIM115 - kept open
+            self._size = self._fh.seek(0, os.SEEK_END)
             self._sync_dir()
-        self._fh.write(encode_frame(records))
-        self._fh.flush()
+        try:
+            self._uncut()
+            view = memoryview(frame)
+            while view:
+                view = view[self._fh.write(view) :]
+        except BaseException:
+            self._cut(self._size)
+            raise
+        self._size += len(frame)
         self._active_count += len(records)
         self._written += 1
         return self._written
+
+    def _cut(self, size: int) -> None:
+        """After a failed write: cut the segment back to its whole frames (O_APPEND writes go on
+        from there); if even that fails, the next write or seal cuts it first."""
+        try:
+            os.ftruncate(self._fh.fileno(), size)
+        except OSError:
+            self._torn = size
+
+    def _uncut(self) -> None:
+        if self._torn is not None:
+            os.ftruncate(self._fh.fileno(), self._torn)
+            self._torn = None
 
     def sync(self, ticket: int) -> None:
         """Return once everything written up to ``ticket`` is on disk."""
@@ -186,6 +216,7 @@ class FileSegmentLog:
         if not self._active_count:
             return None
         if self._fh is not None:
+            self._uncut()
             with self._sync_lock:  # a segment is closed only once it is on disk
                 if self.fsync:
                     os.fsync(self._fh.fileno())

@@ -365,3 +365,51 @@ def test_alias_makes_profile_insights_count_one_person(d: Daemon) -> None:
     d.track(creds, {"profileId": "u2", "alias": "legacy-7"}, "alias")
     eventually(lambda: retained()[0]["cohortSize"] == 2, timeout=20)
     assert funnel() == [1, 1, 0]
+
+
+def test_a_client_session_id_reused_after_the_timeout_is_a_second_session(d: Daemon) -> None:
+    """Two visits of one device with the same client sessionId, the second more than the session
+    timeout after the first (the first sent with past timestamps, inside the late bound): two
+    sessions, the page views of both kept; the first visit's row is never replaced."""
+    creds = d.new_project()
+    timeout_ms = d.settings.session_timeout_s * 1000
+    assert d.settings.late_event_bound_s * 1000 > timeout_ms + 5 * 60_000
+    now = int(time.time() * 1000)
+    first_at = now - timeout_ms - 3 * 60_000
+    page = {"name": "page_view", "deviceId": "reuse-dev", "sessionId": "visit-1"}
+    first = [d.track(creds, {**page, "path": f"/a{k}", "timestamp": first_at + k * 1000}) for k in range(2)]
+    assert [r.json()["sessionId"] for r in first] == ["visit-1", "visit-1"]
+    second = [d.track(creds, {**page, "path": f"/b{k}"}) for k in range(3)]
+    assert [r.json()["sessionId"] for r in second] == ["visit-1~2"] * 3
+    m = d.wait_metric(creds, "totalPageViews", 5)
+    eventually(lambda: d.metrics(creds)["totalSessions"] == 2, timeout=20)
+    rows = _q(
+        d,
+        "SELECT session_id, page_views, entry_path, exit_path FROM sessions FINAL "
+        "WHERE project_id = {p:String} ORDER BY session_id",
+        p=creds.project_id,
+    )
+    assert rows == [
+        {"session_id": "visit-1", "page_views": 2, "entry_path": "/a0", "exit_path": "/a1"},
+        {"session_id": "visit-1~2", "page_views": 3, "entry_path": "/b0", "exit_path": "/b2"},
+    ]
+    assert m["totalPageViews"] == 5 and d.metrics(creds)["viewsPerSession"] == 2.5
+
+
+def test_live_never_counts_bots(d: Daemon) -> None:
+    creds = d.new_project()
+    browser = _browser_client(d, creds)
+    for n, ua in enumerate((GOOGLEBOT, CHROME_WIN, GOOGLEBOT)):
+        headers = {"event-lens-client-id": browser, "origin": "https://shop.example", "user-agent": ua}
+        payload = {"name": "page_view", "path": "/p", "deviceId": f"live-{n}"}
+        r = d.http.post("/track", json={"type": "track", "payload": payload}, headers=headers)
+        assert r.status_code == 200, r.text
+    url = f"/insights/{creds.project_id}/live"
+    eventually(lambda: d.http.get(url, headers=creds.read_headers()).json() == {"count": 1}, timeout=5)
+    time.sleep(1.0)  # a second presence push: the bots are not merely late
+    assert d.http.get(url, headers=creds.read_headers()).json() == {"count": 1}
+    r = d.http.get(url, params={"includeBots": "true"}, headers=creds.read_headers())
+    assert r.status_code == 400 and r.json()["error"] == "unknown_parameter"
+    assert "includeBots" in r.json()["message"]
+    # insights still count the bots when asked
+    eventually(lambda: d.metrics(creds, includeBots="true")["uniqueVisitors"] == 3, timeout=20)

@@ -942,3 +942,314 @@ def test_the_shard_answers_a_fenced_append_as_unavailable_and_logs_it_once(
     with pytest.raises(ShardUnavailable) as info:  # what the ingest replica makes of it: 503
         BufferClient._resolve_batch([], replies[0])
     assert info.value.retry_after_s == 1
+
+
+# presence ------------------------------------------------------------------------------------
+
+
+def test_bots_are_stored_but_never_reach_presence(wal_dir: Path) -> None:
+    """/live counts people online now: a bot's events are logged (insights count them with
+    includeBots=true) but never sent to the presence actor."""
+    core, _ = make(wal_dir)
+    core.append(
+        [
+            event(1, at=T0, is_bot=1),
+            event(2, device="dev-2", at=T0, is_bot=0),
+            event(3, device="dev-3", at=T0),
+        ],
+        now=T0,
+    )
+    assert core.take_presence() == [("p1", "dev-2", T0), ("p1", "dev-3", T0)]
+    assert [r["id"] for r in logged(core) if r["name"] == "page_view"] == ["ev-1", "ev-2", "ev-3"]
+
+
+# a log that fails ----------------------------------------------------------------------------
+
+
+class LogDown(OSError):
+    """The fake disk (or Redis) refuses a log operation."""
+
+
+class FlakyLog:
+    """A FileSegmentLog whose operations named in ``failing`` (write, append, seal, sync) raise
+    ``LogDown`` until removed; a refused write or append writes nothing (the file log cuts a torn
+    frame off, see test_wal), a refused sync happens after its write was made."""
+
+    def __init__(self, inner: FileSegmentLog) -> None:
+        self.inner = inner
+        self.failing: set[str] = set()
+        self.refused: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _check(self, op: str) -> None:
+        if op in self.failing:
+            self.refused.append(op)
+            raise LogDown(28, f"{op}: no space left on device")
+
+    def write(self, records: list[dict[str, Any]]) -> int:
+        self._check("write")
+        ticket = self.inner.write(records)
+        self._check("lost-reply")  # written, but the caller cannot know (a Redis reply lost)
+        return ticket
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        self._check("append")
+        self.inner.write(records)
+        self._check("sync")
+        self.inner.append([])
+
+    def sync(self, ticket: int) -> None:
+        self._check("sync")
+        self.inner.sync(ticket)
+
+    def seal(self) -> Segment | None:
+        self._check("seal")
+        return self.inner.seal()
+
+
+def flaky(directory: Path, **overrides: Any) -> tuple[BufferCore, FakeInserter, FlakyLog]:
+    options: dict[str, Any] = {"flush_max_events": 1_000_000, "flush_max_age_ms": 10**12, "insert_threads": 1}
+    options.update(overrides)
+    ins = FakeInserter()
+    wal = FlakyLog(FileSegmentLog(directory, fsync=False))
+    core = BufferCore(BufferConfig(shard_id=SHARD, **options), wal, ins)  # type: ignore[arg-type]
+    core.recover()
+    return core, ins, wal
+
+
+SESSION_FIELDS = ("device_id", "opened_at", "started_at", "ended_at", "entry_path", "exit_path")
+SESSION_COUNTS = ("page_views", "events", "is_bounce", "is_closed")
+
+
+def stored_state(ins: FakeInserter, profile_times: bool = True) -> dict[str, Any]:
+    """What storage reads, without the random session ids: events (markers by name), the newest
+    session rows, the newest profile rows (with ``profile_times``, their ``updated_at``)."""
+    events = sorted(
+        (r["name"], r["id"] if r["name"].startswith("session_") is False else "") for r in ins.rows("events")
+    )
+    sessions = sorted(
+        tuple(r[f] for f in SESSION_FIELDS + SESSION_COUNTS)
+        for r in newest_sessions(ins.rows("sessions")).values()
+    )
+    profiles = {
+        r["profile_id"]: (
+            r["first_name"],
+            r["email"],
+            r["properties"],
+            r["updated_at"] if profile_times else 0,
+        )
+        for r in ins.rows("profiles")
+    }
+    return {"events": events, "sessions": sessions, "profiles": profiles}
+
+
+def session_state(core: BufferCore) -> list[tuple[Any, ...]]:
+    return sorted(
+        (k, s.session_id, s.page_views, s.events, s.last_ms, s.exit_path, s.dirty, s.version)
+        for k, s in core.sessions.live.items()
+    )
+
+
+def identify(i: int, **fields: Any) -> dict[str, Any]:
+    rec = profile(i)
+    rec.update(fields)
+    return rec
+
+
+# the story every scenario tells: two visits of dev-1 (the second after the timeout), dev-2, and two
+# identifies of one profile, in calls of a few records
+CALLS: list[tuple[int, list[dict[str, Any]]]] = [
+    (T0, [event(1, at=T0), identify(1, properties={"plan": "free"})]),
+    (T0 + MIN, [event(2, at=T0 + MIN), event(3, device="dev-2", at=T0 + MIN)]),
+    (
+        T0 + 2 * MIN,
+        [event(4, at=T0 + 2 * MIN, name="click"), identify(1, first_name="", email="a@x.io", updated_at=T0)],
+    ),
+    (T0 + 40 * MIN, [event(5, at=T0 + 40 * MIN)]),
+]
+
+
+def run_story(
+    core: BufferCore,
+    fail_at: int | None = None,
+    op: str = "write",
+    wal: FlakyLog | None = None,
+    finish: bool = True,
+) -> list[Any]:
+    answers: list[Any] = []
+    for n, (now, records) in enumerate(CALLS):
+        if n == fail_at:
+            assert wal is not None
+            wal.failing = {op}
+            before = (session_state(core), dict(core.recent), dict(core.profiles.profiles), core.pending)
+            with pytest.raises(LogDown):
+                core.append(copy.deepcopy(records), now=now)
+            wal.failing = set()
+            if op in ("write", "lost-reply"):  # nothing (known to be) logged: no state changed
+                after = (session_state(core), dict(core.recent), dict(core.profiles.profiles), core.pending)
+                assert after == before
+                assert core.take_presence() == []
+        answers.append(core.append(copy.deepcopy(records), now=now))  # the client's retry
+        core.take_presence()
+    if not finish:
+        return answers
+    core.expire_sessions(now=T0 + 80 * MIN)
+    core.flush(force=True)
+    return answers
+
+
+@pytest.mark.parametrize("fail_at", range(len(CALLS)))
+@pytest.mark.parametrize("op", ["write", "sync"])
+def test_a_failed_append_then_its_retry_store_what_one_append_stores(
+    tmp_path: Path, fail_at: int, op: str
+) -> None:
+    """Disk full or Redis down during an append: the client gets an error and retries. Sessions
+    (page views, events, one session_start each), profile merges and the log end up as if the
+    append had succeeded the first time. A failed sync leaves the records logged: the retry is a
+    duplicate answered like the original."""
+    ref, ref_ins, _ = flaky(tmp_path / "ref", session_timeout_ms=30 * MIN)
+    expected_answers = run_story(ref)
+    core, ins, wal = flaky(tmp_path / "flaky", session_timeout_ms=30 * MIN)
+    answers = run_story(core, fail_at, op, wal)
+    assert wal.refused == [op]
+    # after a failed sync an identify is logged twice (profile records carry no id to recognise a
+    # retry by): the same merged profile, its updated_at one millisecond later
+    assert stored_state(ins, op == "write") == stored_state(ref_ins, op == "write")
+    starts = Counter(r["session_id"] for r in ins.rows("events") if r["name"] == "session_start")
+    assert len(starts) == 3 and set(starts.values()) == {1}
+    # the same answers up to the random server session ids: same visit, same id
+    assert [len({a["sessionId"] for a in call if a}) for call in answers] == [
+        len({a["sessionId"] for a in call if a}) for call in expected_answers
+    ]
+    assert answers[0][0]["sessionId"] == answers[1][0]["sessionId"] == answers[2][0]["sessionId"]
+    assert core.stats["duplicates"] == (
+        len(CALLS[fail_at][1]) - sum(r["_t"] != "events" for r in CALLS[fail_at][1]) if op == "sync" else 0
+    )
+
+
+@pytest.mark.parametrize("op", ["write", "sync", "seal"])
+def test_a_failed_seal_loses_no_session_update(tmp_path: Path, op: str) -> None:
+    """The session snapshots of a seal are written to the log, then the segment is sealed: when the
+    log refuses either, the sessions stay changed and the next flush writes them."""
+    ref, ref_ins, _ = flaky(tmp_path / "ref")
+    core, ins, wal = flaky(tmp_path / "flaky")
+    for c in (ref, core):
+        c.append([event(1, at=T0), event(2, device="dev-2", at=T0)], now=T0)
+        c.flush(force=True)
+        c.append([event(3, at=T0 + MIN)], now=T0 + MIN)
+    ref.flush(force=True)
+    wal.failing = {op}
+    with pytest.raises(LogDown):
+        core.flush(force=True)
+    wal.failing = set()
+    if op == "write":
+        assert [s.dirty for _, s in sorted(core.sessions.live.items())] == [True, False]
+    core.flush(force=True)
+    assert stored_state(ins) == stored_state(ref_ins)
+    assert core.pending == 0
+
+
+def test_a_failed_expiry_keeps_the_session_live_until_its_session_end_is_logged(tmp_path: Path) -> None:
+    core, ins, wal = flaky(tmp_path / "flaky", session_timeout_ms=30 * MIN)
+    [a] = core.append([event(1, at=T0)], now=T0)
+    wal.failing = {"write"}
+    with pytest.raises(LogDown):
+        core.expire_sessions(now=T0 + 30 * MIN)
+    assert [s.session_id for s in core.sessions.live.values()] == [a["sessionId"]]
+    assert core.sessions.closed == []
+    wal.failing = set()
+    assert core.expire_sessions(now=T0 + 31 * MIN) == 1
+    core.flush(force=True)
+    assert [r["name"] for r in ins.rows("events")] == ["session_start", "page_view", "session_end"]
+    [row] = newest_sessions(ins.rows("sessions")).values()
+    assert (row["is_closed"], row["events"]) == (1, 1)
+
+
+def test_an_append_whose_seal_fails_is_still_acknowledged(tmp_path: Path) -> None:
+    """The append that fills the segment seals it; the records are logged before, so a seal that
+    fails does not fail the append (the flusher seals later)."""
+    core, ins, wal = flaky(tmp_path / "flaky", flush_max_events=2)
+    wal.failing = {"seal"}
+    [a] = core.append([event(1, at=T0)], now=T0)
+    assert a["sessionId"] and "seal" in core.last_error and not core.sealed
+    wal.failing = set()
+    core.flush(force=True)
+    assert [r["name"] for r in ins.rows("events")] == ["session_start", "page_view"]
+    assert [r["events"] for r in ins.rows("sessions")] == [1]
+
+
+def test_a_client_session_id_stored_before_a_restart_is_not_reused(wal_dir: Path) -> None:
+    """The first visit closed and was flushed before the restart: neither the log nor the open
+    sessions hold it, today's stored client ids do (``recovery.client_ids_loader``)."""
+    core, ins = make(wal_dir, session_timeout_ms=30 * MIN)
+    [a] = core.append([event(1, at=T0, session_id="visit")], now=T0)
+    core.expire_sessions(now=T0 + 31 * MIN)
+    core.flush(force=True)
+    stored = [{"project_id": r["project_id"], "session_id": r["session_id"]} for r in ins.rows("sessions")]
+    restarted = BufferCore(
+        BufferConfig(shard_id=SHARD, flush_max_age_ms=10**12, insert_threads=1),
+        FileSegmentLog(wal_dir, fsync=False),
+        ins,
+        client_ids=lambda: stored,
+    )
+    restarted.recover()
+    [b] = restarted.append([event(2, at=T0 + 40 * MIN, session_id="visit")], now=T0 + 40 * MIN)
+    assert (a["sessionId"], b["sessionId"]) == ("visit", "visit~2")
+
+
+def live_counts(core: BufferCore) -> list[tuple[Any, ...]]:
+    return sorted(
+        (k, s.session_id, s.page_views, s.events, s.started_ms, s.last_ms, s.exit_path)
+        for k, s in core.sessions.live.items()
+    )
+
+
+@pytest.mark.parametrize("fail_at", range(len(CALLS)))
+def test_a_write_whose_outcome_was_unknown_and_its_retry_count_once(tmp_path: Path, fail_at: int) -> None:
+    """The log held the records but the caller got an error (a Redis reply lost after the script
+    ran): the state is rolled back and the retry logged again. Server session ids derive from the
+    opening event, so both copies carry the same ids: storage collapses them (events by id, the
+    newest session row counts the retry once) and a replay of the log counts them once."""
+    ref, ref_ins, _ = flaky(tmp_path / "ref", session_timeout_ms=30 * MIN)
+    run_story(ref, finish=False)
+    core, ins, wal = flaky(tmp_path / "flaky", session_timeout_ms=30 * MIN)
+    run_story(core, fail_at, "lost-reply", wal, finish=False)
+    assert wal.refused == ["lost-reply"]
+    assert live_counts(core) == live_counts(ref)
+    # a crash now: the restarted shard replays the log, which holds the call twice
+    restarted = BufferCore(
+        BufferConfig(shard_id=SHARD, session_timeout_ms=30 * MIN, flush_max_age_ms=10**12, insert_threads=1),
+        FileSegmentLog(tmp_path / "flaky", fsync=False),
+        ins,
+    )
+    restarted.recover()
+    assert live_counts(restarted) == live_counts(ref)
+    for c in (ref, restarted):
+        c.expire_sessions(now=T0 + 80 * MIN)
+        c.flush(force=True)
+
+    def stored(i: FakeInserter) -> tuple[Any, ...]:
+        events = sorted({(r["name"], r["id"]) for r in i.rows("events")})
+        sessions = sorted(
+            tuple(r[f] for f in ("session_id", *SESSION_FIELDS, *SESSION_COUNTS))
+            for r in newest_sessions(i.rows("sessions")).values()
+        )
+        return events, sessions
+
+    assert stored(ins) == stored(ref_ins)
+
+
+def test_a_session_that_ended_in_the_unflushed_log_gets_its_closed_row_after_a_crash(wal_dir: Path) -> None:
+    core, _ = make(wal_dir, session_timeout_ms=30 * MIN)
+    a, _ = core.append([event(1, at=T0), event(2, at=T0 + MIN)], now=T0 + MIN)
+    [b] = core.append([event(3, at=T0 + 40 * MIN)], now=T0 + 40 * MIN)  # ends a, opens b
+    # crash before any seal: no sessions row was ever written
+    restarted, ins = make(wal_dir, session_timeout_ms=30 * MIN)
+    restarted.flush(force=True)
+    final = newest_sessions(ins.rows("sessions"))
+    assert {sid: (r["page_views"], r["is_closed"]) for sid, r in final.items()} == {
+        a["sessionId"]: (2, 1),
+        b["sessionId"]: (1, 0),
+    }

@@ -18,10 +18,15 @@ LATE = 6 * 60 * MIN
 NOW = 1_750_000_000_000
 
 
+_ids = itertools.count()
+
+
 def ev(at: int, *, device: str = "d1", project: str = "p1", sid: str = "", **extra: Any) -> dict[str, Any]:
+    # every call a new event, with an id of its own (as ingest gives it): server session ids derive
+    # from the opening event's id, so two events sharing an id would share a session id
     return {
         "_t": "events",
-        "id": f"e-{device}-{at}-{sid}",
+        "id": f"e-{device}-{at}-{sid}-{next(_ids)}",
         "project_id": project,
         "device_id": device,
         "session_id": sid,
@@ -192,15 +197,18 @@ def test_client_session_id_is_respected() -> None:
     a = ev(NOW, sid="client-a")
     assert names(s.assign(a, NOW)) == ["session_start"]
     assert a["session_id"] == "client-a"
-    # far past the timeout, the client still says it is the same session: it is
+    # within the timeout, the client's id continues its session
     b = ev(NOW + 3 * TIMEOUT, sid="client-a")
-    assert s.assign(b, NOW + 3 * TIMEOUT) == []
-    assert b["session_id"] == "client-a"
+    assert s.assign(ev(NOW + TIMEOUT - 1, sid="client-a"), NOW + TIMEOUT - 1) == []
+    assert s.assign(ev(NOW + 2 * TIMEOUT - 2, sid="client-a"), NOW + 2 * TIMEOUT - 2) == []
+    # past the timeout the visit is over, even if the client reuses its id: a new stored session
+    assert names(s.assign(b, NOW + 3 * TIMEOUT)) == ["session_end", "session_start"]
+    assert b["session_id"] == "client-a~2"
     # a different client id one second later: a new session, the old one ends
     c = ev(NOW + 3 * TIMEOUT + 1000, sid="client-b")
     markers = s.assign(c, NOW + 3 * TIMEOUT + 1000)
     assert names(markers) == ["session_end", "session_start"]
-    assert [m["session_id"] for m in markers] == ["client-a", "client-b"]
+    assert [m["session_id"] for m in markers] == ["client-a~2", "client-b"]
     assert c["session_id"] == "client-b"
     # an event without an id, within the timeout, joins the client's session
     d = ev(NOW + 3 * TIMEOUT + 2000)
@@ -602,14 +610,14 @@ def test_prev_device_with_a_client_session_id(matches: bool) -> None:
     s = Sessionizer(TIMEOUT, LATE)
     before = ev(NOW, device="old-hash", sid="client-1")
     s.assign(before, NOW)
-    # past the timeout: only the client's id decides whether it is the same visit
+    # within the timeout: the client's id decides whether it is the same visit
     after = ev(
-        NOW + 2 * TIMEOUT,
+        NOW + TIMEOUT - 1,
         device="new-hash",
         _prev_device="old-hash",
         sid="client-1" if matches else "client-2",
     )
-    markers = s.assign(after, NOW + 2 * TIMEOUT)
+    markers = s.assign(after, NOW + TIMEOUT - 1)
     if matches:
         assert markers == []
         assert (after["session_id"], after["device_id"]) == ("client-1", "old-hash")
@@ -771,3 +779,106 @@ def test_late_event_never_keeps_the_prev_device_hint() -> None:
     late = ev(NOW - LATE - 1, device="new-hash", _prev_device="old-hash")
     assert s.assign(late, NOW) == []
     assert "_prev_device" not in late
+
+
+# a client session id reused after the timeout -----------------------------------------------------
+
+
+def table_rows(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The ``sessions`` table read with FINAL: per key (project, day opened, session id) the row of
+    the highest version; a later visit under the same key would replace an earlier one."""
+    out: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["project_id"], row["opened_at"] // 86_400_000, row["session_id"])
+        if key not in out or row["version"] >= out[key]["version"]:
+            out[key] = row
+    return out
+
+
+@pytest.mark.parametrize("expired", [True, False], ids=["after-expiry", "still-live"])
+def test_a_client_session_id_reused_after_the_timeout_never_overwrites_the_first_visit(expired: bool) -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    rows: list[dict[str, Any]] = []
+    log = feed(s, [ev(NOW, sid="abc", path="/a"), ev(NOW + MIN, sid="abc", path="/b")])
+    rows += s.snapshots(NOW + MIN)
+    if expired:  # the shard's reaper ran: the first visit is closed
+        log += s.expire(NOW + MIN + TIMEOUT)
+        rows += s.snapshots(NOW + MIN + TIMEOUT)
+    # the same client id, two timeouts later (same day): a second visit
+    second = [ev(NOW + 2 * TIMEOUT + MIN * k, sid="abc", path=f"/c{k}") for k in range(3)]
+    log += feed(s, second)
+    rows += s.snapshots(NOW + 3 * TIMEOUT)
+    assert [e["session_id"] for e in second] == ["abc~2"] * 3
+    starts = [m for m in log if m["name"] == "session_start"]
+    assert [(m["session_id"], m["id"]) for m in starts] == [("abc", "abc:s"), ("abc~2", "abc~2:s")]
+    final = table_rows(rows)
+    assert sorted(
+        (r["session_id"], r["page_views"], r["entry_path"], r["exit_path"]) for r in final.values()
+    ) == [
+        ("abc", 2, "/a", "/b"),
+        ("abc~2", 3, "/c0", "/c2"),
+    ]
+    # the client keeps sending its own id (or adopts the answered one): the second visit goes on
+    for sid in ("abc", "abc~2"):
+        e = ev(NOW + 3 * TIMEOUT, sid=sid)
+        assert s.assign(e, NOW + 3 * TIMEOUT) == [] and e["session_id"] == "abc~2"
+    # a third visit: ~3
+    third = ev(NOW + 5 * TIMEOUT, sid="abc")
+    assert names(s.assign(third, NOW + 5 * TIMEOUT)) == ["session_end", "session_start"]
+    assert third["session_id"] == "abc~3"
+
+
+def test_the_reuse_count_survives_a_restart_and_a_rolled_back_change() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    log = feed(s, [ev(NOW, sid="abc"), ev(NOW + 2 * TIMEOUT, sid="abc")])
+    open_rows = [as_read_back(r) for r in s.snapshots(NOW + 2 * TIMEOUT) if not r["is_closed"]]
+    assert [r["session_id"] for r in open_rows] == ["abc~2"]
+    # restarted from the stored open session: the next reuse is ~3
+    restored = Sessionizer(TIMEOUT, LATE)
+    restored.restore(open_rows)
+    e = ev(NOW + 4 * TIMEOUT, sid="abc")
+    restored.assign(e, NOW + 4 * TIMEOUT)
+    assert e["session_id"] == "abc~3"
+    # restarted from the log alone (nothing flushed): the same
+    replayed = Sessionizer(TIMEOUT, LATE)
+    for rec in log:
+        replayed.replay(rec)
+    e = ev(NOW + 4 * TIMEOUT, sid="abc")
+    replayed.assign(e, NOW + 4 * TIMEOUT)
+    assert e["session_id"] == "abc~3"
+    # a change the log refused is forgotten, ordinal included: the retry gets the same id
+    replayed.begin()
+    e = ev(NOW + 6 * TIMEOUT, sid="abc")
+    replayed.assign(e, NOW + 6 * TIMEOUT)
+    assert e["session_id"] == "abc~4"
+    replayed.rollback()
+    assert [x.session_id for x in replayed.live.values()] == ["abc~3"]
+    e = ev(NOW + 6 * TIMEOUT, sid="abc")
+    replayed.assign(e, NOW + 6 * TIMEOUT)
+    assert e["session_id"] == "abc~4"
+
+
+def test_rollback_restores_every_touched_session_exactly() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    feed(s, [ev(NOW, device="a"), ev(NOW, device="b", sid="x")])
+    s.snapshots(NOW)
+    before = (
+        live_state(s),
+        [(x.dirty, x.version) for x in s.live.values()],
+        list(s.closed),
+        dict(s.client_ids),
+    )
+    s.begin()
+    t = NOW + MIN
+    s.assign(ev(t, device="a", path="/more"), t)  # extends a
+    s.assign(ev(t, device="b", sid="y"), t)  # ends b, opens y
+    s.assign(ev(t, device="c"), t)  # opens c
+    s.expire(NOW + 10 * TIMEOUT)  # ends everything
+    s.rollback()
+    after = (
+        live_state(s),
+        [(x.dirty, x.version) for x in s.live.values()],
+        list(s.closed),
+        dict(s.client_ids),
+    )
+    assert after == before

@@ -261,6 +261,22 @@ def test_answers_are_cached_per_route_project_and_parameter() -> None:
     assert live.json() == {"count": 7} and "x-cache" not in live.headers
 
 
+@pytest.mark.parametrize(
+    "query", ["includeBots=true", "includeBots=false", "startDate=2026-01-01&filters=[]"]
+)
+def test_live_rejects_the_parameters_it_cannot_apply(query: str) -> None:
+    """/live never counts bots and has no range or filters: a parameter it would ignore is a 400
+    naming it (only to a caller who may read the project)."""
+    http, _ = client()
+    assert http.get(f"/insights/p1/live?{query}").status_code == 401
+    r = http.get(f"/insights/p1/live?{query}", headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "unknown_parameter", r.text
+    names = sorted({kv.split("=")[0] for kv in query.split("&")})
+    assert [d["parameter"] for d in r.json()["details"]] == names
+    assert all(n in r.json()["message"] for n in names)
+    assert http.get("/insights/p1/live", headers=READ).json() == {"count": 7}
+
+
 def test_without_a_cache_every_answer_is_a_miss() -> None:
     http, _ = client()
     for _ in range(2):

@@ -194,6 +194,47 @@ def test_fsync_mode_works(wal_dir: Path) -> None:
     log.close()
 
 
+class DiskFull:
+    """The segment's file handle: the next ``writes`` write part of what they are given, then
+    raise ENOSPC; ``truncates`` calls of ftruncate fail too (see ``broken_ftruncate``)."""
+
+    def __init__(self, fh: Any, writes: int = 1) -> None:
+        self.fh = fh
+        self.writes = writes
+
+    def write(self, data: memoryview) -> int:
+        if self.writes:
+            self.writes -= 1
+            self.fh.write(data[: len(data) // 2])
+            raise OSError(28, "No space left on device")
+        return self.fh.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.fh, name)
+
+
+@pytest.mark.parametrize("truncate_fails", [False, True])
+def test_a_failed_write_leaves_no_torn_frame_before_the_next_one(
+    wal: FileSegmentLog, wal_dir: Path, monkeypatch: pytest.MonkeyPatch, truncate_fails: bool
+) -> None:
+    """Disk full in the middle of a frame: the write raises and its partial frame is cut off, so a
+    later frame is not lost behind it at recovery (decoding stops at the first torn frame)."""
+    wal.append([rec(1)])
+    wal._fh = DiskFull(wal._fh)  # type: ignore[attr-defined]
+    real_ftruncate = os.ftruncate
+    if truncate_fails:  # cutting fails too at first: the next write cuts before writing
+        monkeypatch.setattr(os, "ftruncate", lambda fd, size: (_ for _ in ()).throw(OSError(5, "EIO")))
+    with pytest.raises(OSError):
+        wal.append([rec(2, pad="x" * 100)])
+    monkeypatch.setattr(os, "ftruncate", real_ftruncate)
+    wal.append([rec(3)])
+    assert wal.read(0) == [rec(1), rec(3)]
+    assert wal.seal() == Segment(0, 2)
+    fresh = FileSegmentLog(wal_dir, fsync=False)
+    assert fresh.recover() == [Segment(0, 2)]
+    assert fresh.read(0) == [rec(1), rec(3)]
+
+
 def test_recover_after_restart_returns_sealed_and_active_segments(wal: FileSegmentLog, wal_dir: Path) -> None:
     wal.append([rec(1), rec(2)])
     wal.seal()
