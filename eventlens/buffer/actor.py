@@ -19,7 +19,7 @@ import ray
 
 from eventlens import backends
 from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded
-from eventlens.buffer.recovery import client_ids_loader, open_sessions_loader, profile_loader
+from eventlens.buffer.recovery import client_ids_loader, open_sessions_loader, profile_loader, rebuild_ids
 from eventlens.buffer.sessions import CLIENT_IDS
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
@@ -36,6 +36,8 @@ class BufferShard:
         self.index = index
         writer = backends.writer(s, warehouse)
         self.metrics = ShardMetrics(index)
+        ids = backends.open_ids(s, index)
+        rebuild_ids(ids, writer.query, index)
         self.core = BufferCore(
             BufferConfig.from_settings(s, index),
             backends.open_wal(s, index),
@@ -44,6 +46,7 @@ class BufferShard:
             profile_loader(writer.query),
             observer=self.metrics,
             client_ids=client_ids_loader(index, writer.query, CLIENT_IDS),
+            ids=ids,
         )
         replayed = self.core.recover()
         self.metrics.started(ray.get_runtime_context().was_current_actor_reconstructed, replayed)

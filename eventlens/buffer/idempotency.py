@@ -1,0 +1,299 @@
+"""The idempotency window: which event ids a project already stored, for ``window_days`` days.
+
+A client retry (a timeout, an SDK's offline queue sent again, a retry after a shard restart or a
+reshard) carries the event's ``id``; the shard asks the index before logging an event and drops an
+id it already holds, so the event is stored once in ``events`` and so in every rollup. An event
+without a client id gets a server id per request, so its retries cannot be recognised.
+
+Keys are a 128-bit digest of (project, id). Entries carry the UTC day the shard received them (the
+bucket) and count for ``window_days`` whole days after it, then expire with their bucket.
+
+Two stores, chosen with the log (``eventlens.backends.open_ids``):
+
+- ``FileIdIndex`` (embedded): the window in memory as sorted ``uint64`` arrays (high half of the
+  digest, low half, day), about 18 bytes per id, plus a dict of the ids added since the last merge;
+  every add is appended to a per-shard, per-day file ``<dir>/shard-NNN/<day>.ids`` (16 bytes per
+  id) that ``durable`` fsyncs before the shard deletes a flushed log segment. A shard loads every
+  shard's files at start, so an event whose device moved to another shard (a new shard count) is
+  still recognised; ids another *running* shard adds are not seen (a device's events go to one
+  shard while the shard count stays the same).
+- ``RedisIdIndex`` (cluster): one Redis set per day (``…:ids:<day>``, members the 16-byte digests)
+  that expires with its window, shared by every shard on every node.
+
+Either can be lost (a deleted directory, a flushed Redis): ``rebuild`` refills the window from the
+``events`` table; a store that was never marked complete is rebuilt by the first shard that starts.
+A shard also adds the ids in its unflushed log on every start, so an id logged just before a crash
+(logged, not yet added) is in the index again before the shard takes traffic.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+DAY_MS = 86_400_000
+_MERGE_AT = 65_536  # ids added before they are merged into the sorted arrays
+_REBUILD_SQL = """
+SELECT project_id, id, toUInt32(toDate(received_at)) AS day
+FROM events
+WHERE received_at >= now64(3) - INTERVAL {days:UInt32} DAY
+  AND name NOT IN ('session_start', 'session_end')
+"""
+
+
+def id_key(project_id: str, event_id: str) -> bytes:
+    return hashlib.blake2b(f"{project_id}\x00{event_id}".encode(), digest_size=16).digest()
+
+
+def day_of(ms: int) -> int:
+    return ms // DAY_MS
+
+
+class IdIndex(Protocol):
+    window_days: int
+
+    def seen(self, keys: Sequence[bytes], day: int) -> set[bytes]:
+        """The keys stored within the window that ends on ``day``."""
+
+    def add(self, keys: Sequence[bytes], day: int) -> None:
+        """Record keys the log now holds (received on ``day``)."""
+
+    def durable(self) -> None:
+        """Make every added key survive a power cut (before a log segment is deleted)."""
+
+    def complete(self) -> bool:
+        """Whether the store holds the whole window (never lost since it was marked so)."""
+
+    def mark_complete(self) -> None: ...
+
+    def exclusive(self) -> Any:
+        """A context manager held while rebuilding, so one shard rebuilds and the others wait."""
+
+    def close(self) -> None: ...
+
+
+def rebuild(index: IdIndex, query: Callable[..., list[dict[str, Any]]]) -> int:
+    """Refill the window from the ``events`` table (the store was lost); returns ids added."""
+    with index.exclusive():
+        if index.complete():  # another shard rebuilt it while this one waited
+            return 0
+        rows = query(_REBUILD_SQL, {"days": index.window_days + 1})
+        by_day: dict[int, list[bytes]] = {}
+        for row in rows:
+            by_day.setdefault(int(row["day"]), []).append(id_key(row["project_id"], row["id"]))
+        for day, keys in sorted(by_day.items()):
+            index.add(keys, day)
+        index.durable()
+        index.mark_complete()
+        return len(rows)
+
+
+# --- embedded: memory + per-day files ------------------------------------------------------------
+def _halves(keys: Iterable[bytes]) -> tuple[np.ndarray, np.ndarray]:
+    raw = np.frombuffer(b"".join(keys), dtype="<u8")
+    return raw[0::2].copy(), raw[1::2].copy()
+
+
+class FileIdIndex:
+    def __init__(self, directory: Path, shard: int, window_days: int, today: int) -> None:
+        self.dir = directory
+        self.window_days = window_days
+        self.mine = directory / f"shard-{shard:03d}"
+        self.mine.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.Lock()
+        self.hi = np.empty(0, dtype="<u8")
+        self.lo = np.empty(0, dtype="<u8")
+        self.days = np.empty(0, dtype="<u4")
+        self.fresh: dict[bytes, int] = {}  # added since the last merge → day
+        self.files: dict[int, int] = {}  # day → fd of this shard's file
+        self.dirty: set[int] = set()  # fds written since the last durable()
+        self._load(today)
+
+    # files -------------------------------------------------------------------------------------
+    def _load(self, today: int) -> None:
+        """Every shard's files of the window; older files are deleted (their day has expired)."""
+        first = today - self.window_days
+        chunks: list[np.ndarray] = []
+        day_parts: list[np.ndarray] = []
+        for path in sorted(self.dir.glob("shard-*/*.ids")):
+            day = int(path.stem) if path.stem.isdigit() else -1
+            if day < first:
+                path.unlink(missing_ok=True)
+                continue
+            data = path.read_bytes()
+            data = data[: len(data) - len(data) % 16]  # a record torn by a crash mid-write
+            if data:
+                chunks.append(np.frombuffer(data, dtype="<u8"))
+                day_parts.append(np.full(len(data) // 16, day, dtype="<u4"))
+        if chunks:
+            raw = np.concatenate(chunks)
+            self._set(raw[0::2], raw[1::2], np.concatenate(day_parts))
+
+    def _set(self, hi: np.ndarray, lo: np.ndarray, days: np.ndarray) -> None:
+        order = np.argsort(hi, kind="stable")
+        self.hi, self.lo, self.days = hi[order], lo[order], days[order]
+
+    def _fd(self, day: int) -> int:
+        fd = self.files.get(day)
+        if fd is None:
+            fd = os.open(self.mine / f"{day}.ids", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            size = os.fstat(fd).st_size
+            if size % 16:  # a torn record at the end: cut it, so later records stay aligned
+                os.ftruncate(fd, size - size % 16)
+            self.files[day] = fd
+        return fd
+
+    # the index ---------------------------------------------------------------------------------
+    def seen(self, keys: Sequence[bytes], day: int) -> set[bytes]:
+        if not keys:
+            return set()
+        first = day - self.window_days
+        with self.lock:
+            fresh = self.fresh
+            found = {k for k in keys if fresh.get(k, -1) >= first}
+            if len(self.hi):
+                found |= self._seen_sorted(keys, first)
+        return found
+
+    def _seen_sorted(self, keys: Sequence[bytes], first: int) -> set[bytes]:
+        qhi, qlo = _halves(keys)
+        hi = self.hi
+        at = hi.searchsorted(qhi)
+        np.minimum(at, len(hi) - 1, out=at)
+        candidates = np.flatnonzero(hi[at] == qhi)
+        found: set[bytes] = set()
+        for c in candidates.tolist():  # a high half matched: confirm the low half (and its day)
+            i, h, lo = int(at[c]), int(qhi[c]), int(qlo[c])
+            while i < len(hi) and int(hi[i]) == h:
+                if int(self.lo[i]) == lo and int(self.days[i]) >= first:
+                    found.add(keys[c])
+                    break
+                i += 1
+        return found
+
+    def add(self, keys: Sequence[bytes], day: int) -> None:
+        if not keys:
+            return
+        with self.lock:
+            fd = self._fd(day)
+            os.write(fd, b"".join(keys))
+            self.dirty.add(fd)
+            for k in keys:
+                self.fresh[k] = day
+            if len(self.fresh) >= _MERGE_AT:
+                self._merge(day)
+
+    def _merge(self, today: int) -> None:
+        """Fold the fresh ids into the sorted arrays, dropping the expired ones."""
+        hi, lo = _halves(self.fresh)
+        days = np.fromiter(self.fresh.values(), dtype="<u4", count=len(self.fresh))
+        keep = self.days >= today - self.window_days
+        self._set(
+            np.concatenate((self.hi[keep], hi)),
+            np.concatenate((self.lo[keep], lo)),
+            np.concatenate((self.days[keep], days)),
+        )
+        self.fresh = {}
+        for old in [d for d in self.files if d < today - self.window_days]:
+            os.close(self.files.pop(old))
+            (self.mine / f"{old}.ids").unlink(missing_ok=True)
+
+    def durable(self) -> None:
+        with self.lock:
+            fds, self.dirty = self.dirty, set()
+        for fd in fds:
+            os.fsync(fd)
+
+    def complete(self) -> bool:
+        return (self.dir / "complete").exists()
+
+    def mark_complete(self) -> None:
+        (self.dir / "complete").touch()
+        fd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def exclusive(self) -> Any:
+        return _FileLock(self.dir / ".rebuild.lock")
+
+    def size(self) -> int:
+        with self.lock:
+            return len(self.hi) + len(self.fresh)
+
+    def close(self) -> None:
+        self.durable()
+        with self.lock:
+            for fd in self.files.values():
+                os.close(fd)
+            self.files = {}
+
+
+class _FileLock:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+# --- cluster: Redis sets per day ------------------------------------------------------------------
+class RedisIdIndex:
+    def __init__(self, client: Any, key: Callable[..., str], window_days: int) -> None:
+        self.r = client
+        self.key = key  # builds this index's keys (``backends.redis_key``)
+        self.window_days = window_days
+
+    def seen(self, keys: Sequence[bytes], day: int) -> set[bytes]:
+        if not keys:
+            return set()
+        pipe = self.r.pipeline(transaction=False)
+        for d in range(day - self.window_days, day + 1):
+            pipe.smismember(self.key(d), list(keys))
+        found: set[bytes] = set()
+        for flags in pipe.execute():
+            found.update(k for k, hit in zip(keys, flags, strict=True) if hit)
+        return found
+
+    def add(self, keys: Sequence[bytes], day: int) -> None:
+        if not keys:
+            return
+        pipe = self.r.pipeline(transaction=True)
+        pipe.sadd(self.key(day), *keys)
+        # kept until the last day it counts for has passed
+        pipe.expireat(self.key(day), (day + self.window_days + 2) * 86_400)
+        pipe.execute()
+
+    def durable(self) -> None:
+        """Redis's own durability (``appendfsync always``, as the log requires)."""
+
+    def complete(self) -> bool:
+        return bool(self.r.exists(self.key("complete")))
+
+    def mark_complete(self) -> None:
+        self.r.set(self.key("complete"), 1)
+
+    def exclusive(self) -> Any:
+        return self.r.lock(self.key("rebuild-lock"), timeout=600, blocking_timeout=600)
+
+    def size(self) -> int:
+        """Ids held (every day set); a scan, for tests and the benchmark."""
+        days = [k for k in self.r.scan_iter(match=self.key("*")) if k.rsplit(b":", 1)[-1].isdigit()]
+        return sum(self.r.scard(k) for k in days)
+
+    def close(self) -> None:
+        """The client's pool belongs to the caller."""
