@@ -101,10 +101,12 @@ def open_wal(settings: Settings, index: int) -> SegmentLog:
     return FileSegmentLog(settings.wal_dir / f"shard-{index:03d}", fsync=settings.wal_fsync == "always")
 
 
-def open_ids(settings: Settings, index: int) -> IdIndex:
+def open_ids(settings: Settings, index: int) -> IdIndex | None:
     """A shard's idempotency window: Redis sets beside a Redis log (every node sees them), else
-    files under the data directory shared by the node's shards."""
+    files under the data directory shared by the node's shards; None when switched off."""
     days = settings.idempotency_window_days
+    if not days:
+        return None
     if settings.redis_url:
         instance = settings.instance
         return RedisIdIndex(redis_client(settings), lambda *parts: redis_key(instance, "ids", *parts), days)

@@ -142,7 +142,11 @@ class Settings(BaseSettings):
     max_future_skew_s: int = Field(default=60, ge=0)
     late_event_bound_s: int = Field(default=3600, ge=60)
     idempotency_window_days: int = Field(
-        default=7, ge=1, le=90, description="A retried event id received within this many days is stored once"
+        default=7,
+        ge=0,
+        le=90,
+        description="A retried event id received within this many days is stored once; 0: only the"
+        " shard's memory of recent ids and its log (for load tests)",
     )
 
     create_demo: bool = True

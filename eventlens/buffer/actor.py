@@ -37,7 +37,8 @@ class BufferShard:
         writer = backends.writer(s, warehouse)
         self.metrics = ShardMetrics(index)
         ids = backends.open_ids(s, index)
-        rebuild_ids(ids, writer.query, index)
+        if ids is not None:
+            rebuild_ids(ids, writer.query, index)
         self.core = BufferCore(
             BufferConfig.from_settings(s, index),
             backends.open_wal(s, index),

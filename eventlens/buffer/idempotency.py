@@ -168,9 +168,16 @@ class FileIdIndex:
         at = hi.searchsorted(qhi)
         np.minimum(at, len(hi) - 1, out=at)
         candidates = np.flatnonzero(hi[at] == qhi)
-        found: set[bytes] = set()
-        for c in candidates.tolist():  # a high half matched: confirm the low half (and its day)
-            i, h, lo = int(at[c]), int(qhi[c]), int(qlo[c])
+        if not len(candidates):
+            return set()
+        exact = candidates[
+            (self.lo[at[candidates]] == qlo[candidates]) & (self.days[at[candidates]] >= first)
+        ]
+        found = {keys[c] for c in exact.tolist()}
+        # a high half matched, the low half (or day) did not: the id may sit in a run of equal
+        # high halves after it, or be there twice with another day (checked, so none is missed)
+        for c in np.setdiff1d(candidates, exact, assume_unique=True).tolist():
+            i, h, lo = int(at[c]) + 1, int(qhi[c]), int(qlo[c])
             while i < len(hi) and int(hi[i]) == h:
                 if int(self.lo[i]) == lo and int(self.days[i]) >= first:
                     found.add(keys[c])
@@ -252,22 +259,41 @@ class _FileLock:
 
 
 # --- cluster: Redis sets per day ------------------------------------------------------------------
+# KEYS: the window's day sets, newest first; ARGV: the digests. Returns one byte per digest.
+_SEEN = """
+local n = #ARGV
+local hit = {}
+for i = 1, n do hit[i] = '0' end
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    for from = 1, n, 4000 do
+      local to = math.min(from + 3999, n)
+      local flags = redis.call('SMISMEMBER', key, unpack(ARGV, from, to))
+      for i, f in ipairs(flags) do
+        if f == 1 then hit[from + i - 1] = '1' end
+      end
+    end
+  end
+end
+return table.concat(hit)
+"""
+
+
 class RedisIdIndex:
     def __init__(self, client: Any, key: Callable[..., str], window_days: int) -> None:
         self.r = client
         self.key = key  # builds this index's keys (``backends.redis_key``)
         self.window_days = window_days
+        self._seen_script = client.register_script(_SEEN)
 
     def seen(self, keys: Sequence[bytes], day: int) -> set[bytes]:
         if not keys:
             return set()
-        pipe = self.r.pipeline(transaction=False)
-        for d in range(day - self.window_days, day + 1):
-            pipe.smismember(self.key(d), list(keys))
-        found: set[bytes] = set()
-        for flags in pipe.execute():
-            found.update(k for k, hit in zip(keys, flags, strict=True) if hit)
-        return found
+        days = [self.key(d) for d in range(day, day - self.window_days - 1, -1)]
+        # one string of 0/1 per batch: parsing a reply per key and day costs the client more
+        # than Redis spends on the lookups
+        flags = self._seen_script(keys=days, args=list(keys))
+        return {k for k, hit in zip(keys, flags, strict=True) if hit == 49}  # b"1"
 
     def add(self, keys: Sequence[bytes], day: int) -> None:
         if not keys:

@@ -410,3 +410,56 @@ def _query(d: Daemon) -> Any:
         return ray.get(wh.query.remote(sql, params))
 
     return q
+
+
+def test_a_retry_after_its_shard_restarted_is_stored_once_in_raw_rows_and_rollups(
+    d: Daemon, creds: Creds
+) -> None:
+    """The shard's memory of recent ids is gone after a restart, and the flushed segment has left
+    the log: only the idempotency window (files, or Redis sets in shared mode) knows the ids."""
+    import time
+
+    import ray
+
+    ids = [f"once-{uuid.uuid4().hex}" for _ in range(30)]
+    devices = [f"once-dev-{k}" for k in range(6)]
+    body = {
+        "events": [
+            {"type": "track", "payload": {"name": "buy", "id": i, "deviceId": devices[k % 6]}}
+            for k, i in enumerate(ids)
+        ]
+    }
+    assert d.http.post("/track/batch", json=body, headers=creds.write_headers()).json()["accepted"] == 30
+    d.wait_metric(creds, "totalEvents", 30)
+    q = _query(d)
+    for n in range(2):  # both shards restart (each owns some of the devices)
+        shard = d.actor(f"shard-{n}")
+        deadline = time.monotonic() + 20
+        while ray.get(shard.describe.remote())["pending"] and time.monotonic() < deadline:
+            time.sleep(0.1)  # flushed and deleted from the log
+        old_pid = ray.get(shard.pid.remote())
+        ray.kill(shard, no_restart=False)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if ray.get(shard.pid.remote(), timeout=5) != old_pid:
+                    break
+            except Exception:
+                time.sleep(0.2)
+        described = ray.get(shard.describe.remote())
+        assert described["replayed"] == 0  # nothing left in the log: the ids are only in the index
+    # the retry, and a new event with it
+    retry = {
+        "events": [
+            *body["events"],
+            {"type": "track", "payload": {"name": "buy", "id": "fresh", "deviceId": "x"}},
+        ]
+    }
+    r = d.http.post("/track/batch", json=retry, headers=creds.write_headers())
+    assert r.status_code == 200 and r.json()["accepted"] == 31, r.text
+    d.wait_metric(creds, "totalEvents", 31, settle=1.5)
+    rows = q(
+        "SELECT id, count() AS n FROM events WHERE project_id = {p:String} AND name = 'buy' GROUP BY id",
+        {"p": creds.project_id},
+    )
+    assert {r["id"]: r["n"] for r in rows} == {**dict.fromkeys(ids, 1), "fresh": 1}
