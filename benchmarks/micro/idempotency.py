@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import uuid
@@ -60,12 +59,6 @@ def run(ix: Any, ids: int, batch: int) -> dict[str, float]:
     }
 
 
-def file_memory(ix: FileIdIndex) -> int:
-    arrays = ix.hi.nbytes + ix.lo.nbytes + ix.days.nbytes
-    fresh = sys.getsizeof(ix.fresh) + sum(sys.getsizeof(k) for k in ix.fresh)  # values: small ints
-    return arrays + fresh
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ids", type=int, default=1_000_000)
@@ -76,7 +69,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ix = FileIdIndex(Path(tmp), 0, window_days=7, today=DAY)
         res = run(ix, args.ids, args.batch)
-        mem = file_memory(ix) / args.ids * 1e6
+        mem = ix.memory() / args.ids * 1e6
         disk = sum(p.stat().st_size for p in Path(tmp).rglob("*.ids")) / args.ids * 1e6
         ix.close()
         rows.append(("file (embedded)", res, mem))

@@ -16,7 +16,8 @@ Two stores, chosen with the log (``eventlens.backends.open_ids``):
   id) that ``durable`` fsyncs before the shard deletes a flushed log segment. A shard loads every
   shard's files at start, so an event whose device moved to another shard (a new shard count) is
   still recognised; ids another *running* shard adds are not seen (a device's events go to one
-  shard while the shard count stays the same).
+  shard while the shard count stays the same). The arrays are sorted runs of falling sizes, merged
+  like an LSM tree, so adding an id costs O(log n) copies, not a sort of the whole window.
 - ``RedisIdIndex`` (cluster): one Redis set per day (``…:ids:<day>``, members the 16-byte digests)
   that expires with its window, shared by every shard on every node.
 
@@ -101,6 +102,56 @@ def _halves(keys: Iterable[bytes]) -> tuple[np.ndarray, np.ndarray]:
     return raw[0::2].copy(), raw[1::2].copy()
 
 
+class _Run:
+    """Ids sorted by the high half of their digest, with the low half and the day beside it."""
+
+    __slots__ = ("days", "hi", "lo")
+
+    def __init__(self, hi: np.ndarray, lo: np.ndarray, days: np.ndarray, ordered: bool = False) -> None:
+        if not ordered:
+            order = np.argsort(hi, kind="stable")
+            hi, lo, days = hi[order], lo[order], days[order]
+        self.hi, self.lo, self.days = hi, lo, days
+
+    def __len__(self) -> int:
+        return len(self.hi)
+
+    def nbytes(self) -> int:
+        return self.hi.nbytes + self.lo.nbytes + self.days.nbytes
+
+    def keep_from(self, first: int) -> _Run:
+        keep = self.days >= first
+        return self if keep.all() else _Run(self.hi[keep], self.lo[keep], self.days[keep], ordered=True)
+
+    @staticmethod
+    def merge(a: _Run, b: _Run) -> _Run:
+        # a stable sort of two sorted runs is one linear merge (timsort finds the runs)
+        return _Run(
+            np.concatenate((a.hi, b.hi)), np.concatenate((a.lo, b.lo)), np.concatenate((a.days, b.days))
+        )
+
+    def found(self, keys: Sequence[bytes], qhi: np.ndarray, qlo: np.ndarray, first: int) -> set[bytes]:
+        hi = self.hi
+        at = hi.searchsorted(qhi)
+        np.minimum(at, len(hi) - 1, out=at)
+        candidates = np.flatnonzero(hi[at] == qhi)
+        if not len(candidates):
+            return set()
+        where = at[candidates]
+        exact = candidates[(self.lo[where] == qlo[candidates]) & (self.days[where] >= first)]
+        found = {keys[c] for c in exact.tolist()}
+        # a high half matched, the low half (or day) did not: the id may sit in a run of equal
+        # high halves after it, or be there twice with another day (checked, so none is missed)
+        for c in np.setdiff1d(candidates, exact, assume_unique=True).tolist():
+            i, h, lo = int(at[c]) + 1, int(qhi[c]), int(qlo[c])
+            while i < len(hi) and int(hi[i]) == h:
+                if int(self.lo[i]) == lo and int(self.days[i]) >= first:
+                    found.add(keys[c])
+                    break
+                i += 1
+        return found
+
+
 class FileIdIndex:
     def __init__(self, directory: Path, shard: int, window_days: int, today: int) -> None:
         self.dir = directory
@@ -108,12 +159,13 @@ class FileIdIndex:
         self.mine = directory / f"shard-{shard:03d}"
         self.mine.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
-        self.hi = np.empty(0, dtype="<u8")
-        self.lo = np.empty(0, dtype="<u8")
-        self.days = np.empty(0, dtype="<u4")
+        # sorted runs, each at most half the size of the one before (an LSM tree in memory): a
+        # merge touches ids in proportion to its own size, so an id is copied O(log n) times
+        self.runs: list[_Run] = []
         self.fresh: dict[bytes, int] = {}  # added since the last merge → day
         self.files: dict[int, int] = {}  # day → fd of this shard's file
         self.dirty: set[int] = set()  # fds written since the last durable()
+        self.today = today
         self._load(today)
 
     # files -------------------------------------------------------------------------------------
@@ -134,11 +186,7 @@ class FileIdIndex:
                 day_parts.append(np.full(len(data) // 16, day, dtype="<u4"))
         if chunks:
             raw = np.concatenate(chunks)
-            self._set(raw[0::2], raw[1::2], np.concatenate(day_parts))
-
-    def _set(self, hi: np.ndarray, lo: np.ndarray, days: np.ndarray) -> None:
-        order = np.argsort(hi, kind="stable")
-        self.hi, self.lo, self.days = hi[order], lo[order], days[order]
+            self.runs = [_Run(raw[0::2], raw[1::2], np.concatenate(day_parts))]
 
     def _fd(self, day: int) -> int:
         fd = self.files.get(day)
@@ -158,31 +206,10 @@ class FileIdIndex:
         with self.lock:
             fresh = self.fresh
             found = {k for k in keys if fresh.get(k, -1) >= first}
-            if len(self.hi):
-                found |= self._seen_sorted(keys, first)
-        return found
-
-    def _seen_sorted(self, keys: Sequence[bytes], first: int) -> set[bytes]:
-        qhi, qlo = _halves(keys)
-        hi = self.hi
-        at = hi.searchsorted(qhi)
-        np.minimum(at, len(hi) - 1, out=at)
-        candidates = np.flatnonzero(hi[at] == qhi)
-        if not len(candidates):
-            return set()
-        exact = candidates[
-            (self.lo[at[candidates]] == qlo[candidates]) & (self.days[at[candidates]] >= first)
-        ]
-        found = {keys[c] for c in exact.tolist()}
-        # a high half matched, the low half (or day) did not: the id may sit in a run of equal
-        # high halves after it, or be there twice with another day (checked, so none is missed)
-        for c in np.setdiff1d(candidates, exact, assume_unique=True).tolist():
-            i, h, lo = int(at[c]) + 1, int(qhi[c]), int(qlo[c])
-            while i < len(hi) and int(hi[i]) == h:
-                if int(self.lo[i]) == lo and int(self.days[i]) >= first:
-                    found.add(keys[c])
-                    break
-                i += 1
+            if self.runs:
+                qhi, qlo = _halves(keys)
+                for run in self.runs:
+                    found |= run.found(keys, qhi, qlo, first)
         return found
 
     def add(self, keys: Sequence[bytes], day: int) -> None:
@@ -192,25 +219,37 @@ class FileIdIndex:
             fd = self._fd(day)
             os.write(fd, b"".join(keys))
             self.dirty.add(fd)
+            fresh = self.fresh
             for k in keys:
-                self.fresh[k] = day
-            if len(self.fresh) >= _MERGE_AT:
-                self._merge(day)
+                if fresh.get(k, -1) < day:
+                    fresh[k] = day
+            if day > self.today:
+                self._new_day(day)
+            if len(fresh) >= _MERGE_AT:
+                self._merge()
 
-    def _merge(self, today: int) -> None:
-        """Fold the fresh ids into the sorted arrays, dropping the expired ones."""
+    def _merge(self) -> None:
+        """Fold the fresh ids into a run of their own, then merge runs of similar size."""
         hi, lo = _halves(self.fresh)
         days = np.fromiter(self.fresh.values(), dtype="<u4", count=len(self.fresh))
-        keep = self.days >= today - self.window_days
-        self._set(
-            np.concatenate((self.hi[keep], hi)),
-            np.concatenate((self.lo[keep], lo)),
-            np.concatenate((self.days[keep], days)),
-        )
+        self.runs.append(_Run(hi, lo, days))
         self.fresh = {}
-        for old in [d for d in self.files if d < today - self.window_days]:
-            os.close(self.files.pop(old))
-            (self.mine / f"{old}.ids").unlink(missing_ok=True)
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 2 * len(self.runs[-1]):
+            b = self.runs.pop()
+            self.runs[-1] = _Run.merge(self.runs[-1], b)
+
+    def _new_day(self, day: int) -> None:
+        """Once a day: drop the ids (and this shard's files) whose day left the window."""
+        self.today = day
+        first = day - self.window_days
+        self.runs = [r for r in (run.keep_from(first) for run in self.runs) if len(r)]
+        for old in [d for d in self.files if d < first]:
+            fd = self.files.pop(old)
+            self.dirty.discard(fd)
+            os.close(fd)
+        for path in self.mine.glob("*.ids"):
+            if path.stem.isdigit() and int(path.stem) < first:
+                path.unlink(missing_ok=True)
 
     def durable(self) -> None:
         with self.lock:
@@ -234,7 +273,15 @@ class FileIdIndex:
 
     def size(self) -> int:
         with self.lock:
-            return len(self.hi) + len(self.fresh)
+            return sum(len(r) for r in self.runs) + len(self.fresh)
+
+    def memory(self) -> int:
+        """Bytes held: the runs' arrays and the dict of fresh ids."""
+        import sys
+
+        with self.lock:
+            fresh = sys.getsizeof(self.fresh) + sum(sys.getsizeof(k) for k in self.fresh)
+            return sum(r.nbytes() for r in self.runs) + fresh
 
     def close(self) -> None:
         self.durable()

@@ -225,3 +225,24 @@ def test_a_failed_index_add_is_retried_before_the_segment_leaves_the_log(tmp_pat
     core.recent.clear()
     [again] = core.append([event(1, at=T0)], now=T0 + 1000)
     assert isinstance(again, Duplicate)
+
+
+def test_file_index_merges_runs_like_an_lsm_tree_and_drops_a_day_leaving_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(idempotency, "_MERGE_AT", 10)
+    ix = FileIdIndex(tmp_path, 0, window_days=2, today=DAY)
+    first = keys(10)
+    ix.add(first, DAY)
+    later = [keys(10) for _ in range(40)]
+    for batch in later:
+        ix.add(batch, DAY)
+    sizes = [len(r) for r in ix.runs]
+    assert sum(sizes) == 410 and len(sizes) <= 6 and sizes == sorted(sizes, reverse=True)
+    everything = first + [k for b in later for k in b]
+    assert ix.seen(everything + keys(50), DAY) == set(everything)
+    # two days on, the first day's ids leave the window (memory and files)
+    newer = keys(10)
+    ix.add(newer, DAY + 3)
+    assert ix.size() == 10 and ix.seen(everything + newer, DAY + 3) == set(newer)
+    assert not (tmp_path / "shard-000" / f"{DAY}.ids").exists()
