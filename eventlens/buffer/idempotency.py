@@ -41,6 +41,7 @@ import numpy as np
 
 DAY_MS = 86_400_000
 _MERGE_AT = 65_536  # ids added before they are merged into the sorted arrays
+_SCALAR_UP_TO = 3  # a call with at most this many ids looks each up alone (numpy call overhead)
 _REBUILD_SQL = """
 SELECT project_id, id, toUInt32(toDate(received_at)) AS day
 FROM events
@@ -130,6 +131,17 @@ class _Run:
             np.concatenate((a.hi, b.hi)), np.concatenate((a.lo, b.lo)), np.concatenate((a.days, b.days))
         )
 
+    def has(self, key: bytes, first: int) -> bool:
+        """One id (a few numpy scalar calls: cheaper than the vector path for a handful)."""
+        h, lo = int.from_bytes(key[:8], "little"), int.from_bytes(key[8:], "little")
+        hi = self.hi
+        i = int(hi.searchsorted(np.uint64(h)))
+        while i < len(hi) and int(hi[i]) == h:
+            if int(self.lo[i]) == lo and int(self.days[i]) >= first:
+                return True
+            i += 1
+        return False
+
     def found(self, keys: Sequence[bytes], qhi: np.ndarray, qlo: np.ndarray, first: int) -> set[bytes]:
         hi = self.hi
         at = hi.searchsorted(qhi)
@@ -206,7 +218,11 @@ class FileIdIndex:
         with self.lock:
             fresh = self.fresh
             found = {k for k in keys if fresh.get(k, -1) >= first}
-            if self.runs:
+            if self.runs and len(keys) <= _SCALAR_UP_TO:
+                for k in keys:
+                    if k not in found and any(run.has(k, first) for run in self.runs):
+                        found.add(k)
+            elif self.runs:
                 qhi, qlo = _halves(keys)
                 for run in self.runs:
                     found |= run.found(keys, qhi, qlo, first)
