@@ -176,7 +176,12 @@ def test_frozen_storage_fills_the_logs_then_503_then_drains(d: Daemon) -> None:
     try:
         # the logs fill up to their bound, then every sender is refused: hold a few refusals long
         eventually(lambda: sum(r.status == 503 for r in load.snapshot()[1]) >= SENDERS, timeout=30)
-        time.sleep(3.0)
+        # readiness says so, within its own bound (the probe waits 3 s for the frozen process)
+        t0 = time.monotonic()
+        ready = d.http.get("/ready", timeout=CLIENT_TIMEOUT_S)
+        ready_s = time.monotonic() - t0
+        assert ready.status_code == 503 and ready.json()["clickhouse"] is False, ready.text
+        assert int(ready.headers["retry-after"]) >= 1 and ready_s < 5, ready_s
         full = _pending(d)  # the shards answer: only their flushes wait for the frozen process
     finally:
         os.kill(wh_pid, signal.SIGCONT)
@@ -247,6 +252,7 @@ def test_killed_storage_owner_is_restarted_and_nothing_is_lost(d: Daemon) -> Non
     refused = [r for r in replies if r.refused]
     print(
         f"\nSIGKILL storage: restarted in {restarted_s:.1f}s; {len(replies)} requests, "
-        f"{sum(r.status == 503 for r in replies)} × 503, {len(refused)} with refused events; "
+        f"{sum(r.status == 503 for r in replies)} × 503, {len(refused)} with refused events "
+        f"{sorted({m for r in refused for m in r.messages})[:3]}; "
         f"{len(load.acked)} events, slowest request {max(r.seconds for r in replies):.2f}s"
     )
