@@ -36,6 +36,7 @@ CLIENT_TIMEOUT_S = 10.0
 # one shard append may carry every sender's batch (a replica coalesces them), plus the session
 # rows a seal adds: a log is "at its bound" once it holds more than BOUND less this
 SLACK = SENDERS * SIZE + 100
+PACE_S = 0.2
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +72,10 @@ class Load:
         self.sent: set[str] = set()
         self.replies: list[Reply] = []
         self.lock = threading.Lock()
+        # paced until the fault: a batch per sender every PACE_S, a rate storage keeps up with, so
+        # that the logs fill because of the fault; then as fast as the answers come
+        self.paced = threading.Event()
+        self.paced.set()
         self.threads = [
             threading.Thread(target=self._run, args=(w, batches), daemon=True) for w in range(SENDERS)
         ]
@@ -122,6 +127,8 @@ class Load:
                     pending = [pending[j] for j in sorted(refused)]
                     if pending:  # as an SDK does: wait as told (1 s when not told), then again
                         time.sleep(float(reply.retry_after or 1))
+                if self.paced.is_set():
+                    time.sleep(PACE_S)
 
     def start(self) -> Load:
         for t in self.threads:
@@ -173,6 +180,7 @@ def test_frozen_storage_fills_the_logs_then_503_then_drains(d: Daemon) -> None:
     eventually(lambda: len(_stored_ids(d, creds)) >= 200, timeout=20, interval=0.05)
     os.kill(wh_pid, signal.SIGSTOP)
     frozen_at = time.monotonic()
+    load.paced.clear()
     try:
         # the logs fill up to their bound, then senders are refused: hold until a few 503s came
         eventually(lambda: sum(r.status == 503 for r in load.snapshot()[1]) >= 2, timeout=40)
@@ -236,6 +244,7 @@ def test_killed_storage_owner_is_restarted_and_nothing_is_lost(d: Daemon) -> Non
     eventually(lambda: len(_stored_ids(d, creds)) >= 200, timeout=20, interval=0.05)
     os.kill(old_pid, signal.SIGKILL)
     killed_at = time.monotonic()
+    load.paced.clear()
     new_pid = old_pid
     while new_pid == old_pid:  # a call right after the kill may still reach the old process
         assert time.monotonic() - killed_at < 60, "the chDB owner was not restarted"
