@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,6 +232,54 @@ class Daemon:
         import ray
 
         return ray.get_actor(self.settings.actor_name(role), namespace=self.settings.namespace)
+
+    def flush(self) -> None:
+        """Flush every shard's log now (what a graceful stop does, the shards keep running):
+        everything acknowledged before the call is then stored, so an absence checked afterwards
+        is an absence, not merely "not flushed yet"."""
+        import ray
+
+        shards = [self.actor(f"shard-{i}") for i in range(self.settings.shards)]
+        for _ in range(5):  # a session ending meanwhile may leave a fresh marker: drain it too
+            states = ray.get([s.drain.remote() for s in shards], timeout=60)
+            if all(s["pending"] == 0 for s in states):
+                return
+        raise AssertionError(f"the shards did not flush: {states}")
+
+    def stored_rows(self, creds: Creds, name: str | None = None) -> dict[str, int]:
+        """Raw stored rows per event id: no FINAL and no uniq, so an event stored twice is two rows.
+        Only events named ``name`` if given, else every event but the session markers."""
+        import ray
+
+        sql = "SELECT id, count() AS n FROM events WHERE project_id = {p:String} AND "
+        params: dict[str, Any] = {"p": creds.project_id}
+        if name is None:
+            sql += "name NOT IN ('session_start', 'session_end')"
+        else:
+            sql += "name = {name:String}"
+            params["name"] = name
+        rows = ray.get(self.actor("warehouse").query.remote(sql + " GROUP BY id", params), timeout=60)
+        return {r["id"]: int(r["n"]) for r in rows}
+
+    def assert_stored_once(
+        self,
+        creds: Creds,
+        acked: Collection[str],
+        name: str | None = None,
+        total: int | None = None,
+        timeout: float = 30,
+    ) -> None:
+        """Every acknowledged id is stored exactly once and nothing else is (raw rows), and the
+        rollup-backed ``totalEvents`` reaches that count (``total`` when other events count too)
+        and stays there."""
+        acked = set(acked)
+        self.wait_metric(creds, "totalEvents", len(acked) if total is None else total, timeout, settle=1.0)
+        rows = self.stored_rows(creds, name)
+        twice = {k: v for k, v in rows.items() if v > 1}
+        missing, extra = acked - set(rows), set(rows) - acked
+        assert not twice, f"{len(twice)} ids stored more than once, e.g. {sorted(twice.items())[:5]}"
+        assert not missing, f"{len(missing)} acknowledged ids not stored, e.g. {sorted(missing)[:5]}"
+        assert not extra, f"{len(extra)} stored ids never acknowledged, e.g. {sorted(extra)[:5]}"
 
 
 class DaemonManager:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -299,6 +300,33 @@ def test_a_query_bug_is_still_a_500_without_a_trace(exc: Exception) -> None:
     assert r.status_code == 500
     assert r.json() == {"error": "internal", "message": "internal error", "details": []}
     assert "retry-after" not in r.headers
+
+
+class FrozenOwner:
+    """The chDB owner actor with its process stopped: a call is sent and never answered."""
+
+    class _never:
+        @staticmethod
+        def remote(*_: Any) -> asyncio.Future[Any]:
+            return asyncio.get_running_loop().create_future()
+
+    query = data_version = _never
+
+
+def test_a_chdb_owner_that_does_not_answer_is_a_503_not_a_hang() -> None:
+    """A frozen owner (SIGSTOP, tests/fault/test_storage_outage.py) once held insight requests until
+    it resumed: the cache's version look-up and the query each wait a bounded time."""
+    from eventlens.insights.cache import ActorVersions, InsightCache, LocalStore
+    from eventlens.storage.reader import ACTOR_QUERY_TIMEOUT_S, ActorReader
+
+    assert ACTOR_QUERY_TIMEOUT_S > 30  # beyond ClickHouse's own max_execution_time
+    frozen = FrozenOwner()
+    cache = InsightCache(LocalStore(60), ActorVersions(frozen, timeout_s=0.2), 60)
+    app = create_api(ReadAuth(), ActorReader(frozen, timeout_s=0.3), DeadPresence(), lambda: None, cache)
+    started = time.monotonic()
+    r = TestClient(app, raise_server_exceptions=False).get("/insights/p1/metrics")
+    assert_unavailable(r, "storage")
+    assert time.monotonic() - started < 5
 
 
 def test_metadata_down_during_insight_auth_answers_503() -> None:
