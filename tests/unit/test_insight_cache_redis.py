@@ -14,7 +14,7 @@ import redis
 from eventlens import backends
 from eventlens.config import Settings
 from eventlens.storage.versions import RedisVersionBump
-from tests.unit.conftest import REDIS_URL
+from tests.servers import REDIS_URL
 
 pytestmark = pytest.mark.redis
 
