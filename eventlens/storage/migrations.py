@@ -211,7 +211,23 @@ ORDER BY version
         return out
 
     def apply(self, migration: Migration) -> bool:
-        _run_statements(migration, self._wh.command)
+        from eventlens.storage.backfill import apply_with_views, views_with_backfills
+
+        try:
+            live = not self.cluster and bool(views_with_backfills(migration))
+        except Exception as exc:
+            raise MigrationError(f"migration {migration.path} failed: {exc}") from exc
+        if live:
+            # a view over a table that may be receiving inserts, and the backfill of what the
+            # table held before it: each row counted once (storage/backfill.py says how). On a
+            # cluster the statements run as written (the backfill fills an empty table only):
+            # pause the writers there while a migration that backfills runs.
+            try:
+                apply_with_views(self._wh, migration)
+            except Exception as exc:
+                raise MigrationError(f"migration {migration.path} failed: {exc}") from exc
+        else:
+            _run_statements(migration, self._wh.command)
         self._wh.command(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES "
             "({v:UInt32}, {n:String}, {c:String})",
