@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import shutil
 import threading
 import time
@@ -153,6 +154,39 @@ def writing(target: Any, project: str, pause_s: float) -> Iterator[Writing]:
         raise w.error
 
 
+class Interleaved:
+    """The migrating warehouse, with a batch of events stored through another connection right
+    after each view is first created and right before each backfill: where an insert does the most
+    harm (run one statement after the other, the view counts it, then the emptiness guard skips
+    the backfill, or without the guard the backfill counts it again)."""
+
+    def __init__(self, wh: Any, other: Any, project: str) -> None:
+        self._wh = wh
+        self._writer = ServerWriter(other)
+        self._project = project
+        self._rng = random.Random(f"{project}-interleaved")
+        self._views: set[str] = set()
+        self.stored = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wh, name)
+
+    def _store(self) -> None:
+        self._writer.insert("events", events(self._project, 10, self._rng), f"t-{uuid.uuid4().hex}")
+        self.stored += 10
+
+    def command(self, sql: str, parameters: Any = None) -> Any:
+        text = sql.lstrip()
+        if re.match(r"INSERT\s+INTO\s+\w+\s+SELECT\b", text, re.I):
+            self._store()
+        result = self._wh.command(sql, parameters)
+        view = re.match(r"CREATE\s+MATERIALIZED\s+VIEW\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", text, re.I)
+        if view is not None and view[1] not in self._views:
+            self._views.add(view[1])
+            self._store()
+        return result
+
+
 def store(wh: Any, project: str, batches: int, seed: int = 1) -> int:
     """Batches stored before the migration, each a part of its own (merges stopped)."""
     wh.command("SYSTEM STOP MERGES events")
@@ -247,8 +281,9 @@ def check_shipped_rollups(wh: Any, project: str, stored: int) -> None:
 
 def test_the_shipped_rollups_added_to_a_live_database_count_each_event_once(wh: Any, tmp_path: Path) -> None:
     """An upgrade from a database of migrations 0001-0003 holding events, written to throughout by
-    another connection: 0004-0009 add every rollup, each equal to the events afterwards. (The
-    module's database is new: this test runs first and leaves it fully migrated.)"""
+    another connection (and right after each view's creation and before each backfill): 0004-0009
+    add every rollup, each equal to the events afterwards. (The module's database is new: this
+    test runs first and leaves it fully migrated.)"""
     shipped = discover(CLICKHOUSE_DIR)
     early = tmp_path / "early"
     early.mkdir()
@@ -259,14 +294,16 @@ def test_the_shipped_rollups_added_to_a_live_database_count_each_event_once(wh: 
     before = store(wh, project, batches=6)
     assert event_parts(wh) >= 6
     other = other_connection(wh)
+    interleaved = Interleaved(wh, other, project)
     try:
         with writing(other, project, OWN_PAUSE_S) as w:
-            applied = migrate_clickhouse(wh)
+            applied = migrate_clickhouse(interleaved)
     finally:
         other.close()
     assert applied == [m.name for m in shipped[3:]]
     assert w.started_during() >= 3, (w.end - w.start, w.writer.spans)
-    check_shipped_rollups(wh, project, before + w.stored)
+    assert interleaved.stored == 10 * (7 + 7)  # after each view's creation, before each backfill
+    check_shipped_rollups(wh, project, before + w.stored + interleaved.stored)
     ledger = wh.query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
     assert [(r["version"], r["name"], r["checksum"]) for r in ledger] == [
         (m.version, m.name, m.checksum) for m in shipped
@@ -396,6 +433,22 @@ def test_an_insert_in_flight_across_the_views_creation_is_counted_once(
         other.close()
     assert "detaching it to retry" in caplog.text
     check_rollup(wh, rollup, project, before + 5)
+
+
+def test_inserts_right_after_the_views_creation_and_before_its_backfill_are_counted_once(
+    wh: Any, rollup: str, tmp_path: Path
+) -> None:
+    project = f"p-{rollup}"
+    before = store(wh, project, batches=3)
+    path = rollup_migration(tmp_path / "m", 14, rollup)
+    other = other_connection(wh)
+    try:
+        interleaved = Interleaved(wh, other, project)
+        assert migrate_clickhouse(interleaved, path.parent) == [path.stem]
+    finally:
+        other.close()
+    assert interleaved.stored == 20
+    check_rollup(wh, rollup, project, before + 20)
 
 
 def test_a_rerun_after_a_crash_counts_each_event_once(wh: Any, rollup: str, tmp_path: Path) -> None:
