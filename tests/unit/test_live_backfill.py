@@ -440,7 +440,7 @@ def test_inserts_right_after_the_views_creation_and_before_its_backfill_are_coun
 ) -> None:
     project = f"p-{rollup}"
     before = store(wh, project, batches=3)
-    path = rollup_migration(tmp_path / "m", 14, rollup)
+    path = rollup_migration(tmp_path / "m", 13, rollup)
     other = other_connection(wh)
     try:
         interleaved = Interleaved(wh, other, project)
@@ -451,14 +451,15 @@ def test_inserts_right_after_the_views_creation_and_before_its_backfill_are_coun
     check_rollup(wh, rollup, project, before + 20)
 
 
-def test_a_rerun_after_a_crash_counts_each_event_once(wh: Any, rollup: str, tmp_path: Path) -> None:
-    """A run that died after its statements but before its ledger row (as the old runner would
-    have run them: view, then the whole backfill), with events stored through the view since: the
-    rerun counts every event once."""
+@pytest.mark.parametrize("ran", [2, 3], ids=["died-before-the-backfill", "died-after-the-backfill"])
+def test_a_rerun_after_a_crash_counts_each_event_once(wh: Any, rollup: str, tmp_path: Path, ran: int) -> None:
+    """A run that died before its ledger row, after its first ``ran`` statements (table, view,
+    then the backfill, one after the other as the old runner ran them), with events stored through
+    the view since: the rerun counts every event once."""
     project = f"p-{rollup}"
     before = store(wh, project, batches=3)
-    path = rollup_migration(tmp_path / "m", 13, rollup)
-    for statement in discover(path.parent)[0].statements:
+    path = rollup_migration(tmp_path / "m", 13 + ran, rollup)
+    for statement in discover(path.parent)[0].statements[:ran]:
         wh.command(statement)
     after = store(wh, project, batches=2, seed=2)  # counted by the view
     assert migrate_clickhouse(wh, path.parent) == [path.stem]
