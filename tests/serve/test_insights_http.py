@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlens.storage.tables import to_columns
-from tests.conftest import Creds, Daemon, eventually
+from tests.conftest import Creds, Daemon
 from tests.reference import insights as ref
 from tests.reference.datasets import ZONES, Dataset, datasets, filters, ranges
 
@@ -368,17 +369,29 @@ def test_shared_mode_caches_in_redis_until_new_data_is_stored(shared: Daemon) ->
         assert r.status_code == 200, r.text
     wh = shared.actor("warehouse")
 
-    def stored(table: str) -> int:
-        rows = ray.get(
-            wh.query.remote(
-                f"SELECT count() AS n FROM {table} WHERE project_id = {{p:String}}", {"p": creds.project_id}
-            )
-        )
-        return int(rows[0]["n"])
+    def stored(sql: str) -> int:
+        return int(ray.get(wh.query.remote(sql, {"p": creds.project_id}))[0]["n"])
 
-    # events and the sessions' snapshots are separate inserts: wait for both, so the answer below
-    # is the final one (each insert bumps the version on its own)
-    eventually(lambda: stored("events") == 3 and stored("sessions") >= 2, timeout=20)
+    def counts() -> tuple[int, int, int]:
+        """Client events, session markers and sessions stored for the project."""
+        return (
+            stored(
+                "SELECT count() AS n FROM events WHERE project_id = {p:String} "
+                "AND name NOT IN ('session_start', 'session_end')"
+            ),
+            stored(
+                "SELECT count() AS n FROM events WHERE project_id = {p:String} "
+                "AND name IN ('session_start', 'session_end')"
+            ),
+            stored("SELECT uniqExact(session_id) AS n FROM sessions WHERE project_id = {p:String}"),
+        )
+
+    # the events, the sessions' markers and snapshots may come in separate inserts: wait for all,
+    # so the answer below is the final one (each insert bumps the version on its own)
+    deadline = time.monotonic() + 30
+    while (now := counts()) != (3, 2, 2):
+        assert time.monotonic() < deadline, f"stored (events, markers, sessions) {now}, expected (3, 2, 2)"
+        time.sleep(0.1)
 
     fresh = ask("miss")
     body = json.loads(fresh)
