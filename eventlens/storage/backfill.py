@@ -38,9 +38,10 @@ on a single server or chDB; a cluster runs the statements as written):
    active (nothing merged or mutated it away before the backfill read it), else the migration
    fails rather than record a rollup that may miss rows.
 4. A migration that did not complete (a crash) is not in the ledger and runs again from the top:
-   each of its views is dropped (waiting out the inserts that could still push into it) and its
-   rollup emptied first, so the rerun counts the rows the crashed run had counted once more, and
-   only once. Merges that a crash left stopped are started again by that rerun.
+   each view it left is dropped (waiting out the inserts that could still push into it) and the
+   view's table emptied first, so the rerun counts every row once, whatever the crashed run had
+   counted. Merges that a crash left stopped are started again by that rerun (a server restart
+   starts them too: ``SYSTEM STOP MERGES`` is not persisted).
 
 Inserts are synchronous (``async_insert = 0``, ``clickhouse.INSERT_SETTINGS``): an asynchronous
 insert would build its pipeline in a background flush that ``system.processes`` does not show. On a
@@ -254,6 +255,8 @@ def attach(db: _Database, view: View, stopped: list[str]) -> list[str]:
 
 
 def start_merges(wh: Warehouse, tables: list[str]) -> None:
+    """Merges on again (also where they had been stopped before the migration: ClickHouse does not
+    say whether they were)."""
     for table in tables:
         try:
             wh.command(f"SYSTEM START MERGES {table}")

@@ -7,7 +7,10 @@ was applied is an error naming the file, because the database does not hold what
 Changes go into a new migration instead.
 
 The ClickHouse ledger is append-only and unlocked (one process owns the schema at start-up; the DDL
-is ``IF NOT EXISTS``, so a run that crashed half-way is visible as pending and safe to repeat). The
+is ``IF NOT EXISTS``, so a run that crashed half-way is visible as pending and safe to repeat). A
+migration that adds a materialized view and backfills its table may run while the database keeps
+receiving inserts: ``storage.backfill`` attaches the view and bounds the backfill so every row is
+counted once, and resets what a crashed run of it left before running it again. The
 metadata ledger applies each migration under the backend's exclusive lock and re-checks the ledger
 after taking it, so concurrent processes apply each migration exactly once.
 """
