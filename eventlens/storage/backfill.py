@@ -55,13 +55,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from eventlens.storage.cluster_ddl import _CREATE_MV_RE, _CREATE_TABLE_RE, _INSERT_SELECT_RE, _TABLE_REF_RE
 
 if TYPE_CHECKING:
     from eventlens.storage.clickhouse import Warehouse
-    from eventlens.storage.migrations import Migration
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +74,13 @@ _EMPTY_GUARD_RE = re.compile(
     r"\s+WHERE\s*\(\s*SELECT\s+count\(\)\s+FROM\s+(?P<table>\w+)\s*\)\s*=\s*0\s*$", re.I
 )
 _PART_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class Migration(Protocol):
+    """A ``migrations.Migration`` (not imported: the runner imports this module)."""
+
+    @property
+    def statements(self) -> tuple[str, ...]: ...
 
 
 class BackfillError(RuntimeError):
