@@ -21,12 +21,13 @@ import pytest
 # one picker of free ports for tests, benchmarks and the simulated cluster
 from benchmarks.simcluster import free_port
 
+# where the suite's MariaDB and Redis are; a test marked for one is skipped, or failed in CI, when
+# it does not answer (tests/servers.py)
+from tests.servers import MARIADB, MARIADB_URL, REDIS_URL, need
+
 # Ray on loopback only (read when ray is imported): in cluster mode Ray would otherwise rewrite
 # 127.0.0.1 to the machine's interface address, which the simulated cluster's nodes do not use.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-MARIADB_URL = "mysql://root@127.0.0.1:3306"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Fixtures that run a daemon on the test Ray cluster: a test using one must be marked ``ray``.
 RAY_FIXTURES = frozenset({"ray_session", "daemons", "embedded", "shared", "metrics_port"})
@@ -75,6 +76,18 @@ def _backends_need_markers(request: pytest.FixtureRequest, monkeypatch: pytest.M
             return real(*args, **kwargs)
 
         monkeypatch.setattr(clickhouse_connect, "get_client", get_client)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``mariadb`` or ``redis`` needs the suite's server: checked before any fixture
+    (a daemon in shared mode) is set up, so a server that does not answer is one clear skip, or,
+    under ``EVENTLENS_REQUIRE_SERVICES=1``, one clear failure, per test. ``suite_server=False``
+    on the marker: the test reaches no server of the suite's (a closed port, its own server)."""
+    for service in ("mariadb", "redis"):
+        mark = item.get_closest_marker(service)
+        if mark is not None and mark.kwargs.get("suite_server", True):
+            need(service)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -357,7 +370,7 @@ def _drop_mariadb(url: str) -> None:
     import pymysql
 
     db = url.rsplit("/", 1)[1]
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    conn = pymysql.connect(**MARIADB)
     try:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{db}`")
