@@ -38,6 +38,10 @@ DOCUMENTED = {
     ("GET", "/filters/{project_id}/property-values"),
     ("GET", "/filters/{project_id}/paths"),
     ("GET", "/filters/{project_id}/countries"),
+    ("GET", "/insights/{project_id}/events"),
+    ("GET", "/insights/{project_id}/sessions"),
+    ("GET", "/insights/{project_id}/profiles"),
+    ("GET", "/insights/{project_id}/profiles/{profile_id:path}"),
 }
 READ = {"x-test-reader": "yes"}
 
@@ -89,7 +93,9 @@ def test_the_table_holds_every_documented_route_once() -> None:
     assert {(r.method, r.path) for r in ROUTES} == DOCUMENTED and len(ROUTES) == len(DOCUMENTED)
     assert len({r.name for r in ROUTES}) == len(ROUTES)
     for r in ROUTES:
-        assert r.path.rsplit("/", 1)[1] == r.name
+        # named by the last fixed segment, singular before a path parameter (profiles/{id}: profile)
+        fixed = [seg for seg in r.path.split("/") if not seg.startswith("{")][-1]
+        assert r.name == (fixed.removesuffix("s") if r.path.endswith("}") else fixed)
         # computes are module-level coroutines of the insights package, not closures
         assert inspect.iscoroutinefunction(r.compute) and "<locals>" not in r.compute.__qualname__
         assert r.compute.__module__.startswith("eventlens.insights.")
