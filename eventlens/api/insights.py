@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from eventlens.api.auth import Authenticator
 from eventlens.api.errors import error_response, json_response
+from eventlens.api.legacy import register_legacy
 from eventlens.errors import OUTAGE_RETRY_AFTER_S, ClientError, pydantic_details, validation_message
 from eventlens.insights import breakdowns, browse, catalogue, metrics, people
 from eventlens.insights.cache import InsightCache, NoVersions
@@ -304,4 +305,5 @@ def create_api(
         return json_response({"count": int(count)})  # never cached
 
     register(app, Answers(auth, reader, cache or InsightCache(None, NoVersions(), 0)))
+    register_legacy(app)  # the older SDKs' /profile and /event: 410 naming the replacement
     return app
