@@ -85,6 +85,10 @@ class BufferShard:
                 "retry_after": 1,
             }
 
+    def live_session(self, project: str, device_id: str, prev_device: str = "") -> dict[str, str]:
+        """The device's live session, for ``GET /track/device-id`` (``BufferCore.live_session``)."""
+        return self.core.live_session(project, device_id, prev_device)
+
     def _log_fenced(self, exc: Fenced) -> None:
         with self._fenced_lock:
             if self._fenced_logged:

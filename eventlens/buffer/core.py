@@ -376,6 +376,17 @@ class BufferCore:
             self.wal.sync(ticket)
         return len(markers)
 
+    def live_session(
+        self, project: str, device_id: str, prev_device: str = "", now: int | None = None
+    ) -> dict[str, str]:
+        """``{deviceId, sessionId}`` of the device's live session (``GET /track/device-id``): what
+        the next event of the device would be answered with; ``sessionId`` is ``""`` when none
+        is live. Reads state only, logs nothing."""
+        now = now_ms() if now is None else now
+        with self.lock:
+            device, session = self.sessions.current(project, device_id, prev_device, now)
+        return {"deviceId": device, "sessionId": session}
+
     def take_presence(self) -> list[tuple[str, str, int]]:
         with self.lock:
             out, self.presence = self.presence, []

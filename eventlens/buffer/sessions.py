@@ -350,6 +350,20 @@ class Sessionizer:
         markers.append(marker("session_start", session, ts, now_ms))
         return markers
 
+    def current(self, project: str, device_id: str, prev_device: str, now_ms: int) -> tuple[str, str]:
+        """(device id, session id) an event of the device at ``now_ms`` without a client session id
+        would be answered with, when it continues a live session: the device's own, else (the
+        salt rotated) the one opened under its previous id, as ``assign`` picks; else the device
+        id and ``""`` (the event would open a new session)."""
+        current = self.live.get((project, device_id))
+        if current is None and prev_device:
+            old = self.live.get((project, prev_device))
+            if old is not None and self._continues(old, now_ms, ""):
+                return prev_device, old.session_id
+        if current is not None and self._continues(current, now_ms, ""):
+            return device_id, current.session_id
+        return device_id, ""
+
     def _end(self, key: tuple[str, str], session: Session, now_ms: int) -> Record:
         self._save(key, session)
         del self.live[key]
