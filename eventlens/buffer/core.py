@@ -20,11 +20,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventlens.buffer.idempotency import IdIndex, day_of, id_key
+from eventlens.buffer.idempotency import IdIndex, day_of, id_key, key_digest
 from eventlens.buffer.profiles import ProfileBook, ProfileLoader
 from eventlens.buffer.sessions import Sessionizer
 from eventlens.config import Settings
-from eventlens.records import Duplicate, Record, table_of
+from eventlens.records import TABLE_KEY, Duplicate, Record, table_of
 from eventlens.storage.tables import group_by_table
 from eventlens.storage.wal import Fenced, Segment, SegmentLog
 from eventlens.storage.writer import Writer
@@ -256,6 +256,7 @@ class BufferCore:
         duplicates = 0
         day = day_of(now)
         digests, stored = self._stored(records, day)
+        fresh_digests: list[bytes] = []
         self.sessions.begin()
         try:
             for rec in records:
@@ -278,6 +279,8 @@ class BufferCore:
                 to_log.extend(self.sessions.assign(rec, now))
                 to_log.append(rec)
                 fresh.append(rec)
+                if digests:
+                    fresh_digests.append(digests[key])
                 in_call[key] = {"deviceId": rec["device_id"], "sessionId": rec["session_id"]}
                 results.append(in_call[key])
             # written now, durable once ``sync(ticket)`` returns (before the caller is answered); a
@@ -289,8 +292,8 @@ class BufferCore:
         self.sessions.commit()
         self.profiles.remember_all(merged.values())
         self.stats["duplicates"] += duplicates
-        if digests and fresh:
-            self._index(day, [digests[f"{rec['project_id']}\x00{rec['id']}"] for rec in fresh])
+        if fresh_digests:
+            self._index(day, fresh_digests)
         live_after = now - self.config.live_window_ms
         for rec in fresh:
             self._remember(rec)
@@ -316,16 +319,18 @@ class BufferCore:
         return results, ticket
 
     def _stored(self, records: Sequence[Record], day: int) -> tuple[dict[str, bytes], set[bytes]]:
-        """The digests of this call's event ids not in memory, and those the index holds."""
+        """The digests of this call's event ids not in memory (keyed like ``recent``), and those
+        the index holds."""
         if self.ids is None:
             return {}, set()
         digests: dict[str, bytes] = {}
         recent = self.recent
+        digest = key_digest
         for rec in records:
-            if table_of(rec) == "events":
+            if rec.get(TABLE_KEY, "events") == "events":
                 key = f"{rec['project_id']}\x00{rec['id']}"
                 if key not in recent and key not in digests:
-                    digests[key] = id_key(rec["project_id"], rec["id"])
+                    digests[key] = digest(key)
         return digests, self.ids.seen(list(digests.values()), day) if digests else set()
 
     def _index(self, day: int, keys: list[bytes]) -> None:

@@ -57,6 +57,10 @@ def id_key(project_id: str, event_id: str) -> bytes:
     return xxh3_128_digest(f"{project_id}\x00{event_id}")
 
 
+# the digest of an already joined ``project\x00id`` key (the shard's key for its recent ids)
+key_digest = xxh3_128_digest
+
+
 def day_of(ms: int) -> int:
     return ms // DAY_MS
 
@@ -239,11 +243,14 @@ class FileIdIndex:
             os.write(fd, b"".join(keys))
             self.dirty.add(fd)
             fresh = self.fresh
-            for k in keys:
-                if fresh.get(k, -1) < day:
-                    fresh[k] = day
             if day > self.today:
                 self._new_day(day)
+            if day == self.today:  # the usual case: no key can hold a later day
+                fresh.update(dict.fromkeys(keys, day))
+            else:  # an older day (a rebuild, a restart's log): never lower a key's day
+                for k in keys:
+                    if fresh.get(k, -1) < day:
+                        fresh[k] = day
             if len(fresh) >= _MERGE_AT:
                 self._merge()
 
