@@ -291,6 +291,7 @@ def scenarios(
     reopen_ended: bool = True,
     reuse_across_restart_days: bool = True,
     partial_flush_after_crash: bool = True,
+    replay_offline_with_sid: bool = True,
 ) -> Scenario:
     """A scenario. Options leave out what the shard does not do yet (see the test module's flags):
     with ``retry_after_forgotten`` false no retry arrives after a restart that followed a flush
@@ -299,7 +300,9 @@ def scenarios(
     copies are left out); with ``reuse_across_restart_days`` false the shard never restarts
     between two visits opened with one client session id when the earlier one opened on an
     earlier UTC day than the restart; with ``partial_flush_after_crash`` false a shard that crashed
-    never dies again half-way through a flush before one flush completed."""
+    never dies again half-way through a flush before one flush completed; with
+    ``replay_offline_with_sid`` false, a shard that logged an event of an offline queue carrying a
+    client session id stops gracefully (instead of crashing) unless a flush came in between."""
     base_ms = int(draw(st.sampled_from(BASES)).timestamp() * 1000)
     n = draw(st.integers(1, 4))
     devices = [
@@ -346,8 +349,6 @@ def scenarios(
     end = steps[-1].now + draw(st.sampled_from([SECOND, 10 * MIN, 2 * HOUR]))
     if draw(st.integers(0, 2)) == 0:
         steps.append(restart(end))
-    if not retry_after_forgotten:
-        steps = _without_forgotten_retries(ops, steps)
     if not partial_flush_after_crash:
         steps = _without_partial_flush_after_crash(steps)
     while True:
@@ -356,13 +357,18 @@ def scenarios(
             steps = _without_restarts_across_days(devices, ops, steps, end)
         if not reopen_ended:
             steps = _without_reopened_visits(devices, ops, steps, end)
+        if not replay_offline_with_sid:
+            steps = _without_replayed_offline_events(devices, ops, steps, end)
         if steps == before:
             break
+    if not retry_after_forgotten:  # last: the steps above may turn crashes into graceful stops
+        steps = _without_forgotten_retries(ops, steps)
     flags = {
         "retry_after_forgotten": retry_after_forgotten,
         "reopen_ended": reopen_ended,
         "reuse_across_restart_days": reuse_across_restart_days,
         "partial_flush_after_crash": partial_flush_after_crash,
+        "replay_offline_with_sid": replay_offline_with_sid,
     }
     return Scenario(base_ms, devices, ops, steps, end, flags)
 
@@ -422,6 +428,25 @@ def _without_reopened_visits(devices: list[Device], ops: list[Op], steps: list[S
                 s = Step("append", s.now, kept)
             out.append(s)
         steps = out
+
+
+def _without_replayed_offline_events(
+    devices: list[Device], ops: list[Op], steps: list[Step], end: int
+) -> list[Step]:
+    """A crash that would replay an offline-queue event with a client session id from the log is a
+    graceful stop (which flushes the log first)."""
+    pending = False
+    logged = set(simulate(devices, ops, steps, end).offline_with_sid)
+    out = []
+    for n, s in enumerate(steps):
+        if s.kind == "restart" and s.how != "stop" and pending:
+            s = Step("restart", s.now, how="stop")
+        if s.kind == "flush" or s.kind == "restart":
+            pending = False
+        if n in logged:
+            pending = True
+        out.append(s)
+    return out
 
 
 def _without_partial_flush_after_crash(steps: list[Step]) -> list[Step]:
@@ -575,6 +600,9 @@ class ShardReference:
         # events that continued a visit after the clock had ended it
         self.reopened: list[str] = []
         self.step = -1  # the step being played (visits note the one that opened them)
+        # steps that stored an event of an offline queue (older than the live visit) carrying a
+        # client session id
+        self.offline_with_sid: list[int] = []
 
     @staticmethod
     def event_time(payload: dict[str, Any], now: int) -> int:
@@ -640,6 +668,8 @@ class ShardReference:
                 return
             if t < cur.start:
                 self._late(ev, sid)  # an offline queue older than the visit: as if late
+                if sid:
+                    self.offline_with_sid.append(self.step)
                 return
             cur.closed = cur.ever_closed = True
         if sid:
