@@ -44,6 +44,8 @@ from hypothesis import strategies as st
 
 from tests.reference.datasets import COUNTRIES, NAMES, PATHS, PLANS
 
+PAGE_VIEWS = {"page_view", "screen_view"}
+
 SECOND = 1000
 MIN = 60 * SECOND
 HOUR = 60 * MIN
@@ -292,6 +294,7 @@ def scenarios(
     reuse_across_restart_days: bool = True,
     partial_flush_after_crash: bool = True,
     replay_offline_with_sid: bool = True,
+    reordered_views_after_restart: bool = True,
 ) -> Scenario:
     """A scenario. Options leave out what the shard does not do yet (see the test module's flags):
     with ``retry_after_forgotten`` false no retry arrives after a restart that followed a flush
@@ -302,7 +305,9 @@ def scenarios(
     earlier UTC day than the restart; with ``partial_flush_after_crash`` false a shard that crashed
     never dies again half-way through a flush before one flush completed; with
     ``replay_offline_with_sid`` false, a shard that logged an event of an offline queue carrying a
-    client session id stops gracefully (instead of crashing) unless a flush came in between."""
+    client session id stops gracefully (instead of crashing) unless a flush came in between; with
+    ``reordered_views_after_restart`` false, no page view arrives out of order into a visit
+    opened before a restart (its copies are left out)."""
     base_ms = int(draw(st.sampled_from(BASES)).timestamp() * 1000)
     n = draw(st.integers(1, 4))
     devices = [
@@ -359,6 +364,10 @@ def scenarios(
             steps = _without_reopened_visits(devices, ops, steps, end)
         if not replay_offline_with_sid:
             steps = _without_replayed_offline_events(devices, ops, steps, end)
+        if not reordered_views_after_restart:
+            steps = _without_events(
+                ops, steps, simulate(devices, ops, steps, end).reordered_views_after_restart
+            )
         if steps == before:
             break
     if not retry_after_forgotten:  # last: the steps above may turn crashes into graceful stops
@@ -369,6 +378,7 @@ def scenarios(
         "reuse_across_restart_days": reuse_across_restart_days,
         "partial_flush_after_crash": partial_flush_after_crash,
         "replay_offline_with_sid": replay_offline_with_sid,
+        "reordered_views_after_restart": reordered_views_after_restart,
     }
     return Scenario(base_ms, devices, ops, steps, end, flags)
 
@@ -381,10 +391,12 @@ def simulate(devices: list[Device], ops: list[Op], steps: list[Step], end: int) 
     for n, s in enumerate(steps):
         if s.kind == "restart":
             up_since = s.now
+            reference.restarts += 1
         reference.catch_up(s.now, up_since)
         if s.kind == "append":
             reference.step = n
-            reference.append(s.now, [(ops[i], {}) for i in s.ops])
+            bare = [(ops[i], {k: ops[i].payload.get(k, "") for k in ("name", "path")}) for i in s.ops]
+            reference.append(s.now, bare)
     reference.catch_up(end, up_since)
     return reference
 
@@ -416,18 +428,24 @@ def _without_restarts_across_days(
 def _without_reopened_visits(devices: list[Device], ops: list[Op], steps: list[Step], end: int) -> list[Step]:
     """The steps without the events that arrive after the clock ended the visit they continue."""
     while True:
-        reopening = set(simulate(devices, ops, steps, end).reopened)
+        reopening = simulate(devices, ops, steps, end).reopened
         if not reopening:
             return steps
-        out = []
-        for s in steps:
-            if s.kind == "append":
-                kept = tuple(i for i in s.ops if ops[i].payload.get("id") not in reopening)
-                if not kept:
-                    continue
-                s = Step("append", s.now, kept)
-            out.append(s)
-        steps = out
+        steps = _without_events(ops, steps, reopening)
+
+
+def _without_events(ops: list[Op], steps: list[Step], ids: list[str]) -> list[Step]:
+    """The steps without any copy of the events ``ids``."""
+    drop = set(ids)
+    out = []
+    for s in steps:
+        if s.kind == "append":
+            kept = tuple(i for i in s.ops if ops[i].payload.get("id") not in drop)
+            if not kept:
+                continue
+            s = Step("append", s.now, kept)
+        out.append(s)
+    return out
 
 
 def _without_replayed_offline_events(
@@ -504,6 +522,7 @@ class Visit:
     closed: bool = False
     ever_closed: bool = False
     opened_in: int = -1  # the step whose batch opened it
+    epoch: int = 0  # restarts of the shard before it opened
 
     @property
     def opened_at(self) -> int:
@@ -603,6 +622,10 @@ class ShardReference:
         # steps that stored an event of an offline queue (older than the live visit) carrying a
         # client session id
         self.offline_with_sid: list[int] = []
+        # page views (with a path) continuing a visit opened before a restart, older than its
+        # latest event
+        self.reordered_views_after_restart: list[str] = []
+        self.restarts = 0
 
     @staticmethod
     def event_time(payload: dict[str, Any], now: int) -> int:
@@ -659,6 +682,13 @@ class ShardReference:
         if cur is not None:
             same_visit = not sid or sid == cur.client_sid
             if same_visit and t - cur.last < TIMEOUT_MS and cur.start - t < TIMEOUT_MS:
+                if (
+                    ev.get("name") in PAGE_VIEWS
+                    and ev.get("path")
+                    and t < cur.last
+                    and cur.epoch < self.restarts
+                ):
+                    self.reordered_views_after_restart.append(ev["id"])
                 cur.events.append(ev)
                 if cur.closed:  # ended by the clock, yet this event falls within its timeout
                     self.reopened.append(ev["id"])
@@ -677,7 +707,7 @@ class ShardReference:
             label = sid if n == 1 else f"{sid}~{n}"
         else:
             label = f"srv:{ev['id']}"
-        visit = Visit(label, sid, ev["device_id"], ev, [ev], opened_in=self.step)
+        visit = Visit(label, sid, ev["device_id"], ev, [ev], opened_in=self.step, epoch=self.restarts)
         self.visits.append(visit)
         self.current[ev["device_id"]] = visit
         ev["session_id"] = label
