@@ -299,7 +299,8 @@ def scenarios(
     """A scenario. Options leave out what the shard does not do yet (see the test module's flags):
     with ``retry_after_forgotten`` false no retry arrives after a restart that followed a flush
     of its first copy (the shard then forgets the id until the durable id index lands); with
-    ``reopen_ended`` false no event arrives after the clock ended the visit it continues (its
+    ``reopen_ended`` false no event arrives after the clock ended the device's last visit when
+    that visit decides it, continuing it or being older than its start (its
     copies are left out); with ``reuse_across_restart_days`` false the shard never restarts
     between two visits opened with one client session id when the earlier one opened on an
     earlier UTC day than the restart; with ``partial_flush_after_crash`` false a shard that crashed
@@ -387,17 +388,18 @@ def simulate(devices: list[Device], ops: list[Op], steps: list[Step], end: int) 
     """The scenario on the reference alone, the clock ending visits as the shard's would (events'
     enriched attributes left out: they decide nothing)."""
     reference = ShardReference("p", devices)
-    up_since = steps[0].now if steps else end
+    clock = steps[0].now if steps else end  # the clock's last reading
     for n, s in enumerate(steps):
-        if s.kind == "restart":
-            up_since = s.now
+        if s.kind == "restart":  # down since the previous step: its clock reads again from now
             reference.restarts += 1
-        reference.catch_up(s.now, up_since)
+            clock = s.now
+        reference.catch_up(s.now, clock)
+        clock = s.now
         if s.kind == "append":
             reference.step = n
             bare = [(ops[i], {k: ops[i].payload.get(k, "") for k in ("name", "path")}) for i in s.ops]
             reference.append(s.now, bare)
-    reference.catch_up(end, up_since)
+    reference.catch_up(end, clock)
     return reference
 
 
@@ -426,12 +428,13 @@ def _without_restarts_across_days(
 
 
 def _without_reopened_visits(devices: list[Device], ops: list[Op], steps: list[Step], end: int) -> list[Step]:
-    """The steps without the events that arrive after the clock ended the visit they continue."""
+    """The steps without the events that arrive after the clock ended the device's last visit and
+    that this visit decides (they continue it, or are older than its start)."""
     while True:
-        reopening = simulate(devices, ops, steps, end).reopened
-        if not reopening:
+        decided = simulate(devices, ops, steps, end).after_clock_end
+        if not decided:
             return steps
-        steps = _without_events(ops, steps, reopening)
+        steps = _without_events(ops, steps, decided)
 
 
 def _without_events(ops: list[Op], steps: list[Step], ids: list[str]) -> list[Step]:
@@ -616,8 +619,9 @@ class ShardReference:
         self.visit_of: dict[str, Visit | None] = {}  # id → its visit (None: late)
         self.profiles: dict[str, dict[str, Any]] = {}
         self.aliases: list[dict[str, Any]] = []
-        # events that continued a visit after the clock had ended it
-        self.reopened: list[str] = []
+        # events arriving after the clock ended the device's last visit that this visit decides:
+        # they continue it, or they are older than its start (stored like late events)
+        self.after_clock_end: list[str] = []
         self.step = -1  # the step being played (visits note the one that opened them)
         # steps that stored an event of an offline queue (older than the live visit) carrying a
         # client session id
@@ -691,12 +695,14 @@ class ShardReference:
                     self.reordered_views_after_restart.append(ev["id"])
                 cur.events.append(ev)
                 if cur.closed:  # ended by the clock, yet this event falls within its timeout
-                    self.reopened.append(ev["id"])
+                    self.after_clock_end.append(ev["id"])
                 cur.closed = False
                 ev["session_id"] = cur.label
                 self.visit_of[ev["id"]] = cur
                 return
             if t < cur.start:
+                if cur.closed:  # what the clock did is no matter here either
+                    self.after_clock_end.append(ev["id"])
                 self._late(ev, sid)  # an offline queue older than the visit: as if late
                 if sid:
                     self.offline_with_sid.append(self.step)
@@ -730,11 +736,12 @@ class ShardReference:
         """When the open visits time out."""
         return [v.last + TIMEOUT_MS for v in self.current.values() if not v.closed]
 
-    def catch_up(self, now: int, up_since: int) -> None:
-        """The clock from its last reading to ``now`` (the shard up since ``up_since``)."""
+    def catch_up(self, now: int, since: int) -> None:
+        """The clock from its last reading ``since`` to ``now`` (a restart's downtime in between
+        reads nothing: the shard is back at ``now``, after ``since``)."""
         for t in sorted(self.timeouts()):
             if t <= now:
-                self.expire(max(t, up_since))
+                self.expire(max(t, since))
 
     def _identify(self, p: dict[str, Any]) -> None:
         prof = self.profiles.setdefault(
