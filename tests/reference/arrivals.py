@@ -2,10 +2,11 @@
 server-side SDKs, profile calls) in arrival order, and what one shard must store for them.
 
 ``scenarios()`` draws the requests and the shard's life around them: per batch of requests the
-``now`` it arrives at, and between batches the calls the actor makes (``expire_sessions``,
-``flush``), restarts (graceful, or a crash that loses the shard's memory, possibly half-way
-through a flush). ``ShardReference`` is the brute-force model of what the shard must do with the
-logical events, written from the rules below and sharing no code with ``eventlens.buffer``:
+``now`` it arrives at, and between batches flushes (or none: storage slow or down) and restarts
+(a graceful stop, a crash that loses the shard's memory, or a crash half-way through a flush)
+after some downtime. The shard's clock ends idle visits as the actor's does (``Step``).
+``ShardReference`` is the brute-force model of what the shard must do with the logical events,
+written from the rules below and sharing no code with ``eventlens.buffer``:
 
 - **Ids.** A track call is identified per project by its ``id``. The first copy to arrive is
   stored; every later copy within the idempotency window (7 days of arrival; scenarios span less)
@@ -18,7 +19,8 @@ logical events, written from the rules below and sharing no code with ``eventlen
   whether or not the clock has ended it since: an event continues it when its time is less than
   the timeout after the visit's latest event and less than the timeout before its earliest, and
   it sent no ``sessionId`` or the visit's own. An event that does not continue it and is older
-  than its start is stored like a late event (an offline queue). Otherwise the event opens a new
+  than its start (by the timeout or more, or of another client session) is stored like a late
+  event (an offline queue), keeping its client's ``sessionId``. Otherwise the event opens a new
   visit (ending the current one). Whether ``expire_sessions`` ran in between changes nothing here:
   a visit ended by the clock is continued by an event that still falls within its timeout.
 - **Client session ids.** The n-th visit opened with the client id ``s`` is stored as ``s``
@@ -202,8 +204,10 @@ def device_ops(
     arrivals: list[int] = []
     queued: list[bool] = []
     for k in range(draw(st.integers(1, 9))):
-        gap = draw(st.sampled_from(GAPS_MS)) + draw(st.integers(0, 40)) * SECOND if k else TIMEOUT_MS
-        t += gap if k else 0
+        gap = TIMEOUT_MS  # the first event starts a run
+        if k:
+            gap = draw(st.sampled_from(GAPS_MS)) + draw(st.integers(0, 40)) * SECOND
+            t += gap
         # a client session id per run of events (a later run may reuse it), sometimes a new one
         # inside a run
         if gap >= TIMEOUT_MS or draw(st.integers(0, 9)) == 0:
