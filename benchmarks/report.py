@@ -196,14 +196,21 @@ def _stop_rows(t: Table, stops: list[dict[str, Any]] | None) -> None:
             name,
             f"{res['stop_s']:.2f} s",
             "≤ 10 s",
-            _verdict(res["stop_s"] <= 10 and res["lost"] == 0),
+            _verdict(res["stop_s"] <= 10 and res["lost"] == 0 and not stoptime_id_problems(res)),
             "",
             "",
             "",
             ", ".join(f"{k} {v}" for k, v in sorted(res["failures_during_stop"].items())) or "",
             f"all processes gone {res['all_gone_s']:.2f} s; {res['acknowledged']:,} acknowledged, "
-            f"{res['counted_after_restart']:,} counted after restart, {res['lost']} lost",
+            f"{res['counted_after_restart']:,} counted after restart, {res['lost']} lost"
+            + "".join(f", {k.replace('_', ' ')} {v}" for k, v in stoptime_id_problems(res).items()),
         )
+
+
+def stoptime_id_problems(res: dict[str, Any]) -> dict[str, int]:
+    """The per-id checks of a stop run that failed (results from before them have none)."""
+    keys = ("stored_twice", "acknowledged_not_stored", "stored_unexplained")
+    return {k: res[k] for k in keys if res.get(k)}
 
 
 def _consistency_row(t: Table, c: dict[str, Any] | None) -> None:

@@ -365,7 +365,7 @@ class Runner:
             self.console.rule("stop under load (SIGTERM to the group, then to the pid)")
             results["stop"] = stoptime.run_all(stoptime.HOWS, keep_data=self.args.keep_data)
             for res in results["stop"]:
-                if "error" in res or res.get("lost"):
+                if "error" in res or res.get("lost") or report.stoptime_id_problems(res):
                     results["errors"].append(f"stop ({res['how']}): {res.get('error') or res}")
         if self.tmp:
             if self.args.keep_data or results["errors"]:

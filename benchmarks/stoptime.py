@@ -8,7 +8,10 @@ send SIGTERM either to the daemon's whole process group (``group``: a terminal's
 default ``KillMode=control-group``) or to the daemon process alone (``pid``: what Kubernetes does to
 a container's main process). Measured: seconds from the signal until the daemon process has exited
 (``stop_s``) and until no process of its session is left (``all_gone_s``). Then the daemon is
-started again on the same directory and the run waits until every acknowledged event is counted.
+started again on the same directory and the run waits until every acknowledged event is counted;
+once that daemon has stopped too, the raw stored rows are compared per client event id: every
+acknowledged id stored exactly once, and nothing stored that was neither acknowledged nor sent in a
+request whose answer was lost.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,13 +38,16 @@ HOWS = ("group", "pid")
 
 
 class Load:
-    """Threads posting ``/track/batch`` (100 events) until told to stop; counts what was accepted."""
+    """Threads posting ``/track/batch`` (100 events with client ids) until told to stop; records
+    which ids were acknowledged and which were sent without a definite answer."""
 
     def __init__(self, target: Target, threads: int = 4, size: int = 100) -> None:
         self.target, self.size = target, size
         self.accepted = 0
         self.requests = 0
         self.uncertain = 0
+        self.acked_ids: set[str] = set()
+        self.uncertain_ids: set[str] = set()
         self.failures: dict[str, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -59,26 +66,42 @@ class Load:
         n = 0
         with httpx.Client(base_url=self.target.url, timeout=30, trust_env=False) as c:
             while not self._stop.is_set():
+                ids = [f"w{worker}-{n}-{i}" for i in range(self.size)]
                 events = [
-                    {"type": "track", "payload": {"name": "stop", "deviceId": f"w{worker}-{n}-{i % 10}"}}
-                    for i in range(self.size)
+                    {
+                        "type": "track",
+                        "payload": {"name": "stop", "id": e, "deviceId": f"w{worker}-{n}-{i % 10}"},
+                    }
+                    for i, e in enumerate(ids)
                 ]
                 n += 1
+                rejected: set[int] = set()
                 try:
                     r = c.post("/track/batch", json={"events": events}, headers=self.target.write_headers())
                     key = str(r.status_code)
-                    accepted = int(r.json().get("accepted", 0)) if r.status_code == 200 else 0
-                except (httpx.HTTPError, ValueError) as exc:
+                    if r.status_code == 200:
+                        body = r.json()
+                        rejected = {int(x["index"]) for x in body["rejected"]}
+                        accepted = int(body["accepted"])
+                    else:
+                        accepted = 0
+                except (httpx.HTTPError, ValueError, KeyError) as exc:
                     key, accepted = type(exc).__name__, 0
                     time.sleep(0.05)
                 with self._lock:
                     self.requests += 1
                     self.accepted += accepted
-                    if key != "200":
+                    if key == "200":
+                        self.acked_ids.update(e for i, e in enumerate(ids) if i not in rejected)
+                        # refused as unavailable: a shard call that failed mid-way may have logged them
+                        self.uncertain += len(rejected)
+                        self.uncertain_ids.update(ids[i] for i in rejected)
+                    else:
                         self.failures[key] = self.failures.get(key, 0) + 1
                     if key not in ("200", "ConnectError") and not key.startswith("4"):
                         # sent, answer lost or an error: its events may or may not be logged
                         self.uncertain += self.size
+                        self.uncertain_ids.update(ids)
 
 
 def counted(target: Target, timeout_s: float = 60.0, expected: int | None = None) -> int:
@@ -96,6 +119,34 @@ def counted(target: Target, timeout_s: float = 60.0, expected: int | None = None
                         break
             time.sleep(0.25)
     return value
+
+
+STORED_IDS = """
+import json, sys
+from eventlens.config import Settings
+from eventlens.storage.clickhouse import Warehouse
+s = Settings(data_dir=sys.argv[1])
+wh = Warehouse(s.clickhouse_dsn, s.clickhouse_database)
+rows = wh.query(
+    "SELECT id, count() AS n FROM events WHERE project_id = {p:String} AND name = 'stop' GROUP BY id",
+    {"p": sys.argv[2]},
+)
+wh.close()
+print(json.dumps({r["id"]: int(r["n"]) for r in rows}))
+"""
+
+
+def stored_ids(data_dir: Path, project_id: str) -> dict[str, int]:
+    """Raw stored rows per event id in a stopped daemon's chDB directory, without FINAL (an event
+    stored twice is two rows); read in a process of its own (chDB opens one directory per process)."""
+    out = subprocess.run(
+        [sys.executable, "-c", STORED_IDS, str(data_dir), project_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return {str(k): int(v) for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items()}
 
 
 def measure(how: str, base: Path, load_s: float = 5.0, threads: int = 4) -> dict[str, Any]:
@@ -142,6 +193,11 @@ def measure(how: str, base: Path, load_s: float = 5.0, threads: int = 4) -> dict
         result["counted_after_restart"] = counted(target2, expected=load.accepted)
     finally:
         again.stop()
+    rows = stored_ids(base / "data", target2.project_id)
+    result["stored_twice"] = sum(1 for n in rows.values() if n > 1)
+    result["acknowledged_not_stored"] = len(load.acked_ids - set(rows))
+    # stored without an acknowledgement is allowed only for ids whose request had no definite answer
+    result["stored_unexplained"] = len(set(rows) - load.acked_ids - load.uncertain_ids)
     # acknowledged events must all be counted; events of requests whose answer was lost in the stop
     # may be counted too (they were logged before the connection broke)
     result["lost"] = max(0, load.accepted - result["counted_after_restart"])
@@ -187,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     results = run_all(hows, args.load_s, args.threads, args.keep_data, echo=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    return 0 if all("error" not in r and r["lost"] == 0 for r in results) else 1
+    ok = all(
+        "error" not in r
+        and r["lost"] == r["stored_twice"] == r["acknowledged_not_stored"] == r["stored_unexplained"] == 0
+        for r in results
+    )
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

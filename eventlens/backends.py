@@ -9,6 +9,7 @@ versions; every Redis key is built by ``redis_key``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from eventlens.config import Settings
 
 if TYPE_CHECKING:
     from eventlens.insights.cache import InsightCache
+from eventlens.buffer.idempotency import FileIdIndex, IdIndex, RedisIdIndex, day_of
 from eventlens.storage.metadata import MetadataStore, open_metadata
 from eventlens.storage.reader import ActorReader, Reader, ServerReader
 from eventlens.storage.wal import FileSegmentLog, RedisSegmentLog, SegmentLog
@@ -97,6 +99,18 @@ def open_wal(settings: Settings, index: int) -> SegmentLog:
             redis_client(settings), lambda *parts: redis_key(instance, "wal", index, *parts)
         )
     return FileSegmentLog(settings.wal_dir / f"shard-{index:03d}", fsync=settings.wal_fsync == "always")
+
+
+def open_ids(settings: Settings, index: int) -> IdIndex | None:
+    """A shard's idempotency window: Redis sets beside a Redis log (every node sees them), else
+    files under the data directory shared by the node's shards; None when switched off."""
+    days = settings.idempotency_window_days
+    if not days:
+        return None
+    if settings.redis_url:
+        instance = settings.instance
+        return RedisIdIndex(redis_client(settings), lambda *parts: redis_key(instance, "ids", *parts), days)
+    return FileIdIndex(settings.data_dir.resolve() / "ids", index, days, day_of(int(time.time() * 1000)))
 
 
 def wal_indexes(settings: Settings) -> set[int]:

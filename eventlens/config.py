@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     presence_push_ms: int = Field(default=200, ge=10)
     max_future_skew_s: int = Field(default=60, ge=0)
     late_event_bound_s: int = Field(default=3600, ge=60)
+    idempotency_window_days: int = Field(
+        default=7,
+        ge=0,
+        le=90,
+        description="A retried event id received within this many days is stored once; 0: only the"
+        " shard's memory of recent ids and its log (for load tests)",
+    )
 
     create_demo: bool = True
 

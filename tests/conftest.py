@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,12 +21,13 @@ import pytest
 # one picker of free ports for tests, benchmarks and the simulated cluster
 from benchmarks.simcluster import free_port
 
+# where the suite's MariaDB and Redis are; a test marked for one is skipped, or failed in CI, when
+# it does not answer (tests/servers.py)
+from tests.servers import MARIADB, MARIADB_URL, REDIS_URL, need
+
 # Ray on loopback only (read when ray is imported): in cluster mode Ray would otherwise rewrite
 # 127.0.0.1 to the machine's interface address, which the simulated cluster's nodes do not use.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-MARIADB_URL = "mysql://root@127.0.0.1:3306"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # Fixtures that run a daemon on the test Ray cluster: a test using one must be marked ``ray``.
 RAY_FIXTURES = frozenset({"ray_session", "daemons", "embedded", "shared", "metrics_port"})
@@ -75,6 +76,18 @@ def _backends_need_markers(request: pytest.FixtureRequest, monkeypatch: pytest.M
             return real(*args, **kwargs)
 
         monkeypatch.setattr(clickhouse_connect, "get_client", get_client)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked ``mariadb`` or ``redis`` needs the suite's server: checked before any fixture
+    (a daemon in shared mode) is set up, so a server that does not answer is one clear skip, or,
+    under ``EVENTLENS_REQUIRE_SERVICES=1``, one clear failure, per test. ``suite_server=False``
+    on the marker: the test reaches no server of the suite's (a closed port, its own server)."""
+    for service in ("mariadb", "redis"):
+        mark = item.get_closest_marker(service)
+        if mark is not None and mark.kwargs.get("suite_server", True):
+            need(service)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -233,6 +246,54 @@ class Daemon:
 
         return ray.get_actor(self.settings.actor_name(role), namespace=self.settings.namespace)
 
+    def flush(self) -> None:
+        """Flush every shard's log now (what a graceful stop does, the shards keep running):
+        everything acknowledged before the call is then stored, so an absence checked afterwards
+        is an absence, not merely "not flushed yet"."""
+        import ray
+
+        shards = [self.actor(f"shard-{i}") for i in range(self.settings.shards)]
+        for _ in range(5):  # a session ending meanwhile may leave a fresh marker: drain it too
+            states = ray.get([s.drain.remote() for s in shards], timeout=60)
+            if all(s["pending"] == 0 for s in states):
+                return
+        raise AssertionError(f"the shards did not flush: {states}")
+
+    def stored_rows(self, creds: Creds, name: str | None = None) -> dict[str, int]:
+        """Raw stored rows per event id: no FINAL and no uniq, so an event stored twice is two rows.
+        Only events named ``name`` if given, else every event but the session markers."""
+        import ray
+
+        sql = "SELECT id, count() AS n FROM events WHERE project_id = {p:String} AND "
+        params: dict[str, Any] = {"p": creds.project_id}
+        if name is None:
+            sql += "name NOT IN ('session_start', 'session_end')"
+        else:
+            sql += "name = {name:String}"
+            params["name"] = name
+        rows = ray.get(self.actor("warehouse").query.remote(sql + " GROUP BY id", params), timeout=60)
+        return {r["id"]: int(r["n"]) for r in rows}
+
+    def assert_stored_once(
+        self,
+        creds: Creds,
+        acked: Collection[str],
+        name: str | None = None,
+        total: int | None = None,
+        timeout: float = 30,
+    ) -> None:
+        """Every acknowledged id is stored exactly once and nothing else is (raw rows), and the
+        rollup-backed ``totalEvents`` reaches that count (``total`` when other events count too)
+        and stays there."""
+        acked = set(acked)
+        self.wait_metric(creds, "totalEvents", len(acked) if total is None else total, timeout, settle=1.0)
+        rows = self.stored_rows(creds, name)
+        twice = {k: v for k, v in rows.items() if v > 1}
+        missing, extra = acked - set(rows), set(rows) - acked
+        assert not twice, f"{len(twice)} ids stored more than once, e.g. {sorted(twice.items())[:5]}"
+        assert not missing, f"{len(missing)} acknowledged ids not stored, e.g. {sorted(missing)[:5]}"
+        assert not extra, f"{len(extra)} stored ids never acknowledged, e.g. {sorted(extra)[:5]}"
+
 
 class DaemonManager:
     def __init__(self, base: Path, port: int) -> None:
@@ -309,7 +370,7 @@ def _drop_mariadb(url: str) -> None:
     import pymysql
 
     db = url.rsplit("/", 1)[1]
-    conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="")
+    conn = pymysql.connect(**MARIADB)
     try:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{db}`")

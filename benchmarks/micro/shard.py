@@ -9,6 +9,8 @@ Chrome visitor), with a fresh event id each. It times, in this process:
 - decode: ``orjson.loads`` of the blob (the shard actor's first step);
 - append: sessions, write-ahead log (a real file log in a temporary directory, fsync on) and the
   duplicate-id memory;
+- with ``--compare-ids ROUNDS``: the same, without and with the idempotency window (a
+  ``FileIdIndex`` in the temporary directory, as the embedded shard opens it), interleaved;
 - flush: every 10 blobs (10,000 events, about one second at the target rate), seal the segment
   with its session snapshots and build each table's insert body (``tables.to_json_rows``); the
   insert itself is not made, ClickHouse's side is measured by the load benchmark.
@@ -39,6 +41,7 @@ import orjson
 
 from benchmarks.scenarios.batch import bodies
 from eventlens.buffer.core import BufferConfig, BufferCore
+from eventlens.buffer.idempotency import FileIdIndex, day_of
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
 from eventlens.ingest.context import build_context
@@ -105,7 +108,11 @@ def run(mode: str, batches: int, devices: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         writer = SimpleNamespace(insert=insert)  # builds each insert body, makes no insert
         config = BufferConfig("bench-0", flush_max_age_ms=1000)
-        core = BufferCore(config, FileSegmentLog(Path(tmp)), writer, observer=observer)  # type: ignore[arg-type]
+        ids = None
+        (Path(tmp) / "wal").mkdir()
+        if mode == "ids":  # the idempotency window, as the shard actor opens it (embedded)
+            ids = FileIdIndex(Path(tmp) / "ids", 0, window_days=7, today=day_of(now))
+        core = BufferCore(config, FileSegmentLog(Path(tmp) / "wal"), writer, observer=observer, ids=ids)  # type: ignore[arg-type]
         times = {"decode": 0.0, "append": 0.0, "flush": 0.0}
         for i, blob in enumerate(blobs):
             t0 = time.perf_counter()
@@ -180,7 +187,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--batches", type=int, default=200, help="blobs of 1,000 events")
     ap.add_argument("--devices", type=int, default=5000)
     ap.add_argument(
-        "--mode", choices=("default", "tuned", "ray", "metrics", "recording"), help=argparse.SUPPRESS
+        "--mode", choices=("default", "tuned", "ids", "ray", "metrics", "recording"), help=argparse.SUPPRESS
+    )
+    ap.add_argument(
+        "--compare-ids",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="only compare tuned without and with the idempotency window, ROUNDS interleaved pairs",
     )
     args = ap.parse_args(argv)
     batches = min(max(args.batches, 20), 2000)
@@ -190,19 +204,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.mode:  # one mode per fresh interpreter: gc.freeze() cannot be undone
         print(orjson.dumps(run(args.mode, batches, args.devices)).decode())
         return
-    rows = {}
-    for mode in ("default", "tuned", "ray", "metrics"):
+
+    def one(mode: str) -> dict[str, float]:
         cmd = [sys.executable, "-m", "benchmarks.micro.shard", "--mode", mode, "--batches", str(batches)]
         cmd += ["--devices", str(args.devices)]
-        rows[mode] = orjson.loads(
-            subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1]
-        )
+        return orjson.loads(subprocess.run(cmd, check=True, capture_output=True).stdout.splitlines()[-1])
+
+    if args.compare_ids:
+        compare_ids(one, args.compare_ids, batches, args.devices)
+        return
+    rows = {}
+    for mode in ("default", "tuned", "ids", "ray", "metrics"):
+        rows[mode] = one(mode)
     cols = ("decode", "append", "flush", "total", "gc")
     print(f"µs per event, {batches * BLOB:,} events over {args.devices:,} devices")
     print(f"{'garbage collector':<20}" + "".join(f"{c:>9}" for c in cols) + f"{'events/s/core':>15}")
     labels = {
         "default": "default",
         "tuned": "tuned",
+        "ids": "tuned + id window",
         "ray": "tuned, Ray started",
         "metrics": "same + metrics",
     }
@@ -225,6 +245,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{per_flush:.1f} µs per flush into {tables:.0f} tables); a single-event /track request: "
         f"{cost['request (counter)']:.1f} µs"
     )
+
+
+def compare_ids(one: Any, rounds: int, batches: int, devices: int) -> None:
+    """Interleaved pairs (tuned, tuned + the idempotency window): the median of each, and of the
+    per-pair differences, so a machine whose speed drifts during the run still compares fairly."""
+    import statistics
+
+    pairs = [(one("tuned"), one("ids")) for _ in range(rounds)]
+    print(f"µs per event, {batches * BLOB:,} events over {devices:,} devices, {rounds} interleaved pairs")
+    for col in ("append", "flush", "total"):
+        off = [a[col] for a, _ in pairs]
+        on = [b[col] for _, b in pairs]
+        diff = [b - a for a, b in zip(off, on, strict=True)]
+        print(
+            f"  {col:<7} without {statistics.median(off):7.2f}   with {statistics.median(on):7.2f}"
+            f"   difference (median of pairs) {statistics.median(diff):+6.2f}"
+        )
 
 
 if __name__ == "__main__":

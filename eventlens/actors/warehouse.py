@@ -68,5 +68,11 @@ class WarehouseActor:
     def migrations(self) -> list[str]:
         return self.applied
 
+    def pid(self) -> int:
+        """The owning process (fault tests freeze or kill it)."""
+        import os
+
+        return os.getpid()
+
     def close(self) -> None:
         self.wh.close()

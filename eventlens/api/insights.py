@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -25,22 +26,27 @@ from starlette.responses import Response
 
 from eventlens.api.auth import Authenticator
 from eventlens.api.errors import error_response, json_response
+from eventlens.api.legacy import register_legacy
 from eventlens.errors import OUTAGE_RETRY_AFTER_S, ClientError, pydantic_details, validation_message
-from eventlens.insights import breakdowns, catalogue, metrics, people
+from eventlens.insights import breakdowns, browse, catalogue, metrics, people
 from eventlens.insights.cache import InsightCache, NoVersions
 from eventlens.insights.models import (
     BreakdownParams,
     ColumnValuesParams,
     EventNamesParams,
+    EventsParams,
     FunnelParams,
     ListParams,
     MetricsParams,
     PagesParams,
     ParamsError,
+    ProfileParams,
+    ProfilesParams,
     PropertyKeysParams,
     PropertyValuesParams,
     RetentionParams,
     Scoped,
+    SessionsParams,
     TimeseriesParams,
 )
 from eventlens.insights.sources import Json, Rows, Sql
@@ -62,6 +68,13 @@ class Route:
     params: type[Scoped]  # GET: read from the query string; POST: the JSON body
     compute: Compute
     name: str  # the route's name in the cache key (and in FastAPI)
+    # pages of stored rows are read once each, and profiles change without a data version: not cached
+    cached: bool = True
+
+    @property
+    def path_params(self) -> tuple[str, ...]:
+        """Path parameters besides the project (``{profile_id:path}`` → ``profile_id``)."""
+        return tuple(n for n in re.findall(r"\{(\w+)(?::\w+)?\}", self.path) if n != "project_id")
 
 
 _I = "/insights/{project_id}"
@@ -81,6 +94,13 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{_F}/property-values", PropertyValuesParams, catalogue.property_values, "property-values"),
     Route("GET", f"{_F}/paths", ColumnValuesParams, catalogue.paths, "paths"),
     Route("GET", f"{_F}/countries", ColumnValuesParams, catalogue.countries, "countries"),
+    # seeing what landed: pages of stored rows, newest first
+    Route("GET", f"{_I}/events", EventsParams, browse.events, "events", cached=False),
+    Route("GET", f"{_I}/sessions", SessionsParams, browse.sessions, "sessions", cached=False),
+    Route("GET", f"{_I}/profiles", ProfilesParams, browse.profiles, "profiles", cached=False),
+    Route(
+        "GET", f"{_I}/profiles/{{profile_id:path}}", ProfileParams, browse.profile, "profile", cached=False
+    ),
 )
 
 
@@ -102,9 +122,13 @@ class Answers:
     async def answer(self, route: Route, request: Request, project_id: str, params: Scoped) -> Response:
         await self.auth.authenticate(request.headers, "read", project_id)
         t0 = time.perf_counter()
+        if not route.cached:
+            body = orjson.dumps(await route.compute(project_id, params, self.query))
+            self.metrics.answered(route.name, "off", time.perf_counter() - t0)
+            return Response(body, media_type="application/json")
         cached = "miss"
         try:
-            key = await self.cache.key(route.name, project_id, params.model_dump())
+            key = await self.cache.key(route.name, project_id, params.cache_fields())
             hit = await self.cache.get(key)
         except Exception:  # a cache outage slows answers down, it never fails them
             log.warning("insight cache unavailable", exc_info=True)
@@ -137,7 +161,7 @@ def once(request: Request) -> None:
 def endpoint(route: Route, answers: Answers) -> Callable[..., Awaitable[Response]]:
     """The FastAPI endpoint of a route: its signature tells FastAPI where the model comes from."""
 
-    async def run(project_id: str, request: Request, params: Scoped) -> Response:
+    async def run(project_id: str, request: Request, params: Scoped, **path: str) -> Response:
         once(request)
         if route.method == "POST" and request.query_params:
             name = next(iter(request.query_params))
@@ -148,7 +172,7 @@ def endpoint(route: Route, answers: Answers) -> Callable[..., Awaitable[Response
                     f"parameter {name[:40]!r} does not apply: this route takes its parameters in the JSON body",
                 )
             )
-        return await answers.answer(route, request, project_id, params)
+        return await answers.answer(route, request, project_id, params.with_path(path))
 
     source = Body() if route.method == "POST" else Query()
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -157,6 +181,7 @@ def endpoint(route: Route, answers: Answers) -> Callable[..., Awaitable[Response
             inspect.Parameter("project_id", kind, annotation=str),
             inspect.Parameter("request", kind, annotation=Request),
             inspect.Parameter("params", kind, annotation=Annotated[route.params, source]),
+            *(inspect.Parameter(name, kind, annotation=str) for name in route.path_params),
         ],
         return_annotation=Response,
     )
@@ -280,4 +305,5 @@ def create_api(
         return json_response({"count": int(count)})  # never cached
 
     register(app, Answers(auth, reader, cache or InsightCache(None, NoVersions(), 0)))
+    register_legacy(app)  # the older SDKs' /profile and /event: 410 naming the replacement
     return app

@@ -3,6 +3,9 @@
 HTTP only: CORS, body limits, auth, rate limit, routing, the batch reply. The event itself goes
 ``ingest.context`` → ``ingest.pipeline`` → ``buffer.client`` (the shard's durable log). A reply
 of 200 is sent only after every accepted record is in its shard's log.
+
+``GET /track/device-id`` (OpenPanel's route of that name) answers the cookieless device id ingest
+derives for the caller and the id of its live session, asked from the shard that owns it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from eventlens.api.errors import error_response, json_response
 from eventlens.buffer.client import BufferClient, ShardUnavailable
 from eventlens.config import Settings
 from eventlens.errors import ClientError
-from eventlens.ingest.context import RequestContext, build_context
+from eventlens.ingest.clientip import client_ip
+from eventlens.ingest.context import RequestContext, build_context, user_agent_of
 from eventlens.ingest.geo import GeoLookup
+from eventlens.ingest.identity import cookieless
 from eventlens.ingest.pipeline import Dropped, Limits, Prepared, run
 from eventlens.ingest.salts import SaltCache
 from eventlens.metrics import UNKNOWN_TYPE, IngestMetrics
@@ -42,6 +47,15 @@ CORS_HEADERS = ", ".join(
         "openpanel-sdk-version",
     )
 )
+
+
+DEVICE_ID_PATH = "/track/device-id"
+# what OpenPanel's server says with each answer of ``GET /track/device-id``
+DEVICE_ID_MESSAGES = {
+    "current": "current session exists for this device id",
+    "previous": "previous session exists for this device id",
+    "none": "No session exists for this device id",
+}
 
 
 # the outcome of a request refused as a whole, by status (``eventlens_events``)
@@ -90,8 +104,11 @@ class TrackHandler:
     async def handle(self, request: Request) -> Response:
         origin = request.headers.get("origin")
         try:
+            device_id = request.url.path.rstrip("/").endswith(DEVICE_ID_PATH)
             if request.method == "OPTIONS":
-                return self.preflight(origin)
+                return self.preflight(origin, "GET, OPTIONS" if device_id else "POST, OPTIONS")
+            if device_id:
+                return await self.device_id(request, origin)
             return await self._handle(request, origin)
         except ClientError as err:
             return error_response(err, cors_headers(origin))
@@ -103,10 +120,10 @@ class TrackHandler:
                 cors_headers(origin),
             )
 
-    def preflight(self, origin: str | None) -> Response:
+    def preflight(self, origin: str | None, methods: str = "POST, OPTIONS") -> Response:
         headers = {
             **cors_headers(origin or "*"),
-            "access-control-allow-methods": "POST, OPTIONS",
+            "access-control-allow-methods": methods,
             "access-control-allow-headers": CORS_HEADERS,
             "access-control-max-age": "86400",
         }
@@ -165,9 +182,15 @@ class TrackHandler:
         elif path.endswith("/track"):
             batch = False
         else:
-            raise ClientError(404, "not_found", "use POST /track or POST /track/batch")
+            raise ClientError(404, "not_found", "use POST /track, POST /track/batch or GET /track/device-id")
         if request.method != "POST":
             raise ClientError(405, "method_not_allowed", "use POST", headers={"allow": "POST, OPTIONS"})
+        caller = await self._caller(request)
+        body = await self._body(request)
+        return batch, body, await self._context(request, caller)
+
+    async def _caller(self, request: Request) -> Caller:
+        """The authenticated write client, within its rate limit."""
         caller = await self.auth.authenticate(request.headers, "write")
         decision = await self.limiter.check(caller.client.id)
         if not decision.allowed:
@@ -177,8 +200,47 @@ class TrackHandler:
                 "too many requests for this client; retry after the Retry-After seconds",
                 headers={"retry-after": retry_after_header(decision.retry_after_s)},
             )
-        body = await self._body(request)
-        return batch, body, await self._context(request, caller)
+        return caller
+
+    async def device_id(self, request: Request, origin: str | None) -> Response:
+        """``GET /track/device-id``: ``{deviceId, sessionId, message}``, what the caller's next
+        event without a device id would be answered with. The device id is ingest's cookieless
+        hash of (project, client IP, user agent, today's salt); the session is the live session
+        of that device, or of its id under yesterday's salt when that visit is still live (as
+        ``/track`` continues it), asked from the shard that owns the visitor; ``""`` when none
+        is live. Authenticated and rate limited like ``/track``; nothing is stored."""
+        if request.method != "GET":
+            raise ClientError(405, "method_not_allowed", "use GET", headers={"allow": "GET, OPTIONS"})
+        caller = await self._caller(request)
+        if request.query_params:
+            name = next(iter(request.query_params))
+            raise ClientError(
+                400,
+                "unknown_parameter",
+                f"parameter {name[:40]!r} does not apply: GET /track/device-id takes no parameters"
+                " (the device is derived from the caller's address and user agent)",
+            )
+        ip = client_ip(
+            request.headers, self.settings.ip_headers, request.client.host if request.client else None
+        )
+        device, prev, key = cookieless(
+            caller.project_id, ip, user_agent_of(request.headers), await self.salts.current()
+        )
+        try:
+            found = await self.buffer.live_session(caller.project_id, key, device, prev)
+        except ShardUnavailable as exc:
+            raise ClientError(
+                503,
+                "storage_unavailable",
+                f"the visitor's session could not be looked up now ({exc}); retry after Retry-After seconds",
+                headers={"retry-after": str(exc.retry_after_s)},
+            ) from None
+        if not found["sessionId"]:
+            which = "none"
+        else:
+            which = "current" if found["deviceId"] == device else "previous"
+        reply = {**found, "message": DEVICE_ID_MESSAGES[which]}
+        return json_response(reply, 200, cors_headers(origin))
 
     async def _batch(self, body: Any, ctx: RequestContext, headers: dict[str, str]) -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):

@@ -19,7 +19,7 @@ import ray
 
 from eventlens import backends
 from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded
-from eventlens.buffer.recovery import client_ids_loader, open_sessions_loader, profile_loader
+from eventlens.buffer.recovery import client_ids_loader, open_sessions_loader, profile_loader, rebuild_ids
 from eventlens.buffer.sessions import CLIENT_IDS
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
@@ -36,6 +36,9 @@ class BufferShard:
         self.index = index
         writer = backends.writer(s, warehouse)
         self.metrics = ShardMetrics(index)
+        ids = backends.open_ids(s, index)
+        if ids is not None:
+            rebuild_ids(ids, writer.query, index)
         self.core = BufferCore(
             BufferConfig.from_settings(s, index),
             backends.open_wal(s, index),
@@ -44,6 +47,7 @@ class BufferShard:
             profile_loader(writer.query),
             observer=self.metrics,
             client_ids=client_ids_loader(index, writer.query, CLIENT_IDS),
+            ids=ids,
         )
         replayed = self.core.recover()
         self.metrics.started(ray.get_runtime_context().was_current_actor_reconstructed, replayed)
@@ -80,6 +84,10 @@ class BufferShard:
                 "message": "the shard's log refused the write",
                 "retry_after": 1,
             }
+
+    def live_session(self, project: str, device_id: str, prev_device: str = "") -> dict[str, str]:
+        """The device's live session, for ``GET /track/device-id`` (``BufferCore.live_session``)."""
+        return self.core.live_session(project, device_id, prev_device)
 
     def _log_fenced(self, exc: Fenced) -> None:
         with self._fenced_lock:

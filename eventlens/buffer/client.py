@@ -145,10 +145,26 @@ class BufferClient:
                 fut.set_result(part)
 
     async def _call(self, shard: int, records: list[Record]) -> dict[str, Any]:
-        blob = encode(records)
+        return await self._ask(shard, "append", (encode(records),), self.timeout_s)
+
+    async def live_session(
+        self, project_id: str, key: str, device_id: str, prev_device: str = "", timeout_s: float = 5.0
+    ) -> dict[str, str]:
+        """``{deviceId, sessionId}`` of the device's live session, from the shard that owns the
+        routing ``key`` (``BufferShard.live_session``); ``ShardUnavailable`` when it cannot say."""
+        shard = shard_of(project_id, key, len(self.shards))
+        try:
+            reply = await self._ask(shard, "live_session", (project_id, device_id, prev_device), timeout_s)
+        except Exception as exc:  # restarting past the timeout, gone
+            raise ShardUnavailable(f"shard {shard} unavailable: {type(exc).__name__}") from None
+        return {"deviceId": str(reply["deviceId"]), "sessionId": str(reply["sessionId"])}
+
+    async def _ask(self, shard: int, method: str, args: tuple[Any, ...], timeout_s: float) -> Any:
+        """``shard.<method>.remote(*args)`` within ``timeout_s``; a handle whose actor is gone for
+        good is resolved once (``resolve``) and asked again."""
         handle = self.shards[shard]
         try:
-            return await asyncio.wait_for(handle.append.remote(blob), self.timeout_s)
+            return await asyncio.wait_for(getattr(handle, method).remote(*args), timeout_s)
         except Exception as exc:
             if self.resolve is None or not _actor_gone(exc):
                 raise
@@ -156,7 +172,7 @@ class BufferClient:
         async with lock:  # calls in flight on the dead handle resolve it once
             if self.shards[shard] is handle:
                 self.shards[shard] = await asyncio.to_thread(self.resolve, shard)
-        return await asyncio.wait_for(self.shards[shard].append.remote(blob), self.timeout_s)
+        return await asyncio.wait_for(getattr(self.shards[shard], method).remote(*args), timeout_s)
 
 
 def encode(records: list[Record]) -> bytes:

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from eventlens.buffer.idempotency import IdIndex, day_of, id_key
 from eventlens.buffer.profiles import ProfileBook, ProfileLoader
 from eventlens.buffer.sessions import Sessionizer
 from eventlens.config import Settings
@@ -111,8 +112,13 @@ class BufferCore:
         load_profile: ProfileLoader | None = None,
         observer: FlushObserver | None = None,
         client_ids: Callable[[], list[dict[str, Any]]] | None = None,
+        ids: IdIndex | None = None,
     ) -> None:
         self.config = config
+        # the idempotency window (``buffer/idempotency.py``): ids stored within it are dropped.
+        # Without one, only the recent ids in memory and the log are recognised.
+        self.ids = ids
+        self.unindexed: list[tuple[int, list[bytes]]] = []  # logged, not yet added (an add failed)
         self.observer: FlushObserver = observer or _Unobserved()
         self.profiles = ProfileBook(load_profile, RECENT_IDS // 4)
         # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
@@ -161,6 +167,7 @@ class BufferCore:
         stored = self.open_sessions() if self.open_sessions is not None else []
         self.sessions.restore(stored)
         stored_version = {r["session_id"]: int(r["version"]) for r in stored}
+        by_day: dict[int, list[bytes]] = {}  # the logged event ids, for the index
         for seg in segments:
             self.sealed.append(seg)
             records = self.wal.read(seg.number)
@@ -187,6 +194,14 @@ class BufferCore:
                     self.profiles.remember(rec)
                 elif table == "events" and rec.get("name") not in ("session_start", "session_end"):
                     self._remember(rec)
+                    if self.ids is not None:
+                        at = int(rec.get("received_at") or rec["created_at"])
+                        by_day.setdefault(day_of(at), []).append(id_key(rec["project_id"], rec["id"]))
+        if self.ids is not None:
+            # an id logged just before a crash may not have reached the index
+            for day, keys in by_day.items():
+                self.ids.add(keys, day)
+            self.ids.durable()
         replayed = sum(s.count for s in segments)
         self.stats["replayed"] += replayed
         return replayed
@@ -239,6 +254,8 @@ class BufferCore:
         # profiles merged by this call, remembered once the log holds them
         merged: dict[tuple[str, str], Record] = {}
         duplicates = 0
+        day = day_of(now)
+        digests, stored = self._stored(records, day)
         self.sessions.begin()
         try:
             for rec in records:
@@ -249,6 +266,11 @@ class BufferCore:
                     continue
                 key = f"{rec['project_id']}\x00{rec['id']}"
                 seen = self.recent.get(key) or in_call.get(key)
+                if seen is None and stored and digests.get(key) in stored:
+                    # stored within the window, no longer in memory: answered with the device's id
+                    # and its live session (the first answer is not kept that long)
+                    live = self.sessions.live.get((rec["project_id"], rec["device_id"]))
+                    seen = {"deviceId": rec["device_id"], "sessionId": live.session_id if live else ""}
                 if seen is not None:  # a retried event: already logged, answer as the first time
                     duplicates += 1
                     results.append(Duplicate(seen))
@@ -267,6 +289,8 @@ class BufferCore:
         self.sessions.commit()
         self.profiles.remember_all(merged.values())
         self.stats["duplicates"] += duplicates
+        if digests and fresh:
+            self._index(day, [digests[f"{rec['project_id']}\x00{rec['id']}"] for rec in fresh])
         live_after = now - self.config.live_window_ms
         for rec in fresh:
             self._remember(rec)
@@ -291,6 +315,45 @@ class BufferCore:
                     log.warning("shard %s: %s", self.config.shard_id, self.last_error)
         return results, ticket
 
+    def _stored(self, records: Sequence[Record], day: int) -> tuple[dict[str, bytes], set[bytes]]:
+        """The digests of this call's event ids not in memory, and those the index holds."""
+        if self.ids is None:
+            return {}, set()
+        digests: dict[str, bytes] = {}
+        recent = self.recent
+        for rec in records:
+            if table_of(rec) == "events":
+                key = f"{rec['project_id']}\x00{rec['id']}"
+                if key not in recent and key not in digests:
+                    digests[key] = id_key(rec["project_id"], rec["id"])
+        return digests, self.ids.seen(list(digests.values()), day) if digests else set()
+
+    def _index(self, day: int, keys: list[bytes]) -> None:
+        """Add logged ids to the index; one that fails is retried before the next segment is
+        deleted (until then the log holds the event, and a restart adds it again)."""
+        assert self.ids is not None
+        try:
+            self.ids.add(keys, day)
+        except Exception as exc:
+            self.unindexed.append((day, keys))
+            self.last_error = f"id index add failed: {type(exc).__name__}: {exc}"[:500]
+            log.warning("shard %s: %s", self.config.shard_id, self.last_error)
+
+    def _index_durable(self) -> None:
+        """Before a flushed segment leaves the log: every id it held is in the index, durably."""
+        if self.ids is None:
+            return
+        with self.lock:
+            retry, self.unindexed = self.unindexed, []
+        try:
+            for day, keys in retry:
+                self.ids.add(keys, day)
+            self.ids.durable()
+        except BaseException:
+            with self.lock:
+                self.unindexed[:0] = retry
+            raise
+
     def expire_sessions(self, now: int | None = None) -> int:
         """Log ``session_end`` for idle sessions; they leave the live state once logged."""
         now = now_ms() if now is None else now
@@ -312,6 +375,17 @@ class BufferCore:
         if markers:
             self.wal.sync(ticket)
         return len(markers)
+
+    def live_session(
+        self, project: str, device_id: str, prev_device: str = "", now: int | None = None
+    ) -> dict[str, str]:
+        """``{deviceId, sessionId}`` of the device's live session (``GET /track/device-id``): what
+        the next event of the device would be answered with; ``sessionId`` is ``""`` when none
+        is live. Reads state only, logs nothing."""
+        now = now_ms() if now is None else now
+        with self.lock:
+            device, session = self.sessions.current(project, device_id, prev_device, now)
+        return {"deviceId": device, "sessionId": session}
 
     def take_presence(self) -> list[tuple[str, str, int]]:
         with self.lock:
@@ -410,6 +484,7 @@ class BufferCore:
         errors = [exc for exc in (fut.exception() for fut in futures) if exc is not None]
         if errors:
             raise errors[0]
+        self._index_durable()
         with self.lock:
             self.wal.delete(seg.number)
             self.sealed.remove(seg)
@@ -426,6 +501,8 @@ class BufferCore:
         if self.pool is not None:
             self.pool.shutdown(wait=True)
         self.wal.close()
+        if self.ids is not None:
+            self.ids.close()
 
     def describe(self) -> dict[str, Any]:
         return {

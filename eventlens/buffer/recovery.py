@@ -13,6 +13,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from eventlens.buffer.idempotency import IdIndex, rebuild
+
 log = logging.getLogger(__name__)
 
 Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
@@ -91,3 +93,21 @@ def open_sessions_loader(index: int, query: Query, attempts: int = 10) -> Callab
         return []
 
     return load
+
+
+def rebuild_ids(ids: IdIndex, query: Query, index: int, attempts: int = 10) -> None:
+    """Refill an idempotency window that was lost (or never built) from the ``events`` table.
+    Storage may still be starting: retried; if it stays down the shard starts anyway with what the
+    index holds, and the next start tries again (the index stays marked incomplete)."""
+    if ids.complete():
+        return
+    for attempt in range(attempts):
+        try:
+            added = rebuild(ids, query)
+            log.warning("shard %s: idempotency window rebuilt from storage (%d ids)", index, added)
+            return
+        except Exception as exc:
+            if attempt == attempts - 1:
+                log.error("shard %s: cannot rebuild the idempotency window (%s)", index, exc)
+                return
+            time.sleep(min(0.2 * 2**attempt, 3.0))

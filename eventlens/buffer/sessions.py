@@ -17,6 +17,13 @@ Changes are undoable until the log holds their records: ``begin`` opens a change
 ``draft_snapshots`` returns the rows without marking anything written; its ``written`` callback
 marks them once they are logged. A failed log write so leaves the sessions exactly as they were.
 
+A live session ends by the wall clock, once no event came for the timeout. An event that arrives
+after that but whose own time falls inside the ended visit (under the timeout from it, as if the
+session were live) continues it: an SDK's offline queue sent one request at a time, with past
+timestamps, is one visit, not one per request. The ended session is written again (closed) with the
+event; its ``session_end`` marker is not repeated. The shard remembers each device's last ended
+session while an event could still continue it (``ended``: until the late bound plus the timeout).
+
 A client ``sessionId`` names a visit: events carrying it continue the live session opened with it
 while the gaps stay under the timeout, like server-assigned sessions. Reused after the timeout (the
 visit ended), it opens a new stored session ``<client id>~2`` (then ``~3``, …): the ``sessions``
@@ -163,13 +170,17 @@ class Sessionizer:
         self.timeout_ms = timeout_ms
         self.late_bound_ms = late_bound_ms
         self.live: dict[tuple[str, str], Session] = {}
-        self.closed: list[Session] = []  # ended since the last snapshots() call
+        self.closed: list[Session] = []  # ended (or continued after ending) since the last snapshots()
+        # each device's last ended session, while a (not late) event could still continue it
+        self.ended: dict[tuple[str, str], Session] = {}
         # (project, client session id) → the ordinal of its newest stored session (1: the id itself)
         self.client_ids: OrderedDict[tuple[str, str], int] = OrderedDict()
         # an open change (``begin``): every touch, in order, as (key, the session at ``live[key]``
-        # before it or None, that session's changing fields before it); rolled back in reverse
-        self._undo: list[tuple[tuple[str, str], Session | None, tuple[Any, ...] | None]] | None = None
+        # (or, for an ended one, ``ended[key]``) before it or None, that session's changing fields
+        # before it, whether it was live); rolled back in reverse
+        self._undo: list[tuple[tuple[str, str], Session | None, tuple[Any, ...] | None, bool]] | None = None
         self._closed_mark = 0
+        self._ended_undo: list[tuple[tuple[str, str], Session | None]] = []
         self._ids_undo: dict[tuple[str, str], int | None] = {}
 
     # changes -----------------------------------------------------------------------------------
@@ -177,18 +188,20 @@ class Sessionizer:
         """Open a change: what ``assign``/``expire`` do until ``commit`` can be rolled back."""
         self._undo = []
         self._ids_undo = {}
+        self._ended_undo = []
         self._closed_mark = len(self.closed)
 
     def commit(self) -> None:
         self._undo = None
         self._ids_undo = {}
+        self._ended_undo = []
 
     def rollback(self) -> None:
         """Put back every session (and client-id ordinal) as it was at ``begin``."""
         undo = self._undo
         if undo is None:
             return
-        for key, session, fields in reversed(undo):
+        for key, session, fields, was_live in reversed(undo):
             if session is None:
                 self.live.pop(key, None)
                 continue
@@ -204,7 +217,13 @@ class Sessionizer:
                 session.last_ms,
                 session.dirty,
             ) = fields  # type: ignore[misc]
-            self.live[key] = session
+            if was_live:
+                self.live[key] = session
+        for key, before in reversed(self._ended_undo):
+            if before is None:
+                self.ended.pop(key, None)
+            else:
+                self.ended[key] = before
         del self.closed[self._closed_mark :]
         for cid, n in self._ids_undo.items():
             if n is None:
@@ -213,7 +232,7 @@ class Sessionizer:
                 self.client_ids[cid] = n
         self.commit()
 
-    def _save(self, key: tuple[str, str], session: Session | None) -> None:
+    def _save(self, key: tuple[str, str], session: Session | None, live: bool = True) -> None:
         """Before ``live[key]`` or ``session`` changes: note what they were (the fields ``add`` and
         ``_end`` change; the others never change in a change)."""
         undo = self._undo
@@ -236,6 +255,7 @@ class Sessionizer:
                         session.last_ms,
                         session.dirty,
                     ),
+                    live,
                 )
             )
 
@@ -292,12 +312,25 @@ class Sessionizer:
                 event["device_id"] = prev_device
                 key, current = (project, prev_device), old
         markers: list[Record] = []
+        if current is not None and self._continues(current, ts, client_sid):
+            self._save(key, current)
+            current.add(event)
+            event["session_id"] = current.session_id
+            return []
+        ended = self.ended.get(key)
+        if (
+            ended is not None
+            and (current is None or ts < current.started_ms)
+            and self._continues(ended, ts, client_sid)
+        ):
+            # inside a visit the clock already ended: continue it (written again, still closed)
+            self._save(key, ended, live=False)
+            if not ended.dirty:  # not already waiting in ``closed`` for its row
+                self.closed.append(ended)
+            ended.add(event)
+            event["session_id"] = ended.session_id
+            return []
         if current is not None:
-            if self._continues(current, ts, client_sid):
-                self._save(key, current)
-                current.add(event)
-                event["session_id"] = current.session_id
-                return []
             if ts < current.started_ms:
                 # Older than the live visit (by more than the timeout, or of another client
                 # session): an offline queue flushed while the device is active. Stored with its
@@ -317,20 +350,44 @@ class Sessionizer:
         markers.append(marker("session_start", session, ts, now_ms))
         return markers
 
+    def current(self, project: str, device_id: str, prev_device: str, now_ms: int) -> tuple[str, str]:
+        """(device id, session id) an event of the device at ``now_ms`` without a client session id
+        would be answered with, when it continues a live session: the device's own, else (the
+        salt rotated) the one opened under its previous id, as ``assign`` picks; else the device
+        id and ``""`` (the event would open a new session)."""
+        current = self.live.get((project, device_id))
+        if current is None and prev_device:
+            old = self.live.get((project, prev_device))
+            if old is not None and self._continues(old, now_ms, ""):
+                return prev_device, old.session_id
+        if current is not None and self._continues(current, now_ms, ""):
+            return device_id, current.session_id
+        return device_id, ""
+
     def _end(self, key: tuple[str, str], session: Session, now_ms: int) -> Record:
         self._save(key, session)
         del self.live[key]
         session.dirty = True
         self.closed.append(session)
+        if self._undo is not None:
+            self._ended_undo.append((key, self.ended.get(key)))
+        self.ended[key] = session
         return marker("session_end", session, session.last_ms, now_ms)
 
     def expire(self, now_ms: int) -> list[Record]:
         """``session_end`` for every session idle past the timeout, and forget them."""
-        return [
+        markers = [
             self._end(key, s, now_ms)
             for key, s in list(self.live.items())
             if now_ms - s.last_ms >= self.timeout_ms
         ]
+        # an ended session no event could continue any more: the next one that is not late is at
+        # least ``now - late_bound``, and continuing needs it under the timeout from the session
+        horizon = now_ms - self.late_bound_ms - self.timeout_ms
+        for key, s in list(self.ended.items()):
+            if s.last_ms < horizon and not s.dirty:
+                del self.ended[key]
+        return markers
 
     def snapshots(self, now_ms: int) -> list[Record]:
         """A complete ``sessions`` row for every session changed since the last call."""
@@ -402,6 +459,7 @@ class Sessionizer:
                 del self.live[key]
                 current.dirty = True
                 self.closed.append(current)
+                self.ended[key] = current
             return
         if name == "session_start":
             if current is None or current.session_id != record["session_id"]:

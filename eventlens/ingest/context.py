@@ -46,6 +46,10 @@ def enrichment(
     return {**ua, **enrich_geo(geo, ip, headers)._asdict()}
 
 
+def user_agent_of(headers: Mapping[str, str]) -> str:
+    return headers.get("user-agent", "")[:1024]
+
+
 def build_context(
     project_id: str,
     headers: Mapping[str, str],
@@ -59,7 +63,7 @@ def build_context(
 ) -> RequestContext:
     """``headers`` with lower-case names; ``salts`` the current and the previous period's."""
     ip = client_ip(headers, ip_headers, peer)
-    user_agent = headers.get("user-agent", "")[:1024]
+    user_agent = user_agent_of(headers)
     return RequestContext(
         project_id=project_id,
         ip=ip,

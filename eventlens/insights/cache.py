@@ -8,6 +8,7 @@ A server without Redis has no shared place for it, so responses are not cached t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from typing import Any, Protocol
 
@@ -19,12 +20,18 @@ class Versions(Protocol):
     async def get(self, project: str) -> str | None: ...
 
 
+# A data version is a dictionary look-up in the chDB owner: an owner that does not answer within
+# this is stuck, and the answer is computed without the cache (which then meets the reader's bound)
+ACTOR_VERSION_TIMEOUT_S = 3.0
+
+
 class ActorVersions:
-    def __init__(self, actor: Any) -> None:
+    def __init__(self, actor: Any, timeout_s: float = ACTOR_VERSION_TIMEOUT_S) -> None:
         self.actor = actor
+        self.timeout_s = timeout_s
 
     async def get(self, project: str) -> str | None:
-        return await self.actor.data_version.remote(project)
+        return await asyncio.wait_for(self.actor.data_version.remote(project), self.timeout_s)
 
 
 class RedisVersions:

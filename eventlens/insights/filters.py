@@ -112,8 +112,17 @@ def _as_text(value: str | int | float) -> str:
     return str(value)
 
 
-def parse_filters(raw: str | list[Any] | None) -> list[Filter]:
-    """Validate the filters parameter (JSON text or an already decoded list)."""
+def parse_filters(
+    raw: str | list[Any] | None,
+    columns: frozenset[str] = COLUMNS,
+    aliases: dict[str, str] = ALIASES,
+    known: str = "an event column such as path, country, browser or properties.<key>",
+) -> list[Filter]:
+    """Validate the filters parameter (JSON text or an already decoded list).
+
+    ``columns`` (and their ``aliases``) are the fields a filter may name besides
+    ``properties.<key>``: the event columns, unless the route lists rows of another table
+    (profiles); ``known`` says which in the message."""
     if raw is None or raw == "":
         return []
     if isinstance(raw, str):
@@ -143,13 +152,9 @@ def parse_filters(raw: str | list[Any] | None) -> list[Filter]:
             if not key or len(key) > MAX_KEY_LEN:
                 raise _bad(f"property key must be 1-{MAX_KEY_LEN} characters", i)
         else:
-            column = ALIASES.get(field, field)
-            if column not in COLUMNS:
-                raise _bad(
-                    f"unknown field {field[:60]!r}; use an event column such as path, country,"
-                    " browser or properties.<key>",
-                    i,
-                )
+            column = aliases.get(field, field)
+            if column not in columns:
+                raise _bad(f"unknown field {field[:60]!r}; use {known}", i)
         value: Any = item.get("value")
         if op in ("isNull", "isNotNull"):
             value = None

@@ -14,13 +14,14 @@ A model's fields are also its cache key: every parameter, defaults included.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from eventlens.errors import ClientError
 from eventlens.insights.buckets import buckets, check_interval
+from eventlens.insights.cursor import Kind, Position, decode_cursor
 from eventlens.insights.filters import COLUMNS, Filter, parse_filters
 from eventlens.insights.params import Range, parse_range
 from eventlens.insights.scope import Scope
@@ -58,6 +59,9 @@ class Scoped(BaseModel):
 
     _range: Range | None = PrivateAttr(None)
     _filters: list[Filter] = PrivateAttr(default_factory=list)
+    # the route's path parameters besides the project (``/profiles/{profile_id}``): set by the
+    # endpoint, part of the cache key
+    _path: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @abstractmethod
     def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
@@ -72,6 +76,10 @@ class Scoped(BaseModel):
     def range_rules(self, rng: Range) -> None:
         """Rules that need the parsed range."""
 
+    def read_filters(self, raw: str | list[Any] | None) -> list[Filter]:
+        """The parsed ``filters``: conditions on event columns, unless the route says otherwise."""
+        return parse_filters(raw)
+
     @model_validator(mode="after")
     def _parse(self) -> Self:
         start, end, timezone, filters = self.scope_fields()
@@ -79,7 +87,7 @@ class Scoped(BaseModel):
             self._no_extras()
             self.rules()
             rng = parse_range(start, end, timezone)
-            self._filters = parse_filters(filters)
+            self._filters = self.read_filters(filters)
             self.range_rules(rng)
         except ClientError as exc:
             raise ParamsError(exc) from None
@@ -100,6 +108,21 @@ class Scoped(BaseModel):
     def scope(self, project: str) -> Scope:
         assert self._range is not None, "set by the validator"
         return Scope(project, self._range, self._filters, self.include_bots())
+
+    def with_path(self, path: dict[str, str]) -> Self:
+        self._path = dict(path)
+        return self
+
+    @property
+    def path_params(self) -> dict[str, str]:
+        return self._path
+
+    def cache_fields(self) -> dict[str, Any]:
+        """What the cache key holds: every parameter, defaults included, and the path's."""
+        fields = self.model_dump()
+        if self._path:
+            fields["_path"] = self._path
+        return fields
 
 
 # what every insight route takes ------------------------------------------------------------------
@@ -222,3 +245,97 @@ class FunnelParams(Scoped):
                 raise ClientError(
                     400, "invalid_step", f"steps[{i}] must be an event name of 1-200 characters"
                 )
+
+
+# the read routes: pages of stored rows, newest first ------------------------------------------
+DEFAULT_PAGE = 50
+MAX_PAGE = 500
+# the profiles list filters on the profile's own fields (or properties.<key>), not event columns
+PROFILE_FILTER_COLUMNS = frozenset({"profile_id", "first_name", "last_name", "email", "avatar"})
+PROFILE_FILTER_ALIASES = {
+    "id": "profile_id",
+    "profileId": "profile_id",
+    "firstName": "first_name",
+    "lastName": "last_name",
+}
+
+
+def check_page_size(limit: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ClientError(
+            400, "invalid_limit", f"limit must be 1-{MAX_PAGE} rows per page (default {DEFAULT_PAGE})"
+        )
+
+
+class Paged(Common):
+    """A page of one list: ``limit`` rows after ``cursor`` (the previous page's ``nextCursor``)."""
+
+    kind: ClassVar[Kind]
+    limit: int = DEFAULT_PAGE
+    cursor: str | None = Field(None, description="nextCursor of the previous page")
+
+    _after: Position | None = PrivateAttr(None)
+
+    def rules(self) -> None:
+        check_page_size(self.limit)
+        # an empty cursor is the first page, as if none were given
+        self._after = decode_cursor(self.kind, self.cursor) if self.cursor else None
+
+    @property
+    def after(self) -> Position | None:
+        return self._after
+
+
+class EventsParams(Paged):
+    kind: ClassVar[Kind] = "events"
+    includeMarkers: bool = False
+
+
+class SessionsParams(Paged):
+    kind: ClassVar[Kind] = "sessions"
+
+
+class ProfilesParams(Scoped):
+    """Profiles updated (identified) in the range; filters on the profile's fields. A profile is
+    never a bot: the route takes no ``includeBots``."""
+
+    kind: ClassVar[Kind] = "profiles"
+    startDate: str | None = None
+    endDate: str | None = None
+    timezone: str | None = None
+    filters: str | None = Field(None, description="JSON list of {field, operator, value} on profile fields")
+    limit: int = DEFAULT_PAGE
+    cursor: str | None = Field(None, description="nextCursor of the previous page")
+
+    _after: Position | None = PrivateAttr(None)
+
+    def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
+        return self.startDate, self.endDate, self.timezone, self.filters
+
+    def include_bots(self) -> bool:
+        return False
+
+    def read_filters(self, raw: str | list[Any] | None) -> list[Filter]:
+        return parse_filters(
+            raw,
+            PROFILE_FILTER_COLUMNS,
+            PROFILE_FILTER_ALIASES,
+            "a profile field (profile_id, first_name, last_name, email, avatar) or properties.<key>",
+        )
+
+    def rules(self) -> None:
+        check_page_size(self.limit)
+        self._after = decode_cursor(self.kind, self.cursor) if self.cursor else None
+
+    @property
+    def after(self) -> Position | None:
+        return self._after
+
+
+class ProfileParams(Common):
+    """One profile; ``limit`` bounds its sessions and its events, each newest first."""
+
+    limit: int = DEFAULT_PAGE
+
+    def rules(self) -> None:
+        check_page_size(self.limit)

@@ -7,8 +7,9 @@ with a server URL every shard and insight replica holds its own.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
@@ -92,8 +93,9 @@ class Warehouse:
         # Separate clients for writes and reads, so a dashboard query never waits behind a flush.
         self._write = open_clickhouse(dsn, database, cluster)
         self._read = self._write if dsn.startswith("chdb://") else _connect(dsn, database)
-        self._write_lock = threading.Lock()
-        self._read_lock = threading.Lock() if self._read is not self._write else self._write_lock
+        # reentrant: a thread holding them (``exclusive``) still issues its own statements
+        self._write_lock = threading.RLock()
+        self._read_lock = threading.RLock() if self._read is not self._write else self._write_lock
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Warehouse:
@@ -137,6 +139,14 @@ class Warehouse:
             return self.insert_columns(table, names, columns, token)
         self.insert_json(table, to_json_rows(table, rows), token)
         return len(rows)
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Nothing else runs through this warehouse (inserts, queries of other threads) until the
+        block ends; the calling thread's own statements inside it do. Other processes' inserts are
+        not held (the migrations' view attachment, ``storage.backfill``, detects those)."""
+        with self._write_lock, self._read_lock:
+            yield
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> Any:
         with self._write_lock:

@@ -7,7 +7,10 @@ was applied is an error naming the file, because the database does not hold what
 Changes go into a new migration instead.
 
 The ClickHouse ledger is append-only and unlocked (one process owns the schema at start-up; the DDL
-is ``IF NOT EXISTS``, so a run that crashed half-way is visible as pending and safe to repeat). The
+is ``IF NOT EXISTS``, so a run that crashed half-way is visible as pending and safe to repeat). A
+migration that adds a materialized view and backfills its table may run while the database keeps
+receiving inserts: ``storage.backfill`` attaches the view and bounds the backfill so every row is
+counted once, and resets what a crashed run of it left before running it again. The
 metadata ledger applies each migration under the backend's exclusive lock and re-checks the ledger
 after taking it, so concurrent processes apply each migration exactly once.
 """
@@ -211,7 +214,23 @@ ORDER BY version
         return out
 
     def apply(self, migration: Migration) -> bool:
-        _run_statements(migration, self._wh.command)
+        from eventlens.storage.backfill import apply_with_views, views_with_backfills
+
+        try:
+            live = not self.cluster and bool(views_with_backfills(migration))
+        except Exception as exc:
+            raise MigrationError(f"migration {migration.path} failed: {exc}") from exc
+        if live:
+            # a view over a table that may be receiving inserts, and the backfill of what the
+            # table held before it: each row counted once (storage/backfill.py says how). On a
+            # cluster the statements run as written (the backfill fills an empty table only):
+            # pause the writers there while a migration that backfills runs.
+            try:
+                apply_with_views(self._wh, migration)
+            except Exception as exc:
+                raise MigrationError(f"migration {migration.path} failed: {exc}") from exc
+        else:
+            _run_statements(migration, self._wh.command)
         self._wh.command(
             "INSERT INTO schema_migrations (version, name, checksum) VALUES "
             "({v:UInt32}, {n:String}, {c:String})",

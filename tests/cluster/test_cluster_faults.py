@@ -25,7 +25,13 @@ from tests.cluster.load import Traffic
 from tests.cluster.services import MariaDBServer, RedisServer
 from tests.conftest import Creds, Daemon, free_port, release_session_ray
 
-pytestmark = [pytest.mark.ray, pytest.mark.redis, pytest.mark.mariadb, pytest.mark.chdb]
+# Redis and MariaDB: private servers this module starts, not the suite's (tests/servers.py)
+pytestmark = [
+    pytest.mark.ray,
+    pytest.mark.redis(suite_server=False),
+    pytest.mark.mariadb(suite_server=False),
+    pytest.mark.chdb,
+]
 
 
 class Sim:

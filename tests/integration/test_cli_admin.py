@@ -21,6 +21,7 @@ from eventlens.config import Settings
 from eventlens.security import verify_secret
 from eventlens.storage.metadata import MigrationError, open_metadata
 from eventlens.storage.migrations import CLICKHOUSE_DIR, METADATA_DIR, discover
+from tests.servers import MARIADB, MARIADB_URL, need
 
 runner = CliRunner()
 
@@ -362,13 +363,11 @@ def test_metadata_url_flag_overrides_data_dir(data_dir: Path, tmp_path: Path) ->
 def mariadb_url() -> Iterator[str]:
     import pymysql
 
-    try:
-        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", autocommit=True)
-    except pymysql.err.OperationalError as exc:
-        pytest.skip(f"MariaDB not reachable: {exc}")
+    need("mariadb")  # a skip, or a failure under EVENTLENS_REQUIRE_SERVICES=1, naming the address
+    admin = pymysql.connect(**MARIADB, autocommit=True)
     name = f"eventlens_test_{secrets.token_hex(6)}"
     try:
-        yield f"mysql://root@127.0.0.1:3306/{name}"
+        yield f"{MARIADB_URL}/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")

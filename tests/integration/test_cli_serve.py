@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import MARIADB_URL, REDIS_URL, _clear_redis, _drop_mariadb, free_port
+from tests.servers import MARIADB
 
 pytestmark = pytest.mark.ray
 
@@ -186,7 +187,7 @@ def test_serve_config_file_is_used_with_flags_over_args_over_env(tmp_path: Path)
             httpx.get(f"http://127.0.0.1:{env_port}/health", timeout=2)
 
         # metadata in MariaDB: the demo project and its two clients
-        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database=db)
+        conn = pymysql.connect(**MARIADB, database=db)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT id FROM projects")

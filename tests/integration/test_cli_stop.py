@@ -34,4 +34,9 @@ def test_sigterm_under_load_stops_fast_and_loses_nothing(
     # request was cut by the stop (logged, answer lost) may be counted
     assert result["lost"] == 0, result
     assert result["unacknowledged_counted"] <= result["uncertain_events"], result
+    # and per client id, in the raw stored rows: each acknowledged event exactly once, nothing
+    # stored that was neither acknowledged nor sent in a request whose answer was lost
+    assert result["stored_twice"] == 0, result
+    assert result["acknowledged_not_stored"] == 0, result
+    assert result["stored_unexplained"] == 0, result
     assert any(line.startswith("stopped in") for line in result["stderr_tail"]), result

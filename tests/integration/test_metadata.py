@@ -26,17 +26,14 @@ from eventlens.storage.metadata import (
     open_metadata,
 )
 from eventlens.storage.migrations import METADATA_DIR, discover
-
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+from tests.servers import MARIADB, MARIADB_URL, need
 
 
 def _mariadb_admin():  # type: ignore[no-untyped-def]
     import pymysql
 
-    try:
-        return pymysql.connect(**MARIADB, autocommit=True, connect_timeout=3)
-    except pymysql.err.OperationalError as exc:
-        pytest.skip(f"MariaDB not reachable at 127.0.0.1:3306: {exc}")
+    need("mariadb")  # a skip, or a failure under EVENTLENS_REQUIRE_SERVICES=1, naming the address
+    return pymysql.connect(**MARIADB, autocommit=True, connect_timeout=3)
 
 
 @contextlib.contextmanager
@@ -45,7 +42,7 @@ def _fresh_mariadb_dsn() -> Iterator[str]:
     admin = _mariadb_admin()
     name = f"eventlens_test_{secrets.token_hex(6)}"
     try:
-        yield f"mysql://root:@127.0.0.1:3306/{name}"
+        yield f"{MARIADB_URL}/{name}"
     finally:
         with admin.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
@@ -423,7 +420,7 @@ def test_ping_and_close(dsn: str) -> None:
         s.ping()
 
 
-@pytest.mark.mariadb  # the MySQL driver tries to connect (to a closed port)
+@pytest.mark.mariadb(suite_server=False)  # the MySQL driver tries to connect (to a closed port)
 def test_url_never_shows_a_password() -> None:
     with pytest.raises(MetadataError) as info:
         open_metadata("mysql://root:hunter2@127.0.0.1:1/db")

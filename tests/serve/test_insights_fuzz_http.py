@@ -27,6 +27,10 @@ ROUTES = [
     "filters/{p}/property-values",
     "filters/{p}/paths",
     "filters/{p}/countries",
+    "insights/{p}/events",
+    "insights/{p}/sessions",
+    "insights/{p}/profiles",
+    "insights/{p}/profiles/u%2F1",
 ]
 text = st.text(max_size=40) | st.sampled_from(
     [
@@ -71,6 +75,9 @@ params = st.fixed_dictionaries(
         "includeBots": st.sampled_from(["true", "false"]) | text,
         "key": text,
         "eventName": text,
+        "cursor": text
+        | st.sampled_from(["WyJlIiwxNzgwMDAwMDAwMDAwLCJhIl0", "WyJlIiwtMSwiYSJd", "WyJwIiwxLCIiXQ"]),
+        "includeMarkers": st.sampled_from(["true", "false"]) | text,
     },
 )
 

@@ -21,6 +21,7 @@ from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded, now_ms
 from eventlens.records import TABLES
 from eventlens.storage.tables import to_columns
 from eventlens.storage.wal import Fenced, FileSegmentLog, RedisSegmentLog, Segment
+from tests.servers import REDIS_URL
 
 T0 = 1_750_000_000_000  # a fixed "now" for tests that never look at the real clock
 MIN = 60_000
@@ -855,7 +856,7 @@ def test_identify_merges_into_the_stored_profile_after_a_restart(wal_dir: Path) 
 def redis_core(prefix: str, ins: FakeInserter) -> BufferCore:
     import redis
 
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(REDIS_URL)
     wal = RedisSegmentLog(client, lambda *parts: ":".join((prefix, *(str(p) for p in parts))))
     core = BufferCore(
         BufferConfig(shard_id=SHARD, flush_max_events=1_000_000, flush_max_age_ms=10**12, insert_threads=1),

@@ -98,8 +98,10 @@ def test_sessions_partition_a_sorted_run_of_events(gap_list: list[int], now_move
 def test_any_arrival_order_keeps_sessions_tight_and_marked(gap_list: list[int], rnd: Any) -> None:
     """The same events arriving in any order (a device's offline queue, several tabs): every event
     gets a session id; inside a session no gap reaches the timeout; every session has exactly one
-    session_start (at the time of its first event to arrive) and one session_end (at its last
-    event's time); an event stored like a late event (no session_start) is alone in its session."""
+    session_start (at the time of its first event to arrive) and one session_end (at the last event
+    it held when it ended: an older event arriving after that, inside the visit, continues it
+    without a second marker); an event stored like a late event (no session_start) is alone in its
+    session."""
     times: list[int] = []
     t = 0
     for g in gap_list:
@@ -127,7 +129,7 @@ def test_any_arrival_order_keeps_sessions_tight_and_marked(gap_list: list[int], 
         run.sort()
         assert all(b - a < TIMEOUT for a, b in itertools.pairwise(run)), sid
         if sid in starts:  # a visit: opened once, closed once, around all its events
-            assert starts[sid] in run and ends[sid] == run[-1]
+            assert starts[sid] in run and ends[sid] in run
         else:  # stored like a late event: one event of its own, no visit touched
             assert len(run) == 1 and sid not in ends
     assert set(starts) == set(ends) <= set(by_session)
@@ -882,3 +884,62 @@ def test_rollback_restores_every_touched_session_exactly() -> None:
         dict(s.client_ids),
     )
     assert after == before
+
+
+# a visit the clock ended, continued by events arriving later -----------------------------------
+
+
+def test_an_offline_queue_sent_one_request_at_a_time_is_one_visit() -> None:
+    """An SDK's queue of a visit 40 minutes old, sent one event per request while the shard's clock
+    ends idle sessions between them: one session holding every event, one start and one end marker."""
+    s = Sessionizer(TIMEOUT, LATE)
+    start = NOW - 40 * MIN
+    markers: list[dict[str, Any]] = []
+    events = [ev(start + k * MIN, sid="visit-1", path=f"/p{k}") for k in range(5)]
+    for k, e in enumerate(events):
+        clock = NOW + k * 1000
+        s.begin()
+        markers += s.assign(e, clock)
+        markers += s.expire(clock)  # idle by the clock after every event
+        s.commit()
+    assert {e["session_id"] for e in events} == {"visit-1"}
+    assert [(m["name"], m["session_id"]) for m in markers] == [
+        ("session_start", "visit-1"),
+        ("session_end", "visit-1"),
+    ]
+    rows = s.snapshots(NOW + 10_000)
+    assert [
+        (r["session_id"], r["page_views"], r["entry_path"], r["exit_path"], r["is_closed"]) for r in rows
+    ] == [("visit-1", 5, "/p0", "/p4", 1)]
+    # a later visit reusing the id past the timeout is still a second stored session
+    late_visit = ev(NOW + 20_000, sid="visit-1")
+    s.assign(late_visit, NOW + 20_000)
+    assert late_visit["session_id"] == "visit-1~2"
+
+
+def test_continuing_an_ended_visit_rolls_back_like_any_change() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    s.assign(ev(NOW - 40 * MIN), NOW)
+    s.expire(NOW)
+    s.snapshots(NOW)
+    (ended,) = s.ended.values()
+    before = (ended.page_views, ended.last_ms, ended.dirty, list(s.closed))
+    s.begin()
+    e = ev(NOW - 39 * MIN)
+    s.assign(e, NOW + 1)
+    assert e["session_id"] == ended.session_id and ended.page_views == 2
+    s.rollback()
+    assert (ended.page_views, ended.last_ms, ended.dirty, list(s.closed)) == before
+    assert s.snapshots(NOW + 2) == []
+
+
+def test_an_ended_visit_is_forgotten_once_no_event_could_continue_it() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    s.assign(ev(NOW), NOW)
+    s.expire(NOW + TIMEOUT)
+    s.snapshots(NOW + TIMEOUT)
+    assert len(s.ended) == 1
+    s.expire(NOW + LATE + TIMEOUT - 1)
+    assert len(s.ended) == 1
+    s.expire(NOW + LATE + TIMEOUT + 1)
+    assert s.ended == {}

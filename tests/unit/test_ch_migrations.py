@@ -135,7 +135,8 @@ def test_the_shipped_migrations_are_valid() -> None:
         for statement in m.statements:
             assert not statement.rstrip().endswith(";")
             # a crashed half-run can be repeated: DDL is IF NOT EXISTS, a backfill fills only an
-            # empty table
+            # empty table (a cluster relies on that guard; on one node the runner replaces it with
+            # a bounded backfill and resets a crashed run's view and rows: storage/backfill.py)
             body = statement.upper()
             target = re.search(r"^INSERT INTO (\w+)", body, re.M)
             if target:

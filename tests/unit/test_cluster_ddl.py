@@ -3,7 +3,9 @@ no ClickHouse server, Keeper or cluster was available to run it (see the README)
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -161,11 +163,28 @@ def test_local_tables_come_before_their_distributed_table_and_views_after_both()
 
 
 def test_the_files_themselves_are_unchanged_without_a_cluster() -> None:
-    """No cluster: the runner executes the files' statements exactly (and the ledger as before)."""
+    """No cluster, a new database: the runner executes the files' statements as written (and the
+    ledger as before). A view that comes with a backfill is created with merges on its source
+    stopped meanwhile (storage.backfill); its backfill has nothing to read and does not run."""
     runner = FakeWarehouse(cluster=None)
     migrate_clickhouse(runner)  # type: ignore[arg-type]
     ddl = [sql for sql in runner.commands if not sql.startswith("INSERT INTO schema_migrations")]
-    assert ddl == [ClickHouseLedger.DDL, *original()]
+    merges = [sql for sql in ddl if sql.startswith("SYSTEM ")]
+    backfills = [s for s in original() if s.startswith("INSERT INTO ")]
+    assert len(backfills) == 7
+    assert [sql for sql in ddl if sql not in merges] == [
+        ClickHouseLedger.DDL,
+        *(s for s in original() if s not in backfills),
+    ]
+    # stopped before the migration's first view on the source, started again at its end
+    assert merges == [
+        *("SYSTEM STOP MERGES events", "SYSTEM START MERGES events") * 4,  # 0004-0007
+        "SYSTEM STOP MERGES events_hourly",
+        "SYSTEM STOP MERGES events_dims_hourly",
+        "SYSTEM START MERGES events_hourly",
+        "SYSTEM START MERGES events_dims_hourly",
+    ]
+    assert ddl.index("SYSTEM STOP MERGES events") < ddl.index(next(s for s in original() if "_mv TO" in s))
     assert not any("ON CLUSTER" in sql or "_local" in sql for sql in runner.commands)
 
 
@@ -311,7 +330,15 @@ class FakeWarehouse:
         self.params.append(dict(parameters or {}))
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        return [{"n": 0}]  # no ledger yet
+        if "FROM system.parts" in sql:
+            return []  # a new database: the views' sources hold no parts
+        if "now64" in sql and "system.processes" not in sql:
+            return [{"t": 0}]
+        return [{"n": 0}]  # no ledger, no table, no insert running
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        yield
 
 
 class FakeClient:

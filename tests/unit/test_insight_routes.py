@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from eventlens.api.insights import ROUTES, create_api
+from eventlens.api.legacy import GONE
 from eventlens.errors import ClientError
 from eventlens.insights.cache import InsightCache, LocalStore
 from eventlens.storage.versions import VersionCounter
@@ -38,6 +39,10 @@ DOCUMENTED = {
     ("GET", "/filters/{project_id}/property-values"),
     ("GET", "/filters/{project_id}/paths"),
     ("GET", "/filters/{project_id}/countries"),
+    ("GET", "/insights/{project_id}/events"),
+    ("GET", "/insights/{project_id}/sessions"),
+    ("GET", "/insights/{project_id}/profiles"),
+    ("GET", "/insights/{project_id}/profiles/{profile_id:path}"),
 }
 READ = {"x-test-reader": "yes"}
 
@@ -89,7 +94,9 @@ def test_the_table_holds_every_documented_route_once() -> None:
     assert {(r.method, r.path) for r in ROUTES} == DOCUMENTED and len(ROUTES) == len(DOCUMENTED)
     assert len({r.name for r in ROUTES}) == len(ROUTES)
     for r in ROUTES:
-        assert r.path.rsplit("/", 1)[1] == r.name
+        # named by the last fixed segment, singular before a path parameter (profiles/{id}: profile)
+        fixed = [seg for seg in r.path.split("/") if not seg.startswith("{")][-1]
+        assert r.name == (fixed.removesuffix("s") if r.path.endswith("}") else fixed)
         # computes are module-level coroutines of the insights package, not closures
         assert inspect.iscoroutinefunction(r.compute) and "<locals>" not in r.compute.__qualname__
         assert r.compute.__module__.startswith("eventlens.insights.")
@@ -103,9 +110,12 @@ def test_create_api_registers_each_route_once() -> None:
         if isinstance(route, APIRoute)
         for method in route.methods
     )
-    for key in DOCUMENTED | {("GET", "/health"), ("GET", "/ready"), ("GET", "/insights/{project_id}/live")}:
+    legacy = {(m, p) for p in GONE for m in ("POST", "OPTIONS")}
+    for key in (
+        DOCUMENTED | legacy | {("GET", "/health"), ("GET", "/ready"), ("GET", "/insights/{project_id}/live")}
+    ):
         assert seen[key] == 1, key
-    assert len(seen) == len(DOCUMENTED) + 3
+    assert len(seen) == len(DOCUMENTED) + len(legacy) + 3
 
 
 def test_query_parameters_keep_their_names_and_defaults() -> None:
@@ -326,3 +336,37 @@ def test_numbers_beyond_a_float_are_400s_never_500s(literal: str) -> None:
     if len(literal) < 4300:  # Python's json refuses longer integers before the filters are read
         assert r.json()["error"] == "invalid_filter" and r.json()["message"].startswith("filters[0]: ")
     assert not querier.sent
+
+
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("/profile", "identify"),
+        ("/profile/increment", "increment"),
+        ("/profile/decrement", "decrement"),
+        ("/event", "track"),
+    ],
+)
+def test_the_older_sdks_routes_are_410_naming_the_replacement(path: str, kind: str) -> None:
+    http, querier = client()
+    # no credentials needed to learn a route is gone; a web page may read the answer
+    r = http.post(
+        path,
+        json={"profileId": "u1", "property": "n", "value": 1},
+        headers={"origin": "https://shop.example"},
+    )
+    assert r.status_code == 410, r.text
+    body = r.json()
+    assert (
+        body["error"] == "gone"
+        and "POST /track" in body["message"]
+        and f'"type": "{kind}"' in body["message"]
+    )
+    assert body["details"] == [{"replacement": "POST /track", "type": kind}]
+    assert r.headers["access-control-allow-origin"] == "https://shop.example"
+    pre = http.options(
+        path, headers={"origin": "https://shop.example", "access-control-request-method": "POST"}
+    )
+    assert pre.status_code == 204 and "POST" in pre.headers["access-control-allow-methods"]
+    assert "openpanel-client-id" in pre.headers["access-control-allow-headers"]
+    assert http.get(path).status_code == 405 and not querier.sent

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import time
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ from eventlens.outage import is_outage
 from eventlens.ratelimit import LocalRateLimiter, RedisRateLimiter
 from eventlens.storage.metadata import MetadataError, MetadataStore
 from eventlens.storage.metadata_backends import MySQLBackend
+from tests.servers import MARIADB_URL, REDIS_URL
 
 with warnings.catch_warnings():  # starlette's TestClient warns about its httpx backend on import
     warnings.simplefilter("ignore")
@@ -162,7 +164,7 @@ def assert_unavailable(r: httpx.Response, dependency: str) -> None:
         assert secret not in r.text
 
 
-@pytest.mark.redis
+@pytest.mark.redis(suite_server=False)  # a closed port only
 @pytest.mark.parametrize(("path", "body"), [("/track", EVENT), ("/track/batch", BATCH)])
 def test_redis_down_answers_503_and_logs_nothing(
     tmp_path: Path, store: MetadataStore, write_headers: dict[str, str], path: str, body: Any
@@ -181,7 +183,7 @@ def test_redis_rate_limiter_on_the_real_redis_still_allows(
     tmp_path: Path, store: MetadataStore, write_headers: dict[str, str], redis_prefix: str
 ) -> None:
     async def main() -> None:
-        client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+        client = aioredis.Redis.from_url(REDIS_URL)
         try:
             limiter = RedisRateLimiter(client, 10, 2, redis_prefix)
             assert [(await limiter.check("c")).allowed for _ in range(3)] == [True, True, False]
@@ -190,7 +192,7 @@ def test_redis_rate_limiter_on_the_real_redis_still_allows(
 
     asyncio.run(main())
     # and through the handler (a fresh client per event loop: redis.asyncio binds to its loop)
-    limiter = RedisRateLimiter(aioredis.Redis.from_url("redis://127.0.0.1:6379/0"), 10, 10, redis_prefix)
+    limiter = RedisRateLimiter(aioredis.Redis.from_url(REDIS_URL), 10, 10, redis_prefix)
     buffer = FakeBuffer()
     r = post(
         handler(tmp_path, auth_store=store, limiter=limiter, buffer=buffer), "/track", EVENT, write_headers
@@ -232,7 +234,7 @@ def test_a_bug_in_a_dependency_call_is_still_a_500(tmp_path: Path) -> None:
 
 @pytest.mark.mariadb
 def test_a_mariadb_that_went_away_answers_503(tmp_path: Path) -> None:
-    backend = MySQLBackend("mysql://root@127.0.0.1:3306/eventlens_outage_test")
+    backend = MySQLBackend(f"{MARIADB_URL}/eventlens_outage_test")
     real = MetadataStore(backend)
     try:
         # the server "goes away": the connection drops and reconnecting finds a closed port
@@ -301,6 +303,33 @@ def test_a_query_bug_is_still_a_500_without_a_trace(exc: Exception) -> None:
     assert "retry-after" not in r.headers
 
 
+class FrozenOwner:
+    """The chDB owner actor with its process stopped: a call is sent and never answered."""
+
+    class _never:
+        @staticmethod
+        def remote(*_: Any) -> asyncio.Future[Any]:
+            return asyncio.get_running_loop().create_future()
+
+    query = data_version = _never
+
+
+def test_a_chdb_owner_that_does_not_answer_is_a_503_not_a_hang() -> None:
+    """A frozen owner (SIGSTOP, tests/fault/test_storage_outage.py) once held insight requests until
+    it resumed: the cache's version look-up and the query each wait a bounded time."""
+    from eventlens.insights.cache import ActorVersions, InsightCache, LocalStore
+    from eventlens.storage.reader import ACTOR_QUERY_TIMEOUT_S, ActorReader
+
+    assert ACTOR_QUERY_TIMEOUT_S > 30  # beyond ClickHouse's own max_execution_time
+    frozen = FrozenOwner()
+    cache = InsightCache(LocalStore(60), ActorVersions(frozen, timeout_s=0.2), 60)
+    app = create_api(ReadAuth(), ActorReader(frozen, timeout_s=0.3), DeadPresence(), lambda: None, cache)
+    started = time.monotonic()
+    r = TestClient(app, raise_server_exceptions=False).get("/insights/p1/metrics")
+    assert_unavailable(r, "storage")
+    assert time.monotonic() - started < 5
+
+
 def test_metadata_down_during_insight_auth_answers_503() -> None:
     down = Authenticator(FailingStore(pymysql.err.OperationalError(2003, "Can't connect")))
     r = api(RaisingReader(KeyError("unreached")), auth=down).get(
@@ -334,7 +363,7 @@ def test_ready_without_redis_configured_has_no_redis_entry(tmp_path: Path) -> No
 
 @pytest.mark.redis
 def test_the_backends_redis_ping_against_real_and_closed_redis(tmp_path: Path) -> None:
-    real = backends.redis_ping(Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:6379/0"))
+    real = backends.redis_ping(Settings(data_dir=tmp_path, redis_url=REDIS_URL))
     closed = backends.redis_ping(Settings(data_dir=tmp_path, redis_url=CLOSED_REDIS))
     assert real is not None and closed is not None
     assert api(RaisingReader(KeyError("x")), redis_ping=real).get("/ready").json()["redis"] is True

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from eventlens import ratelimit
 from eventlens.ratelimit import Decision, LocalRateLimiter, RedisRateLimiter, gcra, retry_after_header
+from tests.servers import REDIS_URL
 
 # the pure step -----------------------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ def with_redis(prefix: str, rate: float, burst: int, body: Any) -> Any:
     import redis.asyncio as aioredis
 
     async def main() -> Any:
-        client = aioredis.Redis.from_url("redis://127.0.0.1:6379/0")
+        client = aioredis.Redis.from_url(REDIS_URL)
         try:
             return await body(RedisRateLimiter(client, rate, burst, prefix), client)
         finally:

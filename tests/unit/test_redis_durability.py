@@ -9,8 +9,7 @@ import pytest
 from eventlens.backends import durability_problems, redis_durability
 from eventlens.config import Settings
 from eventlens.daemon import check_redis_durability
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
+from tests.servers import REDIS_URL
 
 
 def test_only_aof_with_fsync_always_is_durable() -> None:

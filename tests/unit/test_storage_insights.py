@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from eventlens.api.insights import ROUTES
+from eventlens.errors import ClientError
 from eventlens.insights.sources import Rows, Sql
 from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import to_columns
@@ -287,5 +288,166 @@ def test_every_insight_route_is_covered() -> None:
         "property-values",
         "paths",
         "countries",
+        # the read routes: test_the_read_routes_list_what_the_reference_selects
+        "events",
+        "sessions",
+        "profiles",
+        "profile",
     }
     assert set(BY_NAME) == covered
+
+
+# the read routes: pages of stored rows ------------------------------------------------------------
+def walk(wh: Any, project: str, route: str, limit: int, **params: Any) -> list[dict[str, Any]]:
+    """Every page of a list, following ``nextCursor``; a cursor comes only with a full page."""
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(1000):
+        body = call(wh, project, route, limit=limit, **params, **({"cursor": cursor} if cursor else {}))
+        rows += body["data"]
+        cursor = body["nextCursor"]
+        if cursor is None:
+            assert len(body["data"]) <= limit
+            return rows
+        assert len(body["data"]) == limit
+    raise AssertionError("the cursor never ended")
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def session_profiles(events: list[dict[str, Any]]) -> dict[str, str]:
+    """A session's profile: the last profile id its events named (in the order they were sent)."""
+    out: dict[str, str] = {}
+    for e in sorted(ref._distinct(events), key=lambda e: e["created_at"]):
+        if e["name"] not in ref.MARKERS and e.get("profile_id"):
+            out[e["session_id"]] = e["profile_id"]
+    return out
+
+
+@settings(
+    max_examples=int(os.environ.get("EVENTLENS_TEST_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(data=datasets(), tz=st.sampled_from(ZONES), choice=st.data())
+def test_the_read_routes_list_what_the_reference_selects(
+    wh: Any, data: Dataset, tz: str, choice: st.DataObject
+) -> None:
+    """Newest first, every page walked: the events and sessions the reference selects for the same
+    range, zone, filters and bots, each once; one profile's sessions and events through its aliases."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    load(wh, project, data)
+    events = data.events
+    rng = choice.draw(ranges(data, tz))
+    flt = choice.draw(filters())
+    bots = choice.draw(st.booleans())
+    q = ref.Query(rng.start_ms, rng.end_ms, tz, flt, bots)
+    common: dict[str, Any] = {"startDate": rng.start, "endDate": rng.end, "timezone": tz, "includeBots": bots}
+    if flt:
+        common["filters"] = json.dumps(flt)
+    ctx = {"range": rng, "filters": flt, "tz": tz, "aliases": data.aliases}
+    limit = choice.draw(st.integers(1, 7))
+
+    markers = choice.draw(st.booleans())
+    want = ref._distinct(
+        e
+        for e in events
+        if (markers or e["name"] not in ref.MARKERS)
+        and q.start_ms <= e["created_at"] < q.end_ms
+        and (bots or not e.get("is_bot"))
+        and all(ref.matches(e, f) for f in flt)
+    )
+    want.sort(key=lambda e: (e["created_at"], e["id"]), reverse=True)
+    got = walk(wh, project, "events", limit, includeMarkers=markers, **common)
+    fields = [(g["id"], g["createdAt"], g["name"], g["deviceId"], g["sessionId"], g["isBot"]) for g in got]
+    assert fields == [
+        (e["id"], iso(e["created_at"]), e["name"], e["device_id"], e["session_id"], bool(e.get("is_bot")))
+        for e in want
+    ], ctx
+
+    sessions = sorted(ref.sessions_in(events, q), key=lambda s: (s.start, s.sid), reverse=True)
+    got = walk(wh, project, "sessions", limit, **common)
+    assert [
+        (g["id"], g["deviceId"], g["pageViews"], g["events"], g["isBounce"], g["duration"]) for g in got
+    ] == [(s.sid, s.device, s.page_views, len(s.times), s.bounce, s.duration) for s in sessions], ctx
+
+    # one profile: its own and its aliases' sessions and events in range, newest first
+    pid = choice.draw(st.sampled_from(["user0", "user1", "user2", "user9"]))
+    aliases = data.alias_map()
+
+    def mine(person: str) -> bool:
+        return person == pid or aliases.get(person) == pid
+
+    own_events = [e for e in ref.selected(events, q) if mine(ref.person(e))]
+    own_events.sort(key=lambda e: (e["created_at"], e["id"]), reverse=True)
+    profile_of = session_profiles(events)
+    own_sessions = [s for s in sessions if mine(profile_of.get(s.sid) or s.device)]
+    own_aliases = sorted(a for a, p in aliases.items() if p == pid)
+    model = BY_NAME["profile"].params.model_validate({**common, "limit": 500}).with_path({"profile_id": pid})
+
+    async def query(sql: Sql) -> Rows:
+        return wh.query(*sql)
+
+    if not (own_events or own_sessions or own_aliases):
+        with pytest.raises(ClientError) as err:
+            asyncio.run(BY_NAME["profile"].compute(project, model, query))
+        assert err.value.status == 404, ctx
+        return
+    body = orjson.loads(orjson.dumps(asyncio.run(BY_NAME["profile"].compute(project, model, query))))
+    assert body["id"] == pid and body["updatedAt"] is None and body["counters"] == {}, ctx
+    assert body["aliases"] == own_aliases, ctx
+    assert [e["id"] for e in body["events"]] == [e["id"] for e in own_events], (pid, ctx)
+    assert [s["id"] for s in body["sessions"]] == [s.sid for s in own_sessions], (pid, ctx)
+
+
+def test_profiles_list_the_newest_state_of_each_newest_first(wh: Any) -> None:
+    """``identify`` rows at several versions: the list and its filters see each profile's newest
+    row only, newest update first, ties by id; counters sum their operations once each."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    t0 = 1_780_000_000_000
+    rows = [
+        {"_t": "profiles", "profile_id": f"u{i}", "email": f"old{i}@example.com", "updated_at": t0 + i,
+         "properties": {"plan": "free"}, "event_id": f"p{i}"}
+        for i in range(6)
+    ] + [
+        # u1 and u4 updated later; u2 and u3 at the same millisecond
+        {"_t": "profiles", "profile_id": "u1", "email": "new1@example.com", "updated_at": t0 + 100,
+         "properties": {"plan": "pro"}, "event_id": "p1b"},
+        {"_t": "profiles", "profile_id": "u4", "email": "new4@example.com", "updated_at": t0 + 100,
+         "properties": {"plan": "pro"}, "event_id": "p4b"},
+    ]  # fmt: skip
+    counters = [
+        {"_t": "profile_counters", "profile_id": "u1", "property": "logins", "delta": d, "created_at": t0,
+         "event_id": f"c{k}"}
+        for k, d in enumerate((1.0, 1.0, -0.5))
+    ]  # fmt: skip
+    for table, batch in (("profiles", rows[:6]), ("profiles", rows[6:]), ("profile_counters", counters)):
+        for r in batch:
+            r["project_id"] = project
+        names, cols = to_columns(table, batch)
+        token = f"t-{uuid.uuid4().hex}"
+        wh.insert_columns(table, names, cols, token)
+        wh.insert_columns(table, names, cols, token)  # a replay lands once
+    rng = {"startDate": "2026-05-01", "endDate": "2026-06-30"}
+    listed = [p["id"] for p in walk(wh, project, "profiles", 2, **rng)]
+    assert listed == ["u4", "u1", "u5", "u3", "u2", "u0"]
+    by = lambda v: json.dumps([{"field": "email", "operator": "startsWith", "value": v}])  # noqa: E731
+    assert [p["id"] for p in call(wh, project, "profiles", filters=by("old"), **rng)["data"]] == [
+        "u5",
+        "u3",
+        "u2",
+        "u0",
+    ]
+    assert [p["id"] for p in call(wh, project, "profiles", filters=by("new"), **rng)["data"]] == ["u4", "u1"]
+    plan = json.dumps([{"field": "properties.plan", "operator": "eq", "value": "free"}])
+    assert len(call(wh, project, "profiles", filters=plan, **rng)["data"]) == 4
+    model = BY_NAME["profile"].params.model_validate(rng).with_path({"profile_id": "u1"})
+
+    async def query(sql: Sql) -> Rows:
+        return wh.query(*sql)
+
+    one = asyncio.run(BY_NAME["profile"].compute(project, model, query))
+    assert one["email"] == "new1@example.com" and one["counters"] == {"logins": 1.5}
+    assert one["updatedAt"] == iso(t0 + 100) and one["events"] == [] and one["sessions"] == []

@@ -22,6 +22,7 @@ from eventlens.storage.wal import (
     decode_frames,
     encode_frame,
 )
+from tests.servers import REDIS_URL
 
 # JSON-safe records: what the shards log (orjson round-trips these exactly).
 json_scalar = st.one_of(
@@ -343,7 +344,7 @@ def keys(prefix: str) -> Any:
 def redis_client() -> Iterator[Any]:
     import redis
 
-    client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
+    client = redis.Redis.from_url(REDIS_URL)
     yield client
     client.close()
 
