@@ -15,19 +15,18 @@ written from the rules below and sharing no code with ``eventlens.buffer``:
   more than 60 s ahead of the arrival.
 - **Late.** An event older than ``now − late bound`` is stored with its own time and joins no
   visit: its session id is the client's ``sessionId`` as sent, else one of its own.
-- **Visits** (per device, in arrival order). The device's current visit is the last one opened,
-  whether or not the clock has ended it since: an event continues it when its time is less than
-  the timeout after the visit's latest event and less than the timeout before its earliest, and
-  it sent no ``sessionId`` or the visit's own. An event that does not continue it and is older
-  than its start (by the timeout or more, or of another client session) is stored like a late
-  event (an offline queue), keeping its client's ``sessionId``. Otherwise the event opens a new
-  visit (ending the current one). Whether ``expire_sessions`` ran in between changes nothing here:
-  a visit ended by the clock is continued by an event that still falls within its timeout.
+- **Visits** (per device, in arrival order). An event continues a visit when its time is less
+  than the timeout after the visit's latest event and less than the timeout before its earliest,
+  and it sent no ``sessionId`` or the visit's own. It continues the device's last visit if it can;
+  else, if it is older than that visit's start, the visit before (which the last one ended) if it
+  can, and otherwise it is stored like a late event (an offline queue), keeping its client's
+  ``sessionId``; else it opens a new visit, ending the last one. Whether the clock ended a visit
+  in between changes none of this (a visit ended by the clock is continued by an event that still
+  falls within it, and stays ended), nor does a restart of the shard.
 - **Client session ids.** The n-th visit opened with the client id ``s`` is stored as ``s``
   (n = 1), then ``s~2``, ``s~3``, … (per project, for ever, restarts and days included).
-- **Ending.** ``expire_sessions(now)`` ends a visit whose latest event is at least the timeout
-  older than ``now``; a visit is also ended when the device opens the next one. A visit continued
-  after the clock ended it is open again.
+- **Ending.** ``expire_sessions(now)`` ends the device's last visit once its latest event is at
+  least the timeout older than ``now``; opening a visit ends the one before.
 - **Bots.** A crawler's user agent flags its events ``is_bot`` unless the client authenticated
   with its secret (a server-side SDK). Presence (``take_presence``) lists every stored non-bot
   event at most the live window older than its arrival.
@@ -299,20 +298,22 @@ def scenarios(
     partial_flush_after_crash: bool = True,
     replay_offline_with_sid: bool = True,
     reordered_views_after_restart: bool = True,
+    reopen_after_restart: bool = True,
+    older_than_ended: bool = True,
 ) -> Scenario:
     """A scenario. Options leave out what the shard does not do yet (see the test module's flags):
     with ``retry_after_forgotten`` false no retry arrives after a restart that followed a flush
-    of its first copy (the shard then forgets the id until the durable id index lands); with
-    ``reopen_ended`` false no event arrives after the clock ended the device's last visit when
-    that visit decides it, continuing it or being older than its start (its
-    copies are left out); with ``reuse_across_restart_days`` false the shard never restarts
-    between two visits opened with one client session id when the earlier one opened on an
-    earlier UTC day than the restart; with ``partial_flush_after_crash`` false a shard that crashed
-    never dies again half-way through a flush before one flush completed; with
+    of its first copy; with ``reopen_ended`` false no event continues a visit that had ended;
+    with ``reopen_after_restart`` false none does after a restart since the visit ended; with
+    ``older_than_ended`` false no event older than the start of the device's last visit arrives
+    after the clock ended that visit; with ``reuse_across_restart_days`` false the shard never
+    restarts between two visits opened with one client session id when the earlier one opened on
+    an earlier UTC day than the restart; with ``partial_flush_after_crash`` false a shard that
+    crashed never dies again half-way through a flush before one flush completed; with
     ``replay_offline_with_sid`` false, a shard that logged an event of an offline queue carrying a
     client session id stops gracefully (instead of crashing) unless a flush came in between; with
     ``reordered_views_after_restart`` false, no page view arrives out of order into a visit
-    opened before a restart (its copies are left out)."""
+    opened before a restart. (Events are left out with all their copies.)"""
     base_ms = int(draw(st.sampled_from(BASES)).timestamp() * 1000)
     n = draw(st.integers(1, 4))
     devices = [
@@ -366,7 +367,11 @@ def scenarios(
         if not reuse_across_restart_days:
             steps = _without_restarts_across_days(devices, ops, steps, end)
         if not reopen_ended:
-            steps = _without_reopened_visits(devices, ops, steps, end)
+            steps = _without_decided(devices, ops, steps, end, "continued_ended")
+        if not reopen_after_restart:
+            steps = _without_decided(devices, ops, steps, end, "reopened_after_restart")
+        if not older_than_ended:
+            steps = _without_decided(devices, ops, steps, end, "older_than_ended")
         if not replay_offline_with_sid:
             steps = _without_replayed_offline_events(devices, ops, steps, end)
         if not reordered_views_after_restart:
@@ -384,6 +389,8 @@ def scenarios(
         "partial_flush_after_crash": partial_flush_after_crash,
         "replay_offline_with_sid": replay_offline_with_sid,
         "reordered_views_after_restart": reordered_views_after_restart,
+        "reopen_after_restart": reopen_after_restart,
+        "older_than_ended": older_than_ended,
     }
     return Scenario(base_ms, devices, ops, steps, end, flags)
 
@@ -431,14 +438,15 @@ def _without_restarts_across_days(
     return out
 
 
-def _without_reopened_visits(devices: list[Device], ops: list[Op], steps: list[Step], end: int) -> list[Step]:
-    """The steps without the events that arrive after the clock ended the device's last visit and
-    that this visit decides (they continue it, or are older than its start)."""
+def _without_decided(
+    devices: list[Device], ops: list[Op], steps: list[Step], end: int, kind: str
+) -> list[Step]:
+    """The steps without the events the reference lists as ``kind`` (until there are none)."""
     while True:
-        decided = simulate(devices, ops, steps, end).after_clock_end
-        if not decided:
+        found = getattr(simulate(devices, ops, steps, end), kind)
+        if not found:
             return steps
-        steps = _without_events(ops, steps, decided)
+        steps = _without_events(ops, steps, found)
 
 
 def _without_events(ops: list[Op], steps: list[Step], ids: list[str]) -> list[Step]:
@@ -530,6 +538,7 @@ class Visit:
     ever_closed: bool = False
     opened_in: int = -1  # the step whose batch opened it
     epoch: int = 0  # restarts of the shard before it opened
+    closed_epoch: int = 0  # restarts of the shard before it ended
 
     @property
     def opened_at(self) -> int:
@@ -616,16 +625,18 @@ class ShardReference:
     def __init__(self, project: str, devices: list[Device]) -> None:
         self.project = project
         self.devices = {d.device_id: d for d in devices}
-        self.current: dict[str, Visit] = {}  # device → its last opened visit
+        self.history: dict[str, list[Visit]] = {}  # device → its visits, in the order they opened
         self.visits: list[Visit] = []
         self.ordinals: dict[str, int] = {}  # client session id → visits opened with it
         self.stored: dict[str, dict[str, Any]] = {}  # id → the stored event (session_id: a label)
         self.visit_of: dict[str, Visit | None] = {}  # id → its visit (None: late)
         self.profiles: dict[str, dict[str, Any]] = {}
         self.aliases: list[dict[str, Any]] = []
-        # events arriving after the clock ended the device's last visit that this visit decides:
-        # they continue it, or they are older than its start (stored like late events)
-        self.after_clock_end: list[str] = []
+        # events continuing a visit that had ended; those arriving after a restart since it ended;
+        # events older than the start of a device's last visit after the clock ended it
+        self.continued_ended: list[str] = []
+        self.reopened_after_restart: list[str] = []
+        self.older_than_ended: list[str] = []
         self.step = -1  # the step being played (visits note the one that opened them)
         # steps that stored an event of an offline queue (older than the live visit) carrying a
         # client session id
@@ -681,37 +692,40 @@ class ShardReference:
                 presence.append((self.project, device.device_id, ev["created_at"]))
         return expected, presence
 
+    @staticmethod
+    def _fits(visit: Visit, t: int, sid: str) -> bool:
+        """The event continues the visit: under the timeout from it on both sides, and no client
+        session id or the visit's own."""
+        return (
+            (not sid or sid == visit.client_sid)
+            and t - visit.last < TIMEOUT_MS
+            and visit.start - t < TIMEOUT_MS
+        )
+
     def _place(self, ev: dict[str, Any], sid: str, now: int) -> None:
         t = ev["created_at"]
         if t < now - LATE_MS:
             self._late(ev, sid)
             return
-        cur = self.current.get(ev["device_id"])
-        if cur is not None:
-            same_visit = not sid or sid == cur.client_sid
-            if same_visit and t - cur.last < TIMEOUT_MS and cur.start - t < TIMEOUT_MS:
-                if (
-                    ev.get("name") in PAGE_VIEWS
-                    and ev.get("path")
-                    and t < cur.last
-                    and cur.epoch < self.restarts
-                ):
-                    self.reordered_views_after_restart.append(ev["id"])
-                cur.events.append(ev)
-                if cur.closed:  # ended by the clock, yet this event falls within its timeout
-                    self.after_clock_end.append(ev["id"])
-                cur.closed = False
-                ev["session_id"] = cur.label
-                self.visit_of[ev["id"]] = cur
+        history = self.history.setdefault(ev["device_id"], [])
+        cur = history[-1] if history else None
+        if cur is not None and self._fits(cur, t, sid):
+            self._join(cur, ev)
+            return
+        if cur is not None and t < cur.start:
+            if cur.closed:  # older than a visit the clock ended: no matter, as if it were live
+                self.older_than_ended.append(ev["id"])
+            prev = history[-2] if len(history) > 1 else None
+            if prev is not None and self._fits(prev, t, sid):
+                self._join(prev, ev)  # the visit before, which the next one ended
                 return
-            if t < cur.start:
-                if cur.closed:  # what the clock did is no matter here either
-                    self.after_clock_end.append(ev["id"])
-                self._late(ev, sid)  # an offline queue older than the visit: as if late
-                if sid:
-                    self.offline_with_sid.append(self.step)
-                return
-            cur.closed = cur.ever_closed = True
+            self._late(ev, sid)  # an offline queue older than the visit: as if late
+            if sid:
+                self.offline_with_sid.append(self.step)
+            return
+        if cur is not None and not cur.closed:
+            cur.closed, cur.closed_epoch = True, self.restarts
+            cur.ever_closed = True
         if sid:
             n = self.ordinals[sid] = self.ordinals.get(sid, 0) + 1
             label = sid if n == 1 else f"{sid}~{n}"
@@ -719,8 +733,20 @@ class ShardReference:
             label = f"srv:{ev['id']}"
         visit = Visit(label, sid, ev["device_id"], ev, [ev], opened_in=self.step, epoch=self.restarts)
         self.visits.append(visit)
-        self.current[ev["device_id"]] = visit
+        history.append(visit)
         ev["session_id"] = label
+        self.visit_of[ev["id"]] = visit
+
+    def _join(self, visit: Visit, ev: dict[str, Any]) -> None:
+        t = ev["created_at"]
+        if ev.get("name") in PAGE_VIEWS and ev.get("path") and t < visit.last and visit.epoch < self.restarts:
+            self.reordered_views_after_restart.append(ev["id"])
+        if visit.closed:  # inside a visit that ended: it continues (and stays ended)
+            self.continued_ended.append(ev["id"])
+            if visit.closed_epoch < self.restarts:
+                self.reopened_after_restart.append(ev["id"])
+        visit.events.append(ev)
+        ev["session_id"] = visit.label
         self.visit_of[ev["id"]] = visit
 
     def _late(self, ev: dict[str, Any], sid: str) -> None:
@@ -730,15 +756,17 @@ class ShardReference:
     def expire(self, now: int) -> list[Visit]:
         """The clock at ``now``: the visits it ends."""
         ended = []
-        for visit in self.current.values():
+        for history in self.history.values():
+            visit = history[-1]
             if not visit.closed and now - visit.last >= TIMEOUT_MS:
                 visit.closed = visit.ever_closed = True
+                visit.closed_epoch = self.restarts
                 ended.append(visit)
         return ended
 
     def timeouts(self) -> list[int]:
         """When the open visits time out."""
-        return [v.last + TIMEOUT_MS for v in self.current.values() if not v.closed]
+        return [h[-1].last + TIMEOUT_MS for h in self.history.values() if not h[-1].closed]
 
     def catch_up(self, now: int, since: int) -> None:
         """The clock from its last reading ``since`` to ``now`` (a restart's downtime in between

@@ -40,7 +40,8 @@ from eventlens.api.insights import ROUTES
 from eventlens.buffer import core as core_module
 from eventlens.buffer import recovery as recovery_module
 from eventlens.buffer.core import BufferConfig, BufferCore
-from eventlens.buffer.recovery import client_ids_loader, open_sessions_loader, profile_loader
+from eventlens.buffer.idempotency import FileIdIndex, day_of
+from eventlens.buffer.recovery import client_ids_loader, open_sessions_loader, profile_loader, rebuild_ids
 from eventlens.buffer.sessions import CLIENT_IDS
 from eventlens.ingest import pipeline
 from eventlens.ingest.context import RequestContext, enrichment
@@ -72,20 +73,22 @@ pytestmark = [pytest.mark.storage, pytest.mark.chdb]
 # the shard follows the rule, that test passes (an XPASS: a failure), so set the flag True and
 # drop the xfail.
 #
-# The durable id index (another branch) is not merged yet: without it a shard that restarts after
-# flushing an event's first copy forgets the id, and a retry arriving then is stored again. Until
-# it lands the scenarios leave such retries out; set True (and hand the index to ``Shard.open``)
-# once it has, and drop the xfail of test_a_retry_after_a_restart_that_forgot_the_id_is_stored_once.
-ID_INDEX = False
-# A visit the clock ended is continued by an event that still falls within its timeout (one
-# session, not two): being implemented in main. More generally the device's last visit decides an
-# event whether or not the clock has ended it yet, so an event older than that visit's start is
-# stored like a late event either way (today: like a late event while the visit is live, a new
-# session once the clock ended it). Until then the scenarios leave out events arriving after the
-# clock ended the visit that decides them; see
-# test_an_event_within_the_timeout_of_a_visit_the_clock_ended_continues_it and
-# test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event.
-REOPEN_ENDED_VISITS = False
+# A visit that ended (by the clock, or by the device's next visit) is continued by an event that
+# falls inside it (DEFINITIONS.md, Sessions, rule 3), but a restarted shard remembers only the
+# visits whose session_end is still in its unflushed log: after a restart an event inside a visit
+# that ended before it (and was flushed) opens a session of its own. The scenarios leave out
+# events continuing a visit that ended before a restart since; see
+# test_an_event_inside_a_visit_that_ended_before_a_restart_continues_it.
+REOPEN_AFTER_RESTART = False
+# An event older than the start of the device's last visit is decided by that visit whether or not
+# the clock has ended it yet: the visit before continues it if it falls inside that one, else it is
+# stored like a late event. Today that holds while the last visit is live; once the clock ended it,
+# such an event opens a session of its own instead (the shard remembers only the last ended visit
+# and checks the offline-queue rule only against a live one). The scenarios leave out events
+# older than the start of a visit the clock ended; see
+# test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event and
+# test_an_event_older_than_a_visit_the_clock_ended_continues_the_visit_before.
+OLDER_THAN_ENDED_VISIT = False
 # A client session id reused for a later visit is stored as <id>~2, <id>~3, … A restarted shard
 # learns the ids already used only from the client ids stored *today* (UTC), so a reuse after a
 # restart on a later day than the earlier visit's opening is stored under the bare id again (two
@@ -191,15 +194,18 @@ class Shard:
         self.core = self.open()
 
     def open(self) -> BufferCore:
-        """A shard (re)starting over the log directory, with the actor's loaders."""
+        """A shard (re)starting over the log directory, with the actor's loaders and id index."""
         query = self.writer.query
+        ids = FileIdIndex(self.directory / "ids", self.config.index, 7, day_of(core_module.now_ms()))
+        rebuild_ids(ids, query, self.config.index)
         core = BufferCore(
             self.config,
-            FileSegmentLog(self.directory, fsync=False),
+            FileSegmentLog(self.directory / "wal", fsync=False),
             self.writer,
             open_sessions_loader(self.config.index, query),
             profile_loader(query),
             client_ids=client_ids_loader(self.config.index, query, CLIENT_IDS),
+            ids=ids,
         )
         core.recover()
         return core
@@ -531,8 +537,8 @@ def check_routes(
 )
 @given(
     sc=scenarios(
-        retry_after_forgotten=ID_INDEX,
-        reopen_ended=REOPEN_ENDED_VISITS,
+        reopen_after_restart=REOPEN_AFTER_RESTART,
+        older_than_ended=OLDER_THAN_ENDED_VISIT,
         reuse_across_restart_days=REUSE_ACROSS_RESTART_DAYS,
         partial_flush_after_crash=PARTIAL_FLUSH_AFTER_CRASH,
         replay_offline_with_sid=REPLAY_OFFLINE_WITH_SID,
@@ -610,16 +616,13 @@ def replay_script(wh: Any, script: Script, end_minute: float, **options: Any) ->
     check_rows(wh, project, reference, answers, sc)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="the durable id index is not merged (ID_INDEX)")
 def test_a_retry_after_a_restart_that_forgot_the_id_is_stored_once(wh: Any) -> None:
-    """The first copy is flushed (its segment deleted), the shard restarts, the client retries."""
+    """The first copy is flushed (its segment deleted), the shard restarts, the client retries:
+    the id index remembers it."""
     script = Script().send(0, ("e1", 0, None)).flush(1).restart(2).send(3, ("e1", 0, None))
     replay_script(wh, script, 4)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="being implemented in main (REOPEN_ENDED_VISITS)"
-)
 def test_an_event_within_the_timeout_of_a_visit_the_clock_ended_continues_it(wh: Any) -> None:
     """The visit's last event is at 0; the clock ends it at 30; an event of minute 20 arrives at 45
     (25 minutes late, within the late bound): one session, not two."""
@@ -627,13 +630,29 @@ def test_an_event_within_the_timeout_of_a_visit_the_clock_ended_continues_it(wh:
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REOPEN_ENDED_VISITS")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REOPEN_AFTER_RESTART")
+def test_an_event_inside_a_visit_that_ended_before_a_restart_continues_it(wh: Any) -> None:
+    """As above, but the ended visit was flushed and the shard restarted before the event came."""
+    script = Script().send(0, ("e1", 0, None)).flush(31).restart(40).send(45, ("e2", 20, None))
+    replay_script(wh, script, 120)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="OLDER_THAN_ENDED_VISIT")
 def test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event(wh: Any) -> None:
     """Visit "a" spans minutes 10 to 12; the clock ends it at 42; at 50 an event of minute 8 with
     another session id arrives (42 minutes old: not late). Had it come at 40, before the clock
     ended "a", it would be stored like a late event (older than the visit's start, not of it); the
     clock must not turn it into a session of its own."""
     script = Script().send(10, ("e1", 10, "a")).send(12, ("e2", 12, "a")).send(50, ("e3", 8, "b"))
+    replay_script(wh, script, 120)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="OLDER_THAN_ENDED_VISIT")
+def test_an_event_older_than_a_visit_the_clock_ended_continues_the_visit_before(wh: Any) -> None:
+    """Visit "a" at 0, visit "b" at 5 (another session id: "a" ends); the clock ends "b" at 35; at
+    40 an event of minute 3 with "a" arrives. Had it come at 30 ("b" live) it would continue "a"
+    (the device's last ended visit); after the clock ended "b" it must still."""
+    script = Script().send(0, ("e1", 0, "a")).send(5, ("e2", 5, "b")).send(40, ("e3", 3, "a"))
     replay_script(wh, script, 120)
 
 
