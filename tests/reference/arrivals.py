@@ -300,6 +300,7 @@ def scenarios(
     reordered_views_after_restart: bool = True,
     reopen_after_restart: bool = True,
     older_than_ended: bool = True,
+    replay_continued_ended: bool = True,
 ) -> Scenario:
     """A scenario. Options leave out what the shard does not do yet (see the test module's flags):
     with ``retry_after_forgotten`` false no retry arrives after a restart that followed a flush
@@ -313,7 +314,9 @@ def scenarios(
     ``replay_offline_with_sid`` false, a shard that logged an event of an offline queue carrying a
     client session id stops gracefully (instead of crashing) unless a flush came in between; with
     ``reordered_views_after_restart`` false, no page view arrives out of order into a visit
-    opened before a restart. (Events are left out with all their copies.)"""
+    opened before a restart; with ``replay_continued_ended`` false, a shard that logged an event
+    continuing an ended visit stops gracefully instead of crashing unless a flush came in between.
+    (Events are left out with all their copies.)"""
     base_ms = int(draw(st.sampled_from(BASES)).timestamp() * 1000)
     n = draw(st.integers(1, 4))
     devices = [
@@ -373,7 +376,9 @@ def scenarios(
         if not older_than_ended:
             steps = _without_decided(devices, ops, steps, end, "older_than_ended")
         if not replay_offline_with_sid:
-            steps = _without_replayed_offline_events(devices, ops, steps, end)
+            steps = _without_crash_replaying(devices, ops, steps, end, "offline_with_sid")
+        if not replay_continued_ended:
+            steps = _without_crash_replaying(devices, ops, steps, end, "continued_ended_in")
         if not reordered_views_after_restart:
             steps = _without_events(
                 ops, steps, simulate(devices, ops, steps, end).reordered_views_after_restart
@@ -391,6 +396,7 @@ def scenarios(
         "reordered_views_after_restart": reordered_views_after_restart,
         "reopen_after_restart": reopen_after_restart,
         "older_than_ended": older_than_ended,
+        "replay_continued_ended": replay_continued_ended,
     }
     return Scenario(base_ms, devices, ops, steps, end, flags)
 
@@ -463,13 +469,13 @@ def _without_events(ops: list[Op], steps: list[Step], ids: list[str]) -> list[St
     return out
 
 
-def _without_replayed_offline_events(
-    devices: list[Device], ops: list[Op], steps: list[Step], end: int
+def _without_crash_replaying(
+    devices: list[Device], ops: list[Op], steps: list[Step], end: int, kind: str
 ) -> list[Step]:
-    """A crash that would replay an offline-queue event with a client session id from the log is a
-    graceful stop (which flushes the log first)."""
+    """A crash that would replay from the log an event logged by one of the steps the reference
+    lists as ``kind`` is a graceful stop instead (which flushes the log first)."""
     pending = False
-    logged = set(simulate(devices, ops, steps, end).offline_with_sid)
+    logged = set(getattr(simulate(devices, ops, steps, end), kind))
     out = []
     for n, s in enumerate(steps):
         if s.kind == "restart" and s.how != "stop" and pending:
@@ -636,6 +642,7 @@ class ShardReference:
         # events older than the start of a device's last visit after the clock ended it
         self.continued_ended: list[str] = []
         self.reopened_after_restart: list[str] = []
+        self.continued_ended_in: list[int] = []  # the steps that logged such continuations
         self.older_than_ended: list[str] = []
         self.step = -1  # the step being played (visits note the one that opened them)
         # steps that stored an event of an offline queue (older than the live visit) carrying a
@@ -743,6 +750,7 @@ class ShardReference:
             self.reordered_views_after_restart.append(ev["id"])
         if visit.closed:  # inside a visit that ended: it continues (and stays ended)
             self.continued_ended.append(ev["id"])
+            self.continued_ended_in.append(self.step)
             if visit.closed_epoch < self.restarts:
                 self.reopened_after_restart.append(ev["id"])
         visit.events.append(ev)
