@@ -161,7 +161,9 @@ def sessions_of(events: list[dict[str, Any]]) -> dict[str, Sess]:
             )
     for e in _distinct(events):
         s = out.get(e.get("session_id", ""))
-        if s is None or e["name"] in MARKERS:
+        # a late event that kept the client's session id is stored under it but is not one of the
+        # session's events (the session's row leaves it out)
+        if s is None or e["name"] in MARKERS or e.get("_late"):
             continue
         s.times.append(e["created_at"])
         if e["name"] in PAGE_VIEWS:
