@@ -33,9 +33,12 @@ SHARDS = 2
 SENDERS = 4
 SIZE = 50  # events per batch
 CLIENT_TIMEOUT_S = 10.0
+# a seal logs the snapshots of the sessions it changed even past the bound (20 devices here: one
+# row each, and room to spare)
+SEAL_ROWS = 100
 # one shard append may carry every sender's batch (a replica coalesces them), plus the session
 # rows a seal adds: a log is "at its bound" once it holds more than BOUND less this
-SLACK = SENDERS * SIZE + 100
+SLACK = SENDERS * SIZE + SEAL_ROWS
 PACE_S = 0.2
 
 
@@ -207,7 +210,7 @@ def test_frozen_storage_fills_the_logs_then_503_then_drains(d: Daemon) -> None:
     # log all of whose senders wait on the other shard takes nothing more. Nor need the first
     # refusal come after the freeze: on a busy machine the flushes can fall BOUND behind the
     # senders while storage works, which is the same backpressure.)
-    assert all(p <= BOUND for p in full) and max(full) > BOUND - SLACK, full
+    assert all(p <= BOUND + SEAL_ROWS for p in full) and max(full) > BOUND - SLACK, full
     first_503 = next(i for i, r in enumerate(replies) if r.status == 503)
     waiting = []
     for r in replies:
