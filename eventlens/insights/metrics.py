@@ -9,7 +9,7 @@ from typing import Any
 from eventlens.insights.buckets import CH_BUCKET, buckets, label
 from eventlens.insights.models import MetricsParams, TimeseriesParams
 from eventlens.insights.scope import Scope, session_where
-from eventlens.insights.sources import Json, Query, Rows, Sql, counts_source, rate, ratio
+from eventlens.insights.sources import Json, Query, Rows, Sql, counts_source, rate, ratio, seconds_per
 
 
 # metrics ---------------------------------------------------------------------------------------
@@ -22,11 +22,11 @@ def metrics_sql(scope: Scope) -> Sql:
     FROM {source.table}"""
     sql = f"""
 SELECT e.uniqueVisitors, e.totalEvents, e.totalPageViews,
-       s.totalSessions, s.bouncedSessions, s.totalDuration
+       s.totalSessions, s.bouncedSessions, s.totalDurationMs
 FROM ({events}) AS e
 CROSS JOIN (
     SELECT count() AS totalSessions, countIf(is_bounce = 1) AS bouncedSessions,
-           sumIf(duration, is_bounce = 0) AS totalDuration
+           sumIf(toInt64(round(duration * 1000)), is_bounce = 0) AS totalDurationMs
     FROM sessions FINAL WHERE {session_where(scope, params)}
 ) AS s"""
     return sql, params
@@ -42,7 +42,7 @@ def shape_metrics(row: dict[str, Any]) -> dict[str, Any]:
         "totalEvents": int(row.get("totalEvents") or 0),
         "viewsPerSession": ratio(views, sessions),
         "bounceRate": rate(int(row.get("bouncedSessions") or 0), sessions),
-        "avgSessionDuration": ratio(float(row.get("totalDuration") or 0.0), sessions),
+        "avgSessionDuration": seconds_per(int(row.get("totalDurationMs") or 0), sessions),
     }
 
 

@@ -41,6 +41,16 @@ def ratio(part: float, whole: float) -> float:
     return round(part / whole, 2) if whole else 0
 
 
+def seconds_per(total_ms: int, whole: int) -> float:
+    """``total_ms`` milliseconds ÷ ``whole``, in seconds rounded half up to two decimals, in integer
+    arithmetic: a sum of float seconds depends on the order ClickHouse adds them in, which decides
+    an average lying exactly half-way between two hundredths."""
+    if not whole:
+        return 0
+    hundredths = (2 * total_ms + 10 * whole) // (20 * whole)
+    return hundredths / 100
+
+
 def int_rows(rows: Rows, *counts: str) -> Rows:
     """The count columns as ints (64-bit counts may arrive as text)."""
     for r in rows:

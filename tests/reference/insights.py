@@ -7,11 +7,13 @@ markers) and follows the endpoints' definitions literally; it shares no code wit
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +38,11 @@ def rate(part: float, whole: float) -> float:
 
 def ratio(part: float, whole: float) -> float:
     return round(part / whole, 2) if whole else 0
+
+
+def avg_seconds(total_ms: int, n: int) -> float:
+    """Exact: milliseconds over ``n``, in seconds rounded half up to two decimals."""
+    return math.floor(Fraction(total_ms, 10 * n) + Fraction(1, 2)) / 100 if n else 0
 
 
 # filters ---------------------------------------------------------------------------------------
@@ -134,7 +141,11 @@ class Sess:
 
     @property
     def duration(self) -> float:
-        return (max(self.times) - min(self.times)) / 1000 if self.times else 0.0
+        return self.duration_ms / 1000
+
+    @property
+    def duration_ms(self) -> int:
+        return max(self.times) - min(self.times) if self.times else 0
 
     def entry(self) -> str:
         with_path = [v for v in self.views if v[1]]
@@ -234,7 +245,7 @@ def metrics(events: list[dict[str, Any]], q: Query) -> dict[str, Any]:
         "totalEvents": len(ev),
         "viewsPerSession": ratio(views, n),
         "bounceRate": rate(sum(1 for s in ss if s.bounce), n),
-        "avgSessionDuration": ratio(sum(s.duration for s in ss if not s.bounce), n),
+        "avgSessionDuration": avg_seconds(sum(s.duration_ms for s in ss if not s.bounce), n),
     }
 
 

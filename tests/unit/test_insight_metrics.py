@@ -61,7 +61,7 @@ def test_minute_timeseries_read_raw_events() -> None:
 
 def test_shape_metrics_rounds_rates() -> None:
     row = {"uniqueVisitors": "3", "totalEvents": 9, "totalPageViews": 5, "totalSessions": 4}
-    shaped = metrics.shape_metrics({**row, "bouncedSessions": 1, "totalDuration": 33.5})
+    shaped = metrics.shape_metrics({**row, "bouncedSessions": 1, "totalDurationMs": 33500})
     assert shaped == {
         "uniqueVisitors": 3,
         "totalSessions": 4,
@@ -72,6 +72,15 @@ def test_shape_metrics_rounds_rates() -> None:
         "avgSessionDuration": 8.38,
     }
     assert set(metrics.shape_metrics({}).values()) == {0}
+
+
+def test_average_session_duration_rounds_half_up_exactly() -> None:
+    """Summed in integer milliseconds: 15 ms over one session is 0.015 s, half-way between two
+    hundredths, and rounds up (a float 0.015 would round down), whatever the order of the sum."""
+    row = {"totalSessions": 1, "totalDurationMs": 15}
+    assert metrics.shape_metrics(row)["avgSessionDuration"] == 0.02
+    assert metrics.shape_metrics({"totalSessions": 3, "totalDurationMs": 1000})["avgSessionDuration"] == 0.33
+    assert metrics.shape_metrics({"totalSessions": 8, "totalDurationMs": 1000})["avgSessionDuration"] == 0.13
 
 
 def test_compare_is_percent_change_and_none_from_zero() -> None:
