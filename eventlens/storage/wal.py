@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+import redis
 
 from eventlens.records import Record
 
@@ -257,17 +258,38 @@ class Fenced(WalError):
         self.current = current
 
 
-# KEYS: epoch, segment stream, segment list, next; ARGV: my epoch, frame, segment number, register.
-# The epoch check and the write are one script, so no write of a superseded owner lands after a
-# takeover. Registering (ZADD + next) rides the first append of a segment.
+# KEYS: epoch, segment stream, segment list, next, last append, settled tokens; ARGV: my epoch,
+# frame, segment number, register, token. The epoch check and the write are one script, so no
+# write of a superseded owner lands after a takeover. Registering (ZADD + next) rides the first
+# append of a segment. ``last`` names the entry this append wrote (token, stream, entry id), so an
+# append whose reply was lost can be undone (_SETTLE); a token settled before the append ran (its
+# request still in flight on a dropped connection) writes nothing.
 _APPEND = """
 local cur = redis.call('GET', KEYS[1])
 if cur ~= ARGV[1] then return {'fenced', cur or ''} end
+if redis.call('SISMEMBER', KEYS[6], ARGV[5]) == 1 then return 0 end
 if ARGV[4] == '1' then
   redis.call('ZADD', KEYS[3], ARGV[3], ARGV[3])
   redis.call('SET', KEYS[4], ARGV[3] + 1)
 end
-redis.call('XADD', KEYS[2], '*', 'd', ARGV[2])
+local entry = redis.call('XADD', KEYS[2], '*', 'd', ARGV[2])
+redis.call('HSET', KEYS[5], 't', ARGV[5], 's', KEYS[2], 'i', entry)
+return 1
+"""
+
+# KEYS: epoch, last append, settled tokens; ARGV: my epoch, token. Settles an append whose reply
+# was lost as "not written": undone (XDEL) if it ran, else marked so that it never runs. Either way
+# the records are not in the log and the caller's rollback is exact.
+_SETTLE = """
+local cur = redis.call('GET', KEYS[1])
+if cur ~= ARGV[1] then return {'fenced', cur or ''} end
+if redis.call('HGET', KEYS[2], 't') == ARGV[2] then
+  redis.call('XDEL', redis.call('HGET', KEYS[2], 's'), redis.call('HGET', KEYS[2], 'i'))
+  redis.call('HDEL', KEYS[2], 't')
+  return 2
+end
+redis.call('SADD', KEYS[3], ARGV[2])
+redis.call('EXPIRE', KEYS[3], 86400)
 return 1
 """
 
@@ -303,6 +325,11 @@ class RedisSegmentLog:
 
     Durability is Redis's: run it with ``appendonly yes`` and ``appendfsync always`` (or a replica
     and ``WAIT``) when a Redis failure must not lose acknowledged events.
+
+    An append whose reply is lost (the connection dropped or timed out: the script may or may not
+    have run) raises, and is *settled* as not written before the log does anything else: undone if
+    it ran, barred from running if its request is still on its way. So a failed append never leaves
+    records in the log, the shard's rollback is exact, and the client's retry is logged once.
     """
 
     def __init__(self, client: Any, key: Callable[..., str]) -> None:
@@ -316,6 +343,8 @@ class RedisSegmentLog:
         self._append_script = client.register_script(_APPEND)
         self._delete_script = client.register_script(_DELETE)
         self._advance_script = client.register_script(_ADVANCE)
+        self._settle_script = client.register_script(_SETTLE)
+        self._unsettled: str | None = None  # token of an append whose reply was lost
 
     def _key(self, number: int) -> str:
         return self.key("seg", number)
@@ -334,6 +363,7 @@ class RedisSegmentLog:
         pipe.get(self.key("id"))
         self.epoch, _, log_id = pipe.execute()
         self.log_id = log_id.decode()
+        self._settle()  # an append of this process whose reply was lost is not replayed
         segments: list[Segment] = []
         numbers = sorted(int(n) for n in self.r.zrange(self.key("segs"), 0, -1))
         for number in numbers:
@@ -367,16 +397,50 @@ class RedisSegmentLog:
         return records
 
     def append(self, records: list[Record]) -> None:
-        """One round trip (EVALSHA); raises ``Fenced``, having written nothing, after a takeover."""
+        """One round trip (EVALSHA); raises ``Fenced``, having written nothing, after a takeover.
+        Any other failure also leaves nothing written (see the class: settled)."""
         if not records:
             return
-        keys = [self.key("epoch"), self._key(self._active_no), self.key("segs"), self.key("next")]
-        args = [self.epoch, orjson.dumps(records), self._active_no, 0 if self._registered else 1]
-        self._check(self._append_script(keys=keys, args=args))
+        self._settle()
+        token = secrets.token_hex(8)
+        keys = [
+            self.key("epoch"),
+            self._key(self._active_no),
+            self.key("segs"),
+            self.key("next"),
+            self.key("last"),
+            self.key("settled"),
+        ]
+        args = [self.epoch, orjson.dumps(records), self._active_no, 0 if self._registered else 1, token]
+        try:
+            reply = self._append_script(keys=keys, args=args)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._unsettled = token  # it may have run: undo it before anything else
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+                self._settle()
+            raise
+        if reply == 0:  # settled before it ran: cannot happen for a token not yet settled
+            raise WalError(f"shard log {self.key()}: append {token} was settled before it ran")
+        self._check(reply)
         self._registered = True
         self._active_count += len(records)
 
+    def _settle(self) -> None:
+        """Settle the append whose reply was lost, if any, as not written (raises while Redis is
+        unreachable: the log does nothing else until then)."""
+        if self._unsettled is None:
+            return
+        keys = [self.key("epoch"), self.key("last"), self.key("settled")]
+        self._check_settled(self._settle_script(keys=keys, args=[self.epoch, self._unsettled]))
+        self._unsettled = None
+
+    def _check_settled(self, reply: Any) -> None:
+        if reply in (1, 2):
+            return
+        self._check(reply)
+
     def seal(self) -> Segment | None:
+        self._settle()  # nothing sealed for a flush may hold an append that failed
         if not self._active_count:
             return None
         seg = Segment(self._active_no, self._active_count)

@@ -918,6 +918,35 @@ def test_a_fenced_shard_acknowledges_nothing_and_its_replacement_flushes_everyth
     assert b.wal.recover() == []  # nothing left behind
 
 
+@pytest.mark.redis
+def test_a_redis_append_whose_reply_was_lost_and_its_retry_are_stored_once(redis_prefix: str) -> None:
+    """The script ran but the connection dropped before its reply: the shard answers 503 with its
+    state rolled back, the log undoes the append, and the client's retry is the one copy stored,
+    in raw rows, however the shard goes on (flush, or a crash and replay)."""
+    import redis
+
+    core = redis_core(redis_prefix, ins := FakeInserter())
+    [first] = core.append([event(1)], now=T0)
+    before = session_state(core)
+    real = core.wal._append_script
+
+    def ran_then_dropped(keys: Any, args: Any) -> Any:
+        core.wal._append_script = real
+        real(keys=keys, args=args)
+        raise redis.ConnectionError("connection reset by peer (simulated)")
+
+    core.wal._append_script = ran_then_dropped
+    with pytest.raises(redis.ConnectionError):
+        core.append([event(2, at=T0 + MIN)], now=T0 + MIN)
+    assert session_state(core) == before
+    [retry] = core.append([event(2, at=T0 + MIN)], now=T0 + MIN)
+    assert retry["sessionId"] == first["sessionId"]
+    replayed = redis_core(redis_prefix, replay_ins := FakeInserter())  # a crash: the log replayed
+    replayed.flush(force=True)
+    assert stored_events(replay_ins) == {"ev-1": 1, "ev-2": 1}
+    assert ins.calls == []
+
+
 def test_the_shard_answers_a_fenced_append_as_unavailable_and_logs_it_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

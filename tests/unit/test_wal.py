@@ -558,3 +558,87 @@ def test_group_commit_shares_fsyncs_and_every_write_is_synced(tmp_path: Path, mo
     seg = log.seal()
     assert seg is not None and seg.count == writes
     assert len(log.read(seg.number)) == writes
+
+
+# an append whose reply is lost -------------------------------------------------------------------
+class LostReply:
+    """The log's append script, made to lose its reply: ``ran`` decides whether the script ran
+    before the connection dropped; otherwise the request stays in flight and can be delivered
+    later (``deliver``)."""
+
+    def __init__(self, log: RedisSegmentLog, ran: bool) -> None:
+        self.real = log._append_script
+        self.ran = ran
+        self.in_flight: list[tuple[Any, Any]] = []
+        log._append_script = self  # type: ignore[assignment]
+        self.log = log
+
+    def __call__(self, keys: Any, args: Any) -> Any:
+        import redis
+
+        self.log._append_script = self.real  # only this one call loses its reply
+        if self.ran:
+            self.real(keys=keys, args=args)
+        else:
+            self.in_flight.append((keys, args))
+        raise redis.ConnectionError("connection reset by peer (simulated)")
+
+    def deliver(self) -> Any:
+        keys, args = self.in_flight.pop()
+        return self.real(keys=keys, args=args)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("ran", [True, False], ids=["ran", "in-flight"])
+def test_redis_append_with_a_lost_reply_leaves_nothing_in_the_log(
+    redis_client: Any, redis_prefix: str, ran: bool
+) -> None:
+    """The shard answers 503 and rolls its state back; the client's retry must be the only copy in
+    the log, whether the lost append ran or arrives later."""
+    import redis
+
+    log = RedisSegmentLog(redis_client, keys(redis_prefix))
+    log.recover()
+    log.append([rec(1)])
+    lost = LostReply(log, ran)
+    with pytest.raises(redis.ConnectionError):
+        log.append([rec(2), rec(3)])
+    assert log.read(0) == [rec(1)]
+    if not ran:
+        assert lost.deliver() == 0  # delivered after it was settled: writes nothing
+    log.append([rec(2), rec(3)])  # the retry
+    assert log.seal() == Segment(0, 3)
+    assert log.read(0) == [rec(1), rec(2), rec(3)]
+
+
+@pytest.mark.redis
+def test_redis_append_with_a_lost_reply_is_undone_once_redis_answers_again(
+    redis_client: Any, redis_prefix: str
+) -> None:
+    """Redis is unreachable when the lost append is settled: nothing else happens on the log (no
+    seal, no append) until it is, so the records can neither be flushed nor stored twice."""
+    import redis
+
+    log = RedisSegmentLog(redis_client, keys(redis_prefix))
+    log.recover()
+    LostReply(log, ran=True)
+    real_settle = log._settle_script
+    down = {"on": True}
+
+    def settle(keys: Any, args: Any) -> Any:
+        if down["on"]:
+            raise redis.ConnectionError("Redis unreachable (simulated)")
+        return real_settle(keys=keys, args=args)
+
+    log._settle_script = settle  # type: ignore[assignment]
+    with pytest.raises(redis.ConnectionError):
+        log.append([rec(1)])
+    assert log.read(0) == [rec(1)]  # it ran, and is not settled yet
+    with pytest.raises(redis.ConnectionError):
+        log.seal()
+    with pytest.raises(redis.ConnectionError):
+        log.append([rec(1)])
+    down["on"] = False
+    log.append([rec(1)])  # the retry, once Redis answers: the lost copy is undone first
+    assert log.read(0) == [rec(1)]
+    assert log.seal() == Segment(0, 1)
