@@ -41,8 +41,8 @@ class Load:
     """Threads posting ``/track/batch`` (100 events with client ids) until told to stop; records
     which ids were acknowledged and which were sent without a definite answer."""
 
-    def __init__(self, target: Target, threads: int = 4, size: int = 100) -> None:
-        self.target, self.size = target, size
+    def __init__(self, target: Target, threads: int = 4, size: int = 100, tag: str = "") -> None:
+        self.target, self.size, self.tag = target, size, tag
         self.accepted = 0
         self.requests = 0
         self.uncertain = 0
@@ -66,7 +66,7 @@ class Load:
         n = 0
         with httpx.Client(base_url=self.target.url, timeout=30, trust_env=False) as c:
             while not self._stop.is_set():
-                ids = [f"w{worker}-{n}-{i}" for i in range(self.size)]
+                ids = [f"{self.tag}w{worker}-{n}-{i}" for i in range(self.size)]
                 events = [
                     {
                         "type": "track",
@@ -151,59 +151,80 @@ def stored_ids(data_dir: Path, project_id: str) -> dict[str, int]:
 
 def measure(how: str, base: Path, load_s: float = 5.0, threads: int = 4) -> dict[str, Any]:
     """One stop under load: start, load, signal, time the exit, restart, compare counts."""
-    daemon = DaemonProcess(base / "data", free_port(), base / f"logs-{how}")
+    return measure_chain([how], base, load_s, threads)[0]
+
+
+def measure_chain(
+    hows: list[str] | tuple[str, ...], base: Path, load_s: float = 5.0, threads: int = 4
+) -> list[dict[str, Any]]:
+    """Stops under load one after the other on one data directory: start, then for each way load,
+    signal, time the exit, and start again (which counts what the stop left, and is the next
+    round's daemon); the last daemon stops normally. The counts are cumulative (the project's
+    total against every round's acknowledged events so far); the raw stored rows are compared per
+    round, once the last daemon has stopped (its ids carry the round's name)."""
+    daemon = DaemonProcess(base / "data", free_port(), base / "logs-0")
     target = daemon.start()
     credentials = daemon.info.get("demo")
-    load = Load(target, threads)
-    load.start()
-    time.sleep(load_s)
-    sid = daemon.pid
-    t0 = time.monotonic()
-    if how == "group":
-        os.killpg(sid, signal.SIGTERM)
-    else:
-        os.kill(daemon.pid, signal.SIGTERM)
-    assert daemon.proc is not None
+    results: list[dict[str, Any]] = []
+    loads: list[Load] = []
     try:
-        daemon.proc.wait(timeout=120)
-    except Exception:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(sid, signal.SIGKILL)
-        daemon.proc.wait(timeout=30)
-    stop_s = time.monotonic() - t0
-    while session_processes(sid) and time.monotonic() - t0 < 60:
-        time.sleep(0.1)
-    all_gone_s = time.monotonic() - t0
-    load.stop()
-    report = daemon.stop()  # reaps the reader, ends leftovers of the session
-    result: dict[str, Any] = {
-        "how": how,
-        "stop_s": round(stop_s, 2),
-        "all_gone_s": round(all_gone_s, 2),
-        "returncode": daemon.proc.returncode,
-        "leftovers": report.get("leftovers", []),
-        "requests": load.requests,
-        "acknowledged": load.accepted,
-        "failures_during_stop": load.failures,
-        "stderr_tail": report.get("stderr_tail", []),
-    }
-    again = DaemonProcess(base / "data", free_port(), base / f"logs-{how}-restart")
-    target2 = again.start(credentials)
-    try:
-        result["counted_after_restart"] = counted(target2, expected=load.accepted)
+        for n, how in enumerate(hows):
+            load = Load(target, threads, tag=f"{how}{n}-")
+            loads.append(load)
+            load.start()
+            time.sleep(load_s)
+            sid = daemon.pid
+            t0 = time.monotonic()
+            if how == "group":
+                os.killpg(sid, signal.SIGTERM)
+            else:
+                os.kill(daemon.pid, signal.SIGTERM)
+            assert daemon.proc is not None
+            try:
+                daemon.proc.wait(timeout=120)
+            except Exception:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(sid, signal.SIGKILL)
+                daemon.proc.wait(timeout=30)
+            stop_s = time.monotonic() - t0
+            while session_processes(sid) and time.monotonic() - t0 < 60:
+                time.sleep(0.1)
+            all_gone_s = time.monotonic() - t0
+            load.stop()
+            report = daemon.stop()  # reaps the reader, ends leftovers of the session
+            result: dict[str, Any] = {
+                "how": how,
+                "stop_s": round(stop_s, 2),
+                "all_gone_s": round(all_gone_s, 2),
+                "returncode": daemon.proc.returncode,
+                "leftovers": report.get("leftovers", []),
+                "requests": load.requests,
+                "acknowledged": load.accepted,
+                "failures_during_stop": load.failures,
+                "stderr_tail": report.get("stderr_tail", []),
+            }
+            results.append(result)
+            daemon = DaemonProcess(base / "data", free_port(), base / f"logs-{n + 1}")
+            target = daemon.start(credentials)
+            accepted = sum(x.accepted for x in loads)
+            uncertain = sum(x.uncertain for x in loads)
+            total = counted(target, expected=accepted)
+            result["counted_after_restart"] = total
+            # every acknowledged event is counted; events of requests whose answer was lost in the
+            # stop may be counted too (they were logged before the connection broke)
+            result["lost"] = max(0, accepted - total)
+            result["unacknowledged_counted"] = max(0, total - accepted)
+            result["uncertain_events"] = uncertain
     finally:
-        again.stop()
-    rows = stored_ids(base / "data", target2.project_id)
-    result["stored_twice"] = sum(1 for n in rows.values() if n > 1)
-    result["acknowledged_not_stored"] = len(load.acked_ids - set(rows))
-    # stored without an acknowledgement is allowed only for ids whose request had no definite answer
-    result["stored_unexplained"] = len(set(rows) - load.acked_ids - load.uncertain_ids)
-    # acknowledged events must all be counted; events of requests whose answer was lost in the stop
-    # may be counted too (they were logged before the connection broke)
-    result["lost"] = max(0, load.accepted - result["counted_after_restart"])
-    result["unacknowledged_counted"] = max(0, result["counted_after_restart"] - load.accepted)
-    result["uncertain_events"] = load.uncertain
-    return result
+        daemon.stop()
+    rows = stored_ids(base / "data", target.project_id)
+    for result, load in zip(results, loads, strict=True):
+        mine = {i: c for i, c in rows.items() if i.startswith(load.tag)}
+        result["stored_twice"] = sum(1 for c in mine.values() if c > 1)
+        result["acknowledged_not_stored"] = len(load.acked_ids - set(mine))
+        # stored without an acknowledgement only for ids whose request had no definite answer
+        result["stored_unexplained"] = len(set(mine) - load.acked_ids - load.uncertain_ids)
+    return results
 
 
 def run_all(
