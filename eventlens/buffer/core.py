@@ -124,7 +124,7 @@ class BufferCore:
         # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
         # state every flushed segment left behind (see ``recover``).
         self.open_sessions = open_sessions
-        # Reads back today's stored client session ids of this shard (``recovery.client_ids_loader``),
+        # Reads back the recently stored client session ids of this shard (``recovery.client_ids_loader``),
         # so a client id reused after a restart gets a new stored id (see sessions.py).
         self.client_ids = client_ids
         self.wal = wal

@@ -32,9 +32,11 @@ FROM profiles FINAL
 WHERE project_id = {p:String} AND profile_id = {id:String}
 """
 
-# Client session ids of the shard's sessions opened today (UTC): a client id reused after a restart
-# must not open a session under an id whose row of today exists (the sessions table is keyed by
-# project, day opened and session id). Server ids (uuid7: 36 characters, version digit 7) never
+# Client session ids of the shard's sessions opened in the last ``CLIENT_ID_DAYS`` UTC days (today
+# included): a client id reused after a restart gets the next ordinal (``<id>~<n>``), never an id
+# an earlier visit is stored under, whichever day that visit opened (the sessions table is keyed by
+# project, day opened and session id, so a visit of another day would not even be replaced: two
+# visits would share one session id). Server ids (uuid7: 36 characters, version digit 7) never
 # repeat and are left out; the newest first, as many as the shard remembers.
 CLIENT_IDS_SQL = """
 SELECT project_id, session_id
@@ -46,6 +48,10 @@ GROUP BY project_id, session_id
 ORDER BY max(opened_at) DESC
 LIMIT {limit:UInt32}
 """
+
+# how many UTC days of client session ids a restarted shard reads back: as long as the
+# idempotency window, the span a client's retries and queues are expected to stay within
+CLIENT_ID_DAYS = 7
 
 # sessions that timed out while the shard was down come back too: the first expire() closes them
 # with a session_end and a final snapshot
@@ -60,16 +66,19 @@ def profile_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
     return load
 
 
-def client_ids_loader(index: int, query: Query, limit: int) -> Callable[[], list[dict[str, Any]]]:
-    """Today's client session ids of shard ``index`` (best effort: [] when storage does not answer)."""
+def client_ids_loader(
+    index: int, query: Query, limit: int, days: int = CLIENT_ID_DAYS
+) -> Callable[[], list[dict[str, Any]]]:
+    """The client session ids of shard ``index`` opened in the last ``days`` UTC days, today
+    included (best effort: [] when storage does not answer)."""
 
     def load() -> list[dict[str, Any]]:
         now = datetime.now(UTC).replace(tzinfo=None)
-        since = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        since = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=max(days, 1) - 1)
         try:
             return query(CLIENT_IDS_SQL, {"shard": index, "since": since, "limit": limit})
         except Exception as exc:
-            log.warning("shard %s: cannot read today's client session ids (%s)", index, exc)
+            log.warning("shard %s: cannot read the recent client session ids (%s)", index, exc)
             return []
 
     return load

@@ -29,7 +29,8 @@ while the gaps stay under the timeout, like server-assigned sessions. Reused aft
 visit ended), it opens a new stored session ``<client id>~2`` (then ``~3``, …): the ``sessions``
 table is keyed by (project, day opened, session id), so reusing the id itself would replace the first
 visit's row. The shard remembers the ordinals of recent client ids (``CLIENT_IDS``), rebuilt on
-restart from today's stored client ids (``note_stored``), the open sessions and the log.
+restart from the client ids stored in the last days (``recovery.CLIENT_ID_DAYS``, read back with
+``note_stored``), the open sessions and the log.
 """
 
 from __future__ import annotations
