@@ -448,10 +448,13 @@ class Sessionizer:
             return
         if table != "events" or not record.get("session_id"):
             return
-        if record["created_at"] < record.get("received_at", record["created_at"]) - self.late_bound_ms:
+        name = record.get("name")
+        if (
+            name != "session_end"  # its time is the session's last event's, however late it ended
+            and record["created_at"] < record.get("received_at", record["created_at"]) - self.late_bound_ms
+        ):
             return  # a late event never joined a live session (see assign)
         key = (record["project_id"], record["device_id"])
-        name = record.get("name")
         current = self.live.get(key)
         if name == "session_end":
             if current is not None and current.session_id == record["session_id"]:

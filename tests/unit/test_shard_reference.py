@@ -109,14 +109,12 @@ RETRY_ANSWER_AFTER_RESTART = False
 # Fixed: it reads back the client ids of the last recovery.CLIENT_ID_DAYS days (scenarios span
 # fewer); see test_a_client_session_id_reused_after_a_restart_on_the_next_day_gets_a_new_ordinal.
 REUSE_ACROSS_RESTART_DAYS = True
-# A restarted shard replays its log, but skips a logged session_end whose time (the session's last
-# event) lies more than the late bound before its arrival (the expire that wrote it) as if it were
-# a late event (sessions.py, Sessionizer.replay): the ended session is live again, or silently
-# replaced by the device's next session, and its row never closes. An expire that late happens
-# when the shard was down for the session's timeout and more. While this is so the test flushes
-# right after such an expire (as a healthy flusher soon would), so no restart replays it; see
+# A restarted shard replays its log, but once skipped a logged session_end whose time (the
+# session's last event) lies more than the late bound before its arrival (the expire that wrote
+# it) as if it were a late event, so the ended session was live again. Fixed (Sessionizer.replay):
+# the test no longer flushes right after such an expire (flush_after_late_expire); see
 # test_a_session_ended_long_after_its_last_event_stays_ended_after_a_crash.
-REPLAYED_SESSION_ENDS = False
+REPLAYED_SESSION_ENDS = True
 # Every sealed segment is meant to carry complete snapshots of the sessions it changed, so that a
 # restart finds each live session either in storage or in the log. The segment a crash left
 # active does not: recover() seals it as it is, and the snapshots of its sessions go into a later
@@ -715,12 +713,11 @@ def test_a_client_session_id_reused_after_a_restart_on_the_next_day_gets_a_new_o
     replay_script(wh, script, 16 * 60)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REPLAYED_SESSION_ENDS")
 def test_a_session_ended_long_after_its_last_event_stays_ended_after_a_crash(wh: Any) -> None:
     """The shard is down from minute 1 to 90: back up, it ends the visit of minute 0 (its
     session_end 90 minutes after the visit's last event), the device starts a new visit, and the
-    shard crashes before flushing. The replay skips that session_end as "late", so the new
-    visit's session_start replaces the old visit in memory and its row never closes."""
+    shard crashes before flushing. The replay must not skip that session_end as "late" (else the
+    new visit's session_start replaces the old visit in memory and its row never closes)."""
     script = Script().send(0, ("e1", 0, None)).flush(1).restart(90).send(92, ("e2", 92, None)).restart(93)
     replay_script(wh, script, 100, flush_after_late_expire=False)
 
