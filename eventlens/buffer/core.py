@@ -108,7 +108,7 @@ class BufferCore:
         config: BufferConfig,
         wal: SegmentLog,
         writer: Writer,
-        open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
+        open_sessions: Callable[[int], list[dict[str, Any]]] | None = None,
         load_profile: ProfileLoader | None = None,
         observer: FlushObserver | None = None,
         client_ids: Callable[[], list[dict[str, Any]]] | None = None,
@@ -121,8 +121,10 @@ class BufferCore:
         self.unindexed: list[tuple[int, list[bytes]]] = []  # logged, not yet added (an add failed)
         self.observer: FlushObserver = observer or _Unobserved()
         self.profiles = ProfileBook(load_profile, RECENT_IDS // 4)
-        # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
-        # state every flushed segment left behind (see ``recover``).
+        # Reads back the newest ``sessions`` rows of the still-open sessions this shard owns and
+        # of those that ended recently enough for an event to continue them: the state every
+        # flushed segment left behind (see ``recover``). Its argument: the earliest arrival time
+        # the replay of the log decides at (sessions that ended before it can matter).
         self.open_sessions = open_sessions
         # Reads back the recently stored client session ids of this shard (``recovery.client_ids_loader``),
         # so a client id reused after a restart gets a new stored id (see sessions.py).
@@ -157,20 +159,25 @@ class BufferCore:
     def recover(self) -> int:
         """Queue every segment left in the log for flushing; rebuild recent ids, sessions, profiles.
 
-        Live sessions come back in two steps: the newest ``sessions`` rows in ClickHouse hold the
-        state as of the last flushed segment (each segment carries snapshots of the sessions it
-        changed), then the records of the segments still in the log are replayed on top.
+        Live (and recently ended) sessions come back in two steps: the newest ``sessions`` rows in
+        ClickHouse hold the state as of the last flushed segment (each segment carries snapshots
+        of the sessions it changed), then the records of the segments still in the log are
+        replayed on top.
         """
         segments = self.wal.recover()
         for row in reversed(self.client_ids() if self.client_ids is not None else []):  # oldest first
             self.sessions.note_stored(row["project_id"], row["session_id"])
-        stored = self.open_sessions() if self.open_sessions is not None else []
+        # the oldest segment holds the earliest arrivals: a logged event may continue a session
+        # that ended (and was stored) long before this restart, but not long before its arrival
+        first = self.wal.read(segments[0].number) if segments else []
+        decided_since = min((int(r["received_at"]) for r in first if r.get("received_at")), default=now_ms())
+        stored = self.open_sessions(min(decided_since, now_ms())) if self.open_sessions is not None else []
         self.sessions.restore(stored)
         stored_version = {r["session_id"]: int(r["version"]) for r in stored}
         by_day: dict[int, list[bytes]] = {}  # the logged event ids, for the index
         for seg in segments:
             self.sealed.append(seg)
-            records = self.wal.read(seg.number)
+            records = first if seg is segments[0] else self.wal.read(seg.number)
             # a segment whose sessions rows already reached storage is counted in the restored
             # state: replaying its events again would count them twice
             counted = {

@@ -1,7 +1,9 @@
-"""What a (re)started shard reads back from storage: its open sessions and stored profiles.
+"""What a (re)started shard reads back from storage: its open (and recently ended) sessions, the
+client session ids it used, and stored profiles.
 
 The shard's log holds what was not flushed; storage holds the rest. A restarted shard restores
-the newest ``sessions`` rows of its still-open sessions, replays its log on top
+the newest ``sessions`` rows of its still-open sessions and of those an event could still
+continue, replays its log on top
 (``BufferCore.recover``), and loads a profile's stored state the first time ``identify`` names it.
 """
 
@@ -14,16 +16,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventlens.buffer.idempotency import IdIndex, rebuild
+from eventlens.config import Settings
 
 log = logging.getLogger(__name__)
 
 Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 
+# The shard's open sessions, and those that ended recently enough for an event to continue them
+# (their last event within the late bound plus the timeout: DEFINITIONS.md, Sessions, rule 3).
 OPEN_SESSIONS_SQL = """
 SELECT * EXCEPT (opened_at, started_at, ended_at), toUnixTimestamp64Milli(opened_at) AS opened_ms,
     toUnixTimestamp64Milli(started_at) AS started_ms, toUnixTimestamp64Milli(ended_at) AS ended_ms
 FROM sessions FINAL
-WHERE shard = {shard:UInt16} AND is_closed = 0 AND opened_at >= {since_start:DateTime64(3, 'UTC')}
+WHERE shard = {shard:UInt16} AND opened_at >= {since_start:DateTime64(3, 'UTC')}
+    AND (is_closed = 0 OR ended_at >= {ended_since:DateTime64(3, 'UTC')})
 """
 
 PROFILE_SQL = """
@@ -56,6 +62,12 @@ CLIENT_ID_DAYS = 7
 # sessions that timed out while the shard was down come back too: the first expire() closes them
 # with a session_end and a final snapshot
 OPEN_SESSION_HORIZON = timedelta(days=2)
+# how long after its last event an ended session can still be continued (by default; the actor
+# passes its settings'): an event that is not late is at most the late bound old, and continues a
+# session its time is under the timeout from
+ENDED_WITHIN_MS = (
+    Settings.model_fields["late_event_bound_s"].default + Settings.model_fields["session_timeout_s"].default
+) * 1000
 
 
 def profile_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
@@ -84,10 +96,24 @@ def client_ids_loader(
     return load
 
 
-def open_sessions_loader(index: int, query: Query, attempts: int = 10) -> Callable[[], list[dict[str, Any]]]:
-    def load() -> list[dict[str, Any]]:
+def open_sessions_loader(
+    index: int, query: Query, attempts: int = 10, ended_within_ms: int = ENDED_WITHIN_MS
+) -> Callable[..., list[dict[str, Any]]]:
+    """The newest rows of shard ``index``'s open sessions and of those whose last event lies within
+    ``ended_within_ms`` (the late bound plus the session timeout) before ``decided_since_ms`` (the
+    earliest arrival of a record the restart replays; now by default): ``Sessionizer.restore``
+    tells them apart by ``is_closed``."""
+
+    def load(decided_since_ms: int | None = None) -> list[dict[str, Any]]:
         now = datetime.now(UTC).replace(tzinfo=None)
-        params = {"shard": index, "since_start": now - OPEN_SESSION_HORIZON}
+        since = now
+        if decided_since_ms is not None:
+            since = min(now, datetime.fromtimestamp(decided_since_ms / 1000, UTC).replace(tzinfo=None))
+        params = {
+            "shard": index,
+            "since_start": since - OPEN_SESSION_HORIZON,
+            "ended_since": since - timedelta(milliseconds=ended_within_ms),
+        }
         for attempt in range(attempts):  # storage may still be starting; sessions restart if it stays down
             try:
                 rows = query(OPEN_SESSIONS_SQL, params)

@@ -123,7 +123,7 @@ def counter(i: int) -> dict[str, Any]:
 def make(
     directory: Path,
     inserter: FakeInserter | None = None,
-    open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
+    open_sessions: Callable[[int], list[dict[str, Any]]] | None = None,
     **overrides: Any,
 ) -> tuple[BufferCore, FakeInserter]:
     # one insert at a time unless a test asks for more: the order of inserts is then deterministic
@@ -657,7 +657,7 @@ def test_restart_continues_live_sessions_from_storage_and_the_log(wal_dir: Path)
     assert sorted((r["device_id"], r["events"]) for r in stored) == [("dev-1", 2), ("dev-4", 1)]
     loads: list[int] = []
 
-    def open_sessions() -> list[dict[str, Any]]:
+    def open_sessions(decided_since_ms: int) -> list[dict[str, Any]]:
         loads.append(1)
         return copy.deepcopy(stored)
 
@@ -741,7 +741,7 @@ def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir:
     assert len(list(wal_dir.glob("*.wal"))) == 1  # not deleted: it is replayed
     stored = read_back_open_sessions(ins, 3)
     assert [(r["session_id"], r["events"]) for r in stored] == [(a["sessionId"], 2)]
-    restarted, _ = make(wal_dir, open_sessions=lambda: copy.deepcopy(stored), index=3)
+    restarted, _ = make(wal_dir, open_sessions=lambda _since: copy.deepcopy(stored), index=3)
     [live] = restarted.sessions.live.values()
     assert (live.session_id, live.events, live.page_views) == (a["sessionId"], 2, 2)
 

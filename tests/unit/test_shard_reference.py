@@ -76,27 +76,26 @@ pytestmark = [pytest.mark.storage, pytest.mark.chdb]
 # drop the xfail.
 #
 # A visit that ended (by the clock, or by the device's next visit) is continued by an event that
-# falls inside it (DEFINITIONS.md, Sessions, rule 3), but a restarted shard remembers only the
-# visits whose session_end is still in its unflushed log: after a restart an event inside a visit
-# that ended before it (and was flushed) opens a session of its own. The scenarios leave out
-# events continuing a visit that ended before a restart since; see
+# falls inside it (DEFINITIONS.md, Sessions, rule 3). A restarted shard once remembered only the
+# visits whose session_end was still in its unflushed log, so after a restart an event inside a
+# visit that ended before it (and was flushed) opened a session of its own. Fixed: the restart
+# reads back the sessions that ended within the late bound plus the timeout
+# (recovery.open_sessions_loader); see
 # test_an_event_inside_a_visit_that_ended_before_a_restart_continues_it.
-REOPEN_AFTER_RESTART = False
-# An event continuing an ended visit is added to that (ended) session in memory, but a restart
-# that replays it from the log does not add it again (Sessionizer.replay adds events only to live
-# sessions), so the session's row misses it (events, duration, pages). The scenarios stop the
-# shard gracefully instead of crashing it while such an event is in the log; see
-# test_an_event_continuing_an_ended_visit_stays_in_it_after_a_crash.
-REPLAY_CONTINUED_ENDED = False
+REOPEN_AFTER_RESTART = True
+# An event continuing an ended visit is added to that (ended) session in memory; a restart that
+# replayed it from the log once did not add it again (Sessionizer.replay added events only to live
+# sessions). Fixed: the replay takes assign's decisions; see
+# test_an_event_continuing_an_ended_visit_stays_in_it_after_a_crash (and ..._after_a_flush_and_a_crash).
+REPLAY_CONTINUED_ENDED = True
 # An event older than the start of the device's last visit is decided by that visit whether or not
 # the clock has ended it yet: the visit before continues it if it falls inside that one, else it is
-# stored like a late event. Today that holds while the last visit is live; once the clock ended it,
-# such an event opens a session of its own instead (the shard remembers only the last ended visit
-# and checks the offline-queue rule only against a live one). The scenarios leave out events
-# older than the start of a visit the clock ended; see
+# stored like a late event. The shard once held that only while the last visit was live (it
+# remembered only the last ended visit). Fixed: it remembers the visit before the last ended one
+# too (Sessionizer.before); see
 # test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event and
 # test_an_event_older_than_a_visit_the_clock_ended_continues_the_visit_before.
-OLDER_THAN_ENDED_VISIT = False
+OLDER_THAN_ENDED_VISIT = True
 # A retry is answered with its first copy's deviceId and sessionId. A restarted shard recognises
 # a retry whose first copy it flushed by the id index alone, and answers it with the device's
 # current session (or none) instead, as docs/API.md says ("Retries"). The scenarios check only
@@ -125,12 +124,11 @@ REPLAYED_SESSION_ENDS = True
 # completed; see test_a_crash_half_way_through_the_flush_after_a_crash_keeps_the_live_session.
 PARTIAL_FLUSH_AFTER_CRASH = False
 # An event of an offline queue (older than the device's live visit by the timeout or more) is stored
-# like a late event, keeping its client session id. If that id is the live visit's, a restart that
-# replays the event from the log adds it to the visit (Sessionizer.replay checks only the late
-# bound), so the stored session gains an event, an earlier start and the event's profile. The
-# scenarios stop the shard gracefully instead of crashing it while such an event is in the log;
-# see test_an_offline_event_with_the_visits_session_id_stays_out_of_it_after_a_crash.
-REPLAY_OFFLINE_WITH_SID = False
+# like a late event, keeping its client session id. If that id was the live visit's, a restart that
+# replayed the event from the log once added it to the visit (Sessionizer.replay checked only the
+# late bound). Fixed: the replay takes assign's decisions; see
+# test_an_offline_event_with_the_visits_session_id_stays_out_of_it_after_a_crash.
+REPLAY_OFFLINE_WITH_SID = True
 # A session restored from its stored row after a restart forgets when its entry and exit page views
 # happened (Sessionizer.restore takes the session's start and end instead), so a page view
 # arriving out of order afterwards, earlier than the entry page view or later than the exit page
@@ -671,7 +669,6 @@ def test_an_event_within_the_timeout_of_a_visit_the_clock_ended_continues_it(wh:
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REPLAY_CONTINUED_ENDED")
 def test_an_event_continuing_an_ended_visit_stays_in_it_after_a_crash(wh: Any) -> None:
     """As above, and the shard crashes right after logging the event: the replay must put it back
     into the ended session, whose row then holds both events."""
@@ -679,14 +676,27 @@ def test_an_event_continuing_an_ended_visit_stays_in_it_after_a_crash(wh: Any) -
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REOPEN_AFTER_RESTART")
+def test_an_event_continuing_an_ended_visit_stays_in_it_after_a_flush_and_a_crash(wh: Any) -> None:
+    """As above, but the ended visit was flushed before the event came: the replay finds it in
+    storage (a recently ended session), not in the log."""
+    script = Script().send(0, ("e1", 0, None)).flush(31).send(45, ("e2", 20, None)).restart(46)
+    replay_script(wh, script, 120)
+
+
+def test_an_event_continuing_a_stored_ended_visit_stays_in_it_after_a_late_restart(wh: Any) -> None:
+    """As above, but the shard stays down for two hours: the restart comes long after the visit's
+    last event, yet the replayed event arrived while it could continue it (the recently ended
+    sessions are read back as of the log's oldest arrival, not of the restart)."""
+    script = Script().send(0, ("e1", 0, None)).flush(31).send(70, ("e2", 28, None)).restart(190)
+    replay_script(wh, script, 240)
+
+
 def test_an_event_inside_a_visit_that_ended_before_a_restart_continues_it(wh: Any) -> None:
     """As above, but the ended visit was flushed and the shard restarted before the event came."""
     script = Script().send(0, ("e1", 0, None)).flush(31).restart(40).send(45, ("e2", 20, None))
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="OLDER_THAN_ENDED_VISIT")
 def test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event(wh: Any) -> None:
     """Visit "a" spans minutes 10 to 12; the clock ends it at 42; at 50 an event of minute 8 with
     another session id arrives (42 minutes old: not late). Had it come at 40, before the clock
@@ -696,7 +706,6 @@ def test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="OLDER_THAN_ENDED_VISIT")
 def test_an_event_older_than_a_visit_the_clock_ended_continues_the_visit_before(wh: Any) -> None:
     """Visit "a" at 0, visit "b" at 5 (another session id: "a" ends); the clock ends "b" at 35; at
     40 an event of minute 3 with "a" arrives. Had it come at 30 ("b" live) it would continue "a"
@@ -733,7 +742,6 @@ def test_a_crash_half_way_through_the_flush_after_a_crash_keeps_the_live_session
     replay_script(wh, script, 60)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REPLAY_OFFLINE_WITH_SID")
 def test_an_offline_event_with_the_visits_session_id_stays_out_of_it_after_a_crash(wh: Any) -> None:
     """Visit "s" starts at 60; an event of minute 20 with the same session id arrives at 65 (45
     minutes old: not late, but 40 minutes before the visit): stored on its own. A crash replays
