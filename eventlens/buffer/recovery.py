@@ -25,8 +25,10 @@ Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 # The shard's open sessions, and those that ended recently enough for an event to continue them
 # (their last event within the late bound plus the timeout: DEFINITIONS.md, Sessions, rule 3).
 OPEN_SESSIONS_SQL = """
-SELECT * EXCEPT (opened_at, started_at, ended_at), toUnixTimestamp64Milli(opened_at) AS opened_ms,
-    toUnixTimestamp64Milli(started_at) AS started_ms, toUnixTimestamp64Milli(ended_at) AS ended_ms
+SELECT * EXCEPT (opened_at, started_at, ended_at, entry_at, exit_at),
+    toUnixTimestamp64Milli(opened_at) AS opened_ms, toUnixTimestamp64Milli(started_at) AS started_ms,
+    toUnixTimestamp64Milli(ended_at) AS ended_ms, toUnixTimestamp64Milli(entry_at) AS entry_ms,
+    toUnixTimestamp64Milli(exit_at) AS exit_ms
 FROM sessions FINAL
 WHERE shard = {shard:UInt16} AND opened_at >= {since_start:DateTime64(3, 'UTC')}
     AND (is_closed = 0 OR ended_at >= {ended_since:DateTime64(3, 'UTC')})
@@ -124,6 +126,7 @@ def open_sessions_loader(
             for r in rows:
                 r["opened_at"] = r.pop("opened_ms")
                 r["started_at"], r["ended_at"] = r.pop("started_ms"), r.pop("ended_ms")
+                r["entry_at"], r["exit_at"] = r.pop("entry_ms"), r.pop("exit_ms")
             return rows
         return []
 

@@ -159,6 +159,10 @@ def snapshot(session: Session, now_ms: int, closed: bool) -> Record:
             "duration": (session.last_ms - session.started_ms) / 1000,
             "entry_path": session.entry_path,
             "exit_path": session.exit_path,
+            # when the entry and exit page views happened: a restarted shard needs them to place a
+            # page view arriving out of order (0: no page view with a path)
+            "entry_at": session.entry_ms or 0,
+            "exit_at": session.exit_ms or 0,
             "page_views": session.page_views,
             "events": session.events,
             "is_bounce": 1 if bounce else 0,
@@ -471,8 +475,13 @@ class Sessionizer:
                 events=int(row.get("events", 0)),
                 version=int(row.get("version", 0)),
                 dirty=False,
-                entry_ms=int(row["started_at"]) if row.get("entry_path") else None,
-                exit_ms=int(row["ended_at"]) if row.get("exit_path") else None,
+                # rows written before the columns existed hold 0: the session's start and end
+                entry_ms=(int(row.get("entry_at") or 0) or int(row["started_at"]))
+                if row.get("entry_path")
+                else None,
+                exit_ms=(int(row.get("exit_at") or 0) or int(row["ended_at"]))
+                if row.get("exit_path")
+                else None,
                 opened_ms=int(row.get("opened_at") or row["started_at"]),
             )
             self._remember_stored(first["project_id"], s)

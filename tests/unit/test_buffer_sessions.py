@@ -353,6 +353,8 @@ def test_snapshot_is_a_complete_sessions_row() -> None:
         "duration": 90.5,
         "entry_path": "/in",
         "exit_path": "/out",
+        "entry_at": NOW,  # the entry and exit page views' times (see restore)
+        "exit_at": NOW + 90_500,
         "page_views": 3,
         "events": 4,
         "is_bounce": 0,
