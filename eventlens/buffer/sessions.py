@@ -455,6 +455,30 @@ class Sessionizer:
         return rows, written
 
     # recovery --------------------------------------------------------------------------------
+    @staticmethod
+    def _from_row(row: dict[str, Any]) -> Session:
+        """The session a ``sessions`` row (read back, or logged) is the complete state of."""
+        first = {k: row.get(k, "") for k in ENTRY_FIELDS}
+        return Session(
+            session_id=row["session_id"],
+            started_ms=int(row["started_at"]),
+            last_ms=int(row["ended_at"]),
+            first=first,
+            entry_path=row.get("entry_path", ""),
+            exit_path=row.get("exit_path", ""),
+            profile_id=row.get("profile_id", ""),
+            page_views=int(row.get("page_views", 0)),
+            events=int(row.get("events", 0)),
+            version=int(row.get("version", 0)),
+            dirty=False,
+            # rows written before the columns existed hold 0: the session's start and end
+            entry_ms=(int(row.get("entry_at") or 0) or int(row["started_at"]))
+            if row.get("entry_path")
+            else None,
+            exit_ms=(int(row.get("exit_at") or 0) or int(row["ended_at"])) if row.get("exit_path") else None,
+            opened_ms=int(row.get("opened_at") or row["started_at"]),
+        )
+
     def restore(self, rows: list[dict[str, Any]]) -> int:
         """Sessions from their newest ``sessions`` rows (what a restarted shard reads back): the
         open ones live again; of the closed ones (those that ended recently, which an event could
@@ -462,41 +486,57 @@ class Sessionizer:
         its visit before (see ``_ended_home``)."""
         closed: list[Session] = []
         for row in rows:
-            first = {k: row.get(k, "") for k in ENTRY_FIELDS}
-            s = Session(
-                session_id=row["session_id"],
-                started_ms=int(row["started_at"]),
-                last_ms=int(row["ended_at"]),
-                first=first,
-                entry_path=row.get("entry_path", ""),
-                exit_path=row.get("exit_path", ""),
-                profile_id=row.get("profile_id", ""),
-                page_views=int(row.get("page_views", 0)),
-                events=int(row.get("events", 0)),
-                version=int(row.get("version", 0)),
-                dirty=False,
-                # rows written before the columns existed hold 0: the session's start and end
-                entry_ms=(int(row.get("entry_at") or 0) or int(row["started_at"]))
-                if row.get("entry_path")
-                else None,
-                exit_ms=(int(row.get("exit_at") or 0) or int(row["ended_at"]))
-                if row.get("exit_path")
-                else None,
-                opened_ms=int(row.get("opened_at") or row["started_at"]),
-            )
-            self._remember_stored(first["project_id"], s)
+            s = self._from_row(row)
+            self._remember_stored(s.first["project_id"], s)
             if row.get("is_closed"):
                 closed.append(s)
             else:
-                self.live[(first["project_id"], first["device_id"])] = s
+                self.live[(s.first["project_id"], s.first["device_id"])] = s
         closed.sort(key=lambda s: s.opened_ms)  # a device's visits end in the order they opened
         for s in closed:
-            key = (s.first["project_id"], s.first["device_id"])
-            previous = self.ended.get(key)
-            if previous is not None:
-                self.before[key] = previous
-            self.ended[key] = s
+            self._place_ended((s.first["project_id"], s.first["device_id"]), s)
         return len(rows)
+
+    def _place_ended(self, key: tuple[str, str], s: Session) -> None:
+        """An ended session read back: the device's last ended one if it opened after that one,
+        else the visit before if it opened after that one (else no event can continue it)."""
+        ended = self.ended.get(key)
+        if ended is None or ended.opened_ms <= s.opened_ms:
+            if ended is not None:
+                self.before[key] = ended
+            self.ended[key] = s
+            return
+        before = self.before.get(key)
+        if before is None or before.opened_ms <= s.opened_ms:
+            self.before[key] = s
+
+    def _replay_row(self, key: tuple[str, str], row: Record) -> None:
+        """A logged ``sessions`` row is the session's complete state at that point of the log: the
+        replay takes it as it is. Usually the replayed records already made that state; not when
+        the segment holding them was stored and deleted without this row (the segment a crash
+        left active carries no snapshots: they follow in the next one), so that a restart finds
+        the session in neither storage nor its log's records, only in this row."""
+        sid = row.get("session_id")
+        version = int(row.get("version", 0))
+        state = self._from_row(row)
+        for s in (self.live.get(key), self.ended.get(key), self.before.get(key)):
+            if s is not None and s.session_id == sid:
+                s.started_ms, s.last_ms, s.profile_id = state.started_ms, state.last_ms, state.profile_id
+                s.page_views, s.events = state.page_views, state.events
+                s.entry_path, s.entry_ms = state.entry_path, state.entry_ms
+                s.exit_path, s.exit_ms = state.exit_path, state.exit_ms
+                s.version = max(s.version, version)
+                if row.get("is_closed") and self.live.get(key) is s:
+                    self._retire(key, s)  # its session_end was stored with a deleted segment
+                return
+        self._remember_stored(key[0], state)
+        current = self.live.get(key)
+        if row.get("is_closed"):
+            self._place_ended(key, state)
+        elif current is None or current.opened_ms < state.opened_ms:
+            if current is not None:
+                self._retire(key, current)
+            self.live[key] = state
 
     def replay(self, record: Record) -> None:
         """Re-apply a logged record (its session already assigned) after a restart: an event joins
@@ -505,12 +545,7 @@ class Sessionizer:
         kept the client id of the live visit stays out of it)."""
         table = table_of(record)
         if table == "sessions":
-            # a logged snapshot's version must stay below the next one we write
-            key = (record.get("project_id", ""), record.get("device_id", ""))
-            sid = record.get("session_id")
-            for s in (self.live.get(key), self.ended.get(key), self.before.get(key)):
-                if s is not None and s.session_id == sid:
-                    s.version = max(s.version, int(record.get("version", 0)))
+            self._replay_row((record.get("project_id", ""), record.get("device_id", "")), record)
             return
         if table != "events" or not record.get("session_id"):
             return
