@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventlens.buffer.idempotency import IdIndex, day_of, id_key, key_digest
+from eventlens.buffer.idempotency import IdIndex, day_of, first_copies, id_key, key_digest
 from eventlens.buffer.profiles import ProfileBook, ProfileLoader
 from eventlens.buffer.sessions import Sessionizer
 from eventlens.config import Settings
@@ -239,18 +239,45 @@ class BufferCore:
 
         Raises ``Fenced`` (nothing logged, nothing to acknowledge) once the log has a newer owner.
         """
+        forgotten: list[tuple[str, str, Duplicate]] = []
         with self.lock:
             if self.fenced is not None:
                 raise self.fenced
             try:
-                results, ticket = self._append(records, now_ms() if now is None else now)
+                results, ticket = self._append(records, now_ms() if now is None else now, forgotten)
             except Fenced as exc:
                 self.fenced = exc
                 raise
         self.wal.sync(ticket)  # outside the lock: concurrent appends share one fsync
+        if forgotten:
+            self._answer_forgotten(forgotten)
         return results
 
-    def _append(self, records: Sequence[Record], now: int) -> tuple[list[dict[str, str]], int]:
+    def _answer_forgotten(self, forgotten: list[tuple[str, str, Duplicate]]) -> None:
+        """Retries the id index recognised but the shard no longer remembered (their first copy
+        was stored before a restart, or left the recent ids): answered with the first copy's
+        device and session as stored, read in one query outside the lock. Should storage not
+        answer, they keep the device's id and current session."""
+        try:
+            found = first_copies(self.writer.query, ((p, i) for p, i, _ in forgotten))
+        except Exception as exc:
+            log.warning("shard %s: cannot read the first copies of retries (%s)", self.config.shard_id, exc)
+            return
+        remembered: list[tuple[str, dict[str, str]]] = []
+        for project, ident, answer in forgotten:
+            first = found.get((project, ident))
+            if first is not None:
+                answer.update(first)
+                remembered.append((f"{project}\x00{ident}", first))
+        with self.lock:  # a further retry is answered from memory
+            for key, first in remembered:
+                self.recent[key] = first
+                if len(self.recent) > RECENT_IDS:
+                    self.recent.popitem(last=False)
+
+    def _append(
+        self, records: Sequence[Record], now: int, forgotten: list[tuple[str, str, Duplicate]]
+    ) -> tuple[list[dict[str, str]], int]:
         if self.pending + len(records) > self.config.max_pending:
             raise Overloaded(self.pending, self.config.max_pending, retry_after_s=5)
         to_log: list[Record] = []
@@ -275,10 +302,17 @@ class BufferCore:
                 key = f"{rec['project_id']}\x00{rec['id']}"
                 seen = self.recent.get(key) or in_call.get(key)
                 if seen is None and stored and digests.get(key) in stored:
-                    # stored within the window, no longer in memory: answered with the device's id
-                    # and its live session (the first answer is not kept that long)
+                    # stored within the window, no longer in memory: answered with the first copy's
+                    # device and session read back from storage once the call is logged (see
+                    # ``_answer_forgotten``), else with the device's id and its live session
                     live = self.sessions.live.get((rec["project_id"], rec["device_id"]))
-                    seen = {"deviceId": rec["device_id"], "sessionId": live.session_id if live else ""}
+                    answer = Duplicate(
+                        {"deviceId": rec["device_id"], "sessionId": live.session_id if live else ""}
+                    )
+                    forgotten.append((rec["project_id"], rec["id"], answer))
+                    duplicates += 1
+                    results.append(answer)
+                    continue
                 if seen is not None:  # a retried event: already logged, answer as the first time
                     duplicates += 1
                     results.append(Duplicate(seen))
