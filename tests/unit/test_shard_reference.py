@@ -70,10 +70,11 @@ from tests.storage import stop_merges
 
 pytestmark = [pytest.mark.storage, pytest.mark.chdb]
 
-# Rules the shard does not follow yet, one flag each. False: the scenarios leave that case out (so
+# Rules the shard did not follow, one flag each. False: the scenarios leave that case out (so
 # this test checks everything else) and a strict xfail test below shows the case on its own; once
 # the shard follows the rule, that test passes (an XPASS: a failure), so set the flag True and
-# drop the xfail.
+# drop the xfail. The shard follows all of them now (every flag True, its test a plain one); a
+# rule found broken later gets a flag of its own here.
 #
 # A visit that ended (by the clock, or by the device's next visit) is continued by an event that
 # falls inside it (DEFINITIONS.md, Sessions, rule 3). A restarted shard once remembered only the
