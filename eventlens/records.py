@@ -111,6 +111,8 @@ SESSION_COLUMNS: dict[str, Any] = {
     "duration": 0.0,
     "entry_path": "",
     "exit_path": "",
+    "entry_at": 0,  # the entry page view's time (0: none, or a row written before migration 0010)
+    "exit_at": 0,
     "origin": "",
     "referrer": "",
     "referrer_name": "",
@@ -141,7 +143,7 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "profiles": ("updated_at",),
     "profile_counters": ("created_at",),
     "profile_aliases": ("created_at",),
-    "sessions": ("opened_at", "started_at", "ended_at"),
+    "sessions": ("opened_at", "started_at", "ended_at", "entry_at", "exit_at"),
 }
 
 

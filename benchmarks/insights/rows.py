@@ -374,6 +374,10 @@ def session_columns(
         "duration": ((times.last - times.first) / 1000.0).tolist(),
         "entry_path": pages.entry_path.tolist(),
         "exit_path": pages.exit_path.tolist(),
+        # the entry and exit page views' times, which only a restarted shard reads: the session's
+        # first and last event stand in for them
+        "entry_at": times.first.tolist(),
+        "exit_at": times.last.tolist(),
         "origin": [ORIGIN] * m,
         **{k: pages.ref_first[k].tolist() for k in ("referrer", "referrer_name", "referrer_type", *UTM_KEYS)},
         "country": geo_cols[0][g_s].tolist(),

@@ -43,7 +43,9 @@ class BufferShard:
             BufferConfig.from_settings(s, index),
             backends.open_wal(s, index),
             writer,
-            open_sessions_loader(index, writer.query),
+            open_sessions_loader(
+                index, writer.query, ended_within_ms=(s.late_event_bound_s + s.session_timeout_s) * 1000
+            ),
             profile_loader(writer.query),
             observer=self.metrics,
             client_ids=client_ids_loader(index, writer.query, CLIENT_IDS),

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from eventlens.buffer.idempotency import IdIndex, day_of, id_key, key_digest
+from eventlens.buffer.idempotency import IdIndex, day_of, first_copies, id_key, key_digest
 from eventlens.buffer.profiles import ProfileBook, ProfileLoader
 from eventlens.buffer.sessions import Sessionizer
 from eventlens.config import Settings
@@ -108,7 +108,7 @@ class BufferCore:
         config: BufferConfig,
         wal: SegmentLog,
         writer: Writer,
-        open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
+        open_sessions: Callable[[int], list[dict[str, Any]]] | None = None,
         load_profile: ProfileLoader | None = None,
         observer: FlushObserver | None = None,
         client_ids: Callable[[], list[dict[str, Any]]] | None = None,
@@ -121,10 +121,12 @@ class BufferCore:
         self.unindexed: list[tuple[int, list[bytes]]] = []  # logged, not yet added (an add failed)
         self.observer: FlushObserver = observer or _Unobserved()
         self.profiles = ProfileBook(load_profile, RECENT_IDS // 4)
-        # Reads back the newest ``sessions`` rows of still-open sessions this shard owns: the
-        # state every flushed segment left behind (see ``recover``).
+        # Reads back the newest ``sessions`` rows of the still-open sessions this shard owns and
+        # of those that ended recently enough for an event to continue them: the state every
+        # flushed segment left behind (see ``recover``). Its argument: the earliest arrival time
+        # the replay of the log decides at (sessions that ended before it can matter).
         self.open_sessions = open_sessions
-        # Reads back today's stored client session ids of this shard (``recovery.client_ids_loader``),
+        # Reads back the recently stored client session ids of this shard (``recovery.client_ids_loader``),
         # so a client id reused after a restart gets a new stored id (see sessions.py).
         self.client_ids = client_ids
         self.wal = wal
@@ -157,20 +159,25 @@ class BufferCore:
     def recover(self) -> int:
         """Queue every segment left in the log for flushing; rebuild recent ids, sessions, profiles.
 
-        Live sessions come back in two steps: the newest ``sessions`` rows in ClickHouse hold the
-        state as of the last flushed segment (each segment carries snapshots of the sessions it
-        changed), then the records of the segments still in the log are replayed on top.
+        Live (and recently ended) sessions come back in two steps: the newest ``sessions`` rows in
+        ClickHouse hold the state as of the last flushed segment (each segment carries snapshots
+        of the sessions it changed), then the records of the segments still in the log are
+        replayed on top.
         """
         segments = self.wal.recover()
         for row in reversed(self.client_ids() if self.client_ids is not None else []):  # oldest first
             self.sessions.note_stored(row["project_id"], row["session_id"])
-        stored = self.open_sessions() if self.open_sessions is not None else []
+        # the oldest segment holds the earliest arrivals: a logged event may continue a session
+        # that ended (and was stored) long before this restart, but not long before its arrival
+        first = self.wal.read(segments[0].number) if segments else []
+        decided_since = min((int(r["received_at"]) for r in first if r.get("received_at")), default=now_ms())
+        stored = self.open_sessions(min(decided_since, now_ms())) if self.open_sessions is not None else []
         self.sessions.restore(stored)
         stored_version = {r["session_id"]: int(r["version"]) for r in stored}
         by_day: dict[int, list[bytes]] = {}  # the logged event ids, for the index
         for seg in segments:
             self.sealed.append(seg)
-            records = self.wal.read(seg.number)
+            records = first if seg is segments[0] else self.wal.read(seg.number)
             # a segment whose sessions rows already reached storage is counted in the restored
             # state: replaying its events again would count them twice
             counted = {
@@ -232,18 +239,45 @@ class BufferCore:
 
         Raises ``Fenced`` (nothing logged, nothing to acknowledge) once the log has a newer owner.
         """
+        forgotten: list[tuple[str, str, Duplicate]] = []
         with self.lock:
             if self.fenced is not None:
                 raise self.fenced
             try:
-                results, ticket = self._append(records, now_ms() if now is None else now)
+                results, ticket = self._append(records, now_ms() if now is None else now, forgotten)
             except Fenced as exc:
                 self.fenced = exc
                 raise
         self.wal.sync(ticket)  # outside the lock: concurrent appends share one fsync
+        if forgotten:
+            self._answer_forgotten(forgotten)
         return results
 
-    def _append(self, records: Sequence[Record], now: int) -> tuple[list[dict[str, str]], int]:
+    def _answer_forgotten(self, forgotten: list[tuple[str, str, Duplicate]]) -> None:
+        """Retries the id index recognised but the shard no longer remembered (their first copy
+        was stored before a restart, or left the recent ids): answered with the first copy's
+        device and session as stored, read in one query outside the lock. Should storage not
+        answer, they keep the device's id and current session."""
+        try:
+            found = first_copies(self.writer.query, ((p, i) for p, i, _ in forgotten))
+        except Exception as exc:
+            log.warning("shard %s: cannot read the first copies of retries (%s)", self.config.shard_id, exc)
+            return
+        remembered: list[tuple[str, dict[str, str]]] = []
+        for project, ident, answer in forgotten:
+            first = found.get((project, ident))
+            if first is not None:
+                answer.update(first)
+                remembered.append((f"{project}\x00{ident}", first))
+        with self.lock:  # a further retry is answered from memory
+            for key, first in remembered:
+                self.recent[key] = first
+                if len(self.recent) > RECENT_IDS:
+                    self.recent.popitem(last=False)
+
+    def _append(
+        self, records: Sequence[Record], now: int, forgotten: list[tuple[str, str, Duplicate]]
+    ) -> tuple[list[dict[str, str]], int]:
         if self.pending + len(records) > self.config.max_pending:
             raise Overloaded(self.pending, self.config.max_pending, retry_after_s=5)
         to_log: list[Record] = []
@@ -268,10 +302,17 @@ class BufferCore:
                 key = f"{rec['project_id']}\x00{rec['id']}"
                 seen = self.recent.get(key) or in_call.get(key)
                 if seen is None and stored and digests.get(key) in stored:
-                    # stored within the window, no longer in memory: answered with the device's id
-                    # and its live session (the first answer is not kept that long)
+                    # stored within the window, no longer in memory: answered with the first copy's
+                    # device and session read back from storage once the call is logged (see
+                    # ``_answer_forgotten``), else with the device's id and its live session
                     live = self.sessions.live.get((rec["project_id"], rec["device_id"]))
-                    seen = {"deviceId": rec["device_id"], "sessionId": live.session_id if live else ""}
+                    answer = Duplicate(
+                        {"deviceId": rec["device_id"], "sessionId": live.session_id if live else ""}
+                    )
+                    forgotten.append((rec["project_id"], rec["id"], answer))
+                    duplicates += 1
+                    results.append(answer)
+                    continue
                 if seen is not None:  # a retried event: already logged, answer as the first time
                     duplicates += 1
                     results.append(Duplicate(seen))

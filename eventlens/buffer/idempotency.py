@@ -50,6 +50,35 @@ WHERE received_at >= now64(3) - INTERVAL {days:UInt32} DAY
 """
 
 
+# The first copies of retries the index recognised but the shard no longer remembers (flushed before
+# a restart, or out of its recent ids): their answer is the first copy's device and session. One
+# query per call that has such retries, never on the hot path; the window bounds the arrival.
+_FIRST_COPIES_SQL = """
+SELECT project_id, id, any(device_id) AS device_id, any(session_id) AS session_id
+FROM events
+WHERE project_id IN {projects:Array(String)} AND id IN {ids:Array(String)}
+  AND name NOT IN ('session_start', 'session_end')
+GROUP BY project_id, id
+"""
+
+
+def first_copies(
+    query: Callable[..., list[dict[str, Any]]], keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, str]]:
+    """(project, event id) → the stored first copy's answer (``deviceId``, ``sessionId``), for the
+    ``keys`` found in ``events``."""
+    wanted = set(keys)
+    if not wanted:
+        return {}
+    params = {"projects": sorted({p for p, _ in wanted}), "ids": sorted({i for _, i in wanted})}
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for row in query(_FIRST_COPIES_SQL, params):
+        key = (row["project_id"], row["id"])
+        if key in wanted:
+            out[key] = {"deviceId": row["device_id"], "sessionId": row["session_id"]}
+    return out
+
+
 def id_key(project_id: str, event_id: str) -> bytes:
     """XXH3-128 of (project, id): 0.3 µs against blake2b's 1.4. Not collision-resistant against an
     attacker, but a collision only drops the later of two events, and forging one needs the other

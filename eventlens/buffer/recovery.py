@@ -1,7 +1,9 @@
-"""What a (re)started shard reads back from storage: its open sessions and stored profiles.
+"""What a (re)started shard reads back from storage: its open (and recently ended) sessions, the
+client session ids it used, and stored profiles.
 
 The shard's log holds what was not flushed; storage holds the rest. A restarted shard restores
-the newest ``sessions`` rows of its still-open sessions, replays its log on top
+the newest ``sessions`` rows of its still-open sessions and of those an event could still
+continue, replays its log on top
 (``BufferCore.recover``), and loads a profile's stored state the first time ``identify`` names it.
 """
 
@@ -14,16 +16,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from eventlens.buffer.idempotency import IdIndex, rebuild
+from eventlens.config import Settings
 
 log = logging.getLogger(__name__)
 
 Query = Callable[[str, dict[str, Any]], list[dict[str, Any]]]
 
+# The shard's open sessions, and those that ended recently enough for an event to continue them
+# (their last event within the late bound plus the timeout: DEFINITIONS.md, Sessions, rule 3).
 OPEN_SESSIONS_SQL = """
-SELECT * EXCEPT (opened_at, started_at, ended_at), toUnixTimestamp64Milli(opened_at) AS opened_ms,
-    toUnixTimestamp64Milli(started_at) AS started_ms, toUnixTimestamp64Milli(ended_at) AS ended_ms
+SELECT * EXCEPT (opened_at, started_at, ended_at, entry_at, exit_at),
+    toUnixTimestamp64Milli(opened_at) AS opened_ms, toUnixTimestamp64Milli(started_at) AS started_ms,
+    toUnixTimestamp64Milli(ended_at) AS ended_ms, toUnixTimestamp64Milli(entry_at) AS entry_ms,
+    toUnixTimestamp64Milli(exit_at) AS exit_ms
 FROM sessions FINAL
-WHERE shard = {shard:UInt16} AND is_closed = 0 AND opened_at >= {since_start:DateTime64(3, 'UTC')}
+WHERE shard = {shard:UInt16} AND opened_at >= {since_start:DateTime64(3, 'UTC')}
+    AND (is_closed = 0 OR ended_at >= {ended_since:DateTime64(3, 'UTC')})
 """
 
 PROFILE_SQL = """
@@ -32,9 +40,11 @@ FROM profiles FINAL
 WHERE project_id = {p:String} AND profile_id = {id:String}
 """
 
-# Client session ids of the shard's sessions opened today (UTC): a client id reused after a restart
-# must not open a session under an id whose row of today exists (the sessions table is keyed by
-# project, day opened and session id). Server ids (uuid7: 36 characters, version digit 7) never
+# Client session ids of the shard's sessions opened in the last ``CLIENT_ID_DAYS`` UTC days (today
+# included): a client id reused after a restart gets the next ordinal (``<id>~<n>``), never an id
+# an earlier visit is stored under, whichever day that visit opened (the sessions table is keyed by
+# project, day opened and session id, so a visit of another day would not even be replaced: two
+# visits would share one session id). Server ids (uuid7: 36 characters, version digit 7) never
 # repeat and are left out; the newest first, as many as the shard remembers.
 CLIENT_IDS_SQL = """
 SELECT project_id, session_id
@@ -47,9 +57,19 @@ ORDER BY max(opened_at) DESC
 LIMIT {limit:UInt32}
 """
 
+# how many UTC days of client session ids a restarted shard reads back: as long as the
+# idempotency window, the span a client's retries and queues are expected to stay within
+CLIENT_ID_DAYS = 7
+
 # sessions that timed out while the shard was down come back too: the first expire() closes them
 # with a session_end and a final snapshot
 OPEN_SESSION_HORIZON = timedelta(days=2)
+# how long after its last event an ended session can still be continued (by default; the actor
+# passes its settings'): an event that is not late is at most the late bound old, and continues a
+# session its time is under the timeout from
+ENDED_WITHIN_MS = (
+    Settings.model_fields["late_event_bound_s"].default + Settings.model_fields["session_timeout_s"].default
+) * 1000
 
 
 def profile_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
@@ -60,25 +80,42 @@ def profile_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
     return load
 
 
-def client_ids_loader(index: int, query: Query, limit: int) -> Callable[[], list[dict[str, Any]]]:
-    """Today's client session ids of shard ``index`` (best effort: [] when storage does not answer)."""
+def client_ids_loader(
+    index: int, query: Query, limit: int, days: int = CLIENT_ID_DAYS
+) -> Callable[[], list[dict[str, Any]]]:
+    """The client session ids of shard ``index`` opened in the last ``days`` UTC days, today
+    included (best effort: [] when storage does not answer)."""
 
     def load() -> list[dict[str, Any]]:
         now = datetime.now(UTC).replace(tzinfo=None)
-        since = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        since = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=max(days, 1) - 1)
         try:
             return query(CLIENT_IDS_SQL, {"shard": index, "since": since, "limit": limit})
         except Exception as exc:
-            log.warning("shard %s: cannot read today's client session ids (%s)", index, exc)
+            log.warning("shard %s: cannot read the recent client session ids (%s)", index, exc)
             return []
 
     return load
 
 
-def open_sessions_loader(index: int, query: Query, attempts: int = 10) -> Callable[[], list[dict[str, Any]]]:
-    def load() -> list[dict[str, Any]]:
+def open_sessions_loader(
+    index: int, query: Query, attempts: int = 10, ended_within_ms: int = ENDED_WITHIN_MS
+) -> Callable[..., list[dict[str, Any]]]:
+    """The newest rows of shard ``index``'s open sessions and of those whose last event lies within
+    ``ended_within_ms`` (the late bound plus the session timeout) before ``decided_since_ms`` (the
+    earliest arrival of a record the restart replays; now by default): ``Sessionizer.restore``
+    tells them apart by ``is_closed``."""
+
+    def load(decided_since_ms: int | None = None) -> list[dict[str, Any]]:
         now = datetime.now(UTC).replace(tzinfo=None)
-        params = {"shard": index, "since_start": now - OPEN_SESSION_HORIZON}
+        since = now
+        if decided_since_ms is not None:
+            since = min(now, datetime.fromtimestamp(decided_since_ms / 1000, UTC).replace(tzinfo=None))
+        params = {
+            "shard": index,
+            "since_start": since - OPEN_SESSION_HORIZON,
+            "ended_since": since - timedelta(milliseconds=ended_within_ms),
+        }
         for attempt in range(attempts):  # storage may still be starting; sessions restart if it stays down
             try:
                 rows = query(OPEN_SESSIONS_SQL, params)
@@ -89,6 +126,7 @@ def open_sessions_loader(index: int, query: Query, attempts: int = 10) -> Callab
             for r in rows:
                 r["opened_at"] = r.pop("opened_ms")
                 r["started_at"], r["ended_at"] = r.pop("started_ms"), r.pop("ended_ms")
+                r["entry_at"], r["exit_at"] = r.pop("entry_ms"), r.pop("exit_ms")
             return rows
         return []
 

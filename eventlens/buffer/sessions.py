@@ -22,14 +22,19 @@ after that but whose own time falls inside the ended visit (under the timeout fr
 session were live) continues it: an SDK's offline queue sent one request at a time, with past
 timestamps, is one visit, not one per request. The ended session is written again (closed) with the
 event; its ``session_end`` marker is not repeated. The shard remembers each device's last ended
-session while an event could still continue it (``ended``: until the late bound plus the timeout).
+session while an event could still continue it (``ended``: until the late bound plus the timeout),
+and the one before it (``before``): an event older than the start of the device's last visit, live
+or ended, continues the visit before if it falls inside it, else it is stored like a late event.
+A restarted shard reads these back from storage (``restore``: the recently closed rows) and its
+log's replay takes the same decisions as ``assign`` (``replay``).
 
 A client ``sessionId`` names a visit: events carrying it continue the live session opened with it
 while the gaps stay under the timeout, like server-assigned sessions. Reused after the timeout (the
 visit ended), it opens a new stored session ``<client id>~2`` (then ``~3``, …): the ``sessions``
 table is keyed by (project, day opened, session id), so reusing the id itself would replace the first
 visit's row. The shard remembers the ordinals of recent client ids (``CLIENT_IDS``), rebuilt on
-restart from today's stored client ids (``note_stored``), the open sessions and the log.
+restart from the client ids stored in the last days (``recovery.CLIENT_ID_DAYS``, read back with
+``note_stored``), the open sessions and the log.
 """
 
 from __future__ import annotations
@@ -154,6 +159,10 @@ def snapshot(session: Session, now_ms: int, closed: bool) -> Record:
             "duration": (session.last_ms - session.started_ms) / 1000,
             "entry_path": session.entry_path,
             "exit_path": session.exit_path,
+            # when the entry and exit page views happened: a restarted shard needs them to place a
+            # page view arriving out of order (0: no page view with a path)
+            "entry_at": session.entry_ms or 0,
+            "exit_at": session.exit_ms or 0,
             "page_views": session.page_views,
             "events": session.events,
             "is_bounce": 1 if bounce else 0,
@@ -173,6 +182,9 @@ class Sessionizer:
         self.closed: list[Session] = []  # ended (or continued after ending) since the last snapshots()
         # each device's last ended session, while a (not late) event could still continue it
         self.ended: dict[tuple[str, str], Session] = {}
+        # the session each device had before its last ended one: an event older than the device's
+        # last visit continues the visit before it, whether or not the clock ended the last one
+        self.before: dict[tuple[str, str], Session] = {}
         # (project, client session id) → the ordinal of its newest stored session (1: the id itself)
         self.client_ids: OrderedDict[tuple[str, str], int] = OrderedDict()
         # an open change (``begin``): every touch, in order, as (key, the session at ``live[key]``
@@ -180,7 +192,7 @@ class Sessionizer:
         # before it, whether it was live); rolled back in reverse
         self._undo: list[tuple[tuple[str, str], Session | None, tuple[Any, ...] | None, bool]] | None = None
         self._closed_mark = 0
-        self._ended_undo: list[tuple[tuple[str, str], Session | None]] = []
+        self._ended_undo: list[tuple[tuple[str, str], Session | None, Session | None]] = []
         self._ids_undo: dict[tuple[str, str], int | None] = {}
 
     # changes -----------------------------------------------------------------------------------
@@ -219,11 +231,12 @@ class Sessionizer:
             ) = fields  # type: ignore[misc]
             if was_live:
                 self.live[key] = session
-        for key, before in reversed(self._ended_undo):
-            if before is None:
-                self.ended.pop(key, None)
-            else:
-                self.ended[key] = before
+        for key, ended, before in reversed(self._ended_undo):
+            for mapping, session in ((self.ended, ended), (self.before, before)):
+                if session is None:
+                    mapping.pop(key, None)
+                else:
+                    mapping[key] = session
         del self.closed[self._closed_mark :]
         for cid, n in self._ids_undo.items():
             if n is None:
@@ -317,27 +330,24 @@ class Sessionizer:
             current.add(event)
             event["session_id"] = current.session_id
             return []
-        ended = self.ended.get(key)
-        if (
-            ended is not None
-            and (current is None or ts < current.started_ms)
-            and self._continues(ended, ts, client_sid)
-        ):
-            # inside a visit the clock already ended: continue it (written again, still closed)
+        older, ended = self._ended_home(key, current, ts, client_sid)
+        if ended is not None:
+            # inside a visit that already ended: continue it (written again, still closed)
             self._save(key, ended, live=False)
             if not ended.dirty:  # not already waiting in ``closed`` for its row
                 self.closed.append(ended)
             ended.add(event)
             event["session_id"] = ended.session_id
             return []
+        if older:
+            # Older than the device's last visit (by more than the timeout, or of another client
+            # session), and not of the visit before: an offline queue flushed while the device is
+            # active (or was until the clock ended its visit). Stored with its own time like a late
+            # event; ending the live visit for it would split the visit.
+            if not client_sid:
+                event["session_id"] = server_session_id(event)
+            return []
         if current is not None:
-            if ts < current.started_ms:
-                # Older than the live visit (by more than the timeout, or of another client
-                # session): an offline queue flushed while the device is active. Stored with its
-                # own time like a late event; ending the live visit for it would split the visit.
-                if not client_sid:
-                    event["session_id"] = server_session_id(event)
-                return []
             markers.append(self._end(key, current, now_ms))
         else:
             self._save(key, None)
@@ -349,6 +359,28 @@ class Sessionizer:
         self.live[key] = session
         markers.append(marker("session_start", session, ts, now_ms))
         return markers
+
+    def _ended_home(
+        self, key: tuple[str, str], current: Session | None, ts: int, client_sid: str
+    ) -> tuple[bool, Session | None]:
+        """For an event (at ``ts``) that does not continue the live session ``current``: whether it
+        is older than the start of the device's last visit (live or ended), and the ended session
+        it continues (``None``: none). The last visit if the clock ended it, else, for an event
+        older than the last visit, the visit before it (which the last one ended)."""
+        ended = self.ended.get(key)
+        if current is None:
+            if ended is None:
+                return False, None
+            if self._continues(ended, ts, client_sid):
+                return False, ended
+            last, before = ended, self.before.get(key)
+        else:
+            last, before = current, ended
+        if ts >= last.started_ms:
+            return False, None
+        if before is not None and self._continues(before, ts, client_sid):
+            return True, before
+        return True, None
 
     def current(self, project: str, device_id: str, prev_device: str, now_ms: int) -> tuple[str, str]:
         """(device id, session id) an event of the device at ``now_ms`` without a client session id
@@ -366,13 +398,23 @@ class Sessionizer:
 
     def _end(self, key: tuple[str, str], session: Session, now_ms: int) -> Record:
         self._save(key, session)
+        self._retire(key, session)
+        return marker("session_end", session, session.last_ms, now_ms)
+
+    def _retire(self, key: tuple[str, str], session: Session) -> None:
+        """The live ``session`` ended: it becomes the device's last ended one (its closed row is
+        written by the next snapshots), the one ended before it the visit before."""
         del self.live[key]
         session.dirty = True
         self.closed.append(session)
+        previous = self.ended.get(key)
         if self._undo is not None:
-            self._ended_undo.append((key, self.ended.get(key)))
+            self._ended_undo.append((key, previous, self.before.get(key)))
+        if previous is None:
+            self.before.pop(key, None)
+        else:
+            self.before[key] = previous
         self.ended[key] = session
-        return marker("session_end", session, session.last_ms, now_ms)
 
     def expire(self, now_ms: int) -> list[Record]:
         """``session_end`` for every session idle past the timeout, and forget them."""
@@ -384,9 +426,10 @@ class Sessionizer:
         # an ended session no event could continue any more: the next one that is not late is at
         # least ``now - late_bound``, and continuing needs it under the timeout from the session
         horizon = now_ms - self.late_bound_ms - self.timeout_ms
-        for key, s in list(self.ended.items()):
-            if s.last_ms < horizon and not s.dirty:
-                del self.ended[key]
+        for ended in (self.ended, self.before):
+            for key, s in list(ended.items()):
+                if s.last_ms < horizon and not s.dirty:
+                    del ended[key]
         return markers
 
     def snapshots(self, now_ms: int) -> list[Record]:
@@ -412,61 +455,133 @@ class Sessionizer:
         return rows, written
 
     # recovery --------------------------------------------------------------------------------
+    @staticmethod
+    def _from_row(row: dict[str, Any]) -> Session:
+        """The session a ``sessions`` row (read back, or logged) is the complete state of."""
+        first = {k: row.get(k, "") for k in ENTRY_FIELDS}
+        return Session(
+            session_id=row["session_id"],
+            started_ms=int(row["started_at"]),
+            last_ms=int(row["ended_at"]),
+            first=first,
+            entry_path=row.get("entry_path", ""),
+            exit_path=row.get("exit_path", ""),
+            profile_id=row.get("profile_id", ""),
+            page_views=int(row.get("page_views", 0)),
+            events=int(row.get("events", 0)),
+            version=int(row.get("version", 0)),
+            dirty=False,
+            # rows written before the columns existed hold 0: the session's start and end
+            entry_ms=(int(row.get("entry_at") or 0) or int(row["started_at"]))
+            if row.get("entry_path")
+            else None,
+            exit_ms=(int(row.get("exit_at") or 0) or int(row["ended_at"])) if row.get("exit_path") else None,
+            opened_ms=int(row.get("opened_at") or row["started_at"]),
+        )
+
     def restore(self, rows: list[dict[str, Any]]) -> int:
-        """Live sessions from their newest ``sessions`` rows (what a restarted shard reads back)."""
+        """Sessions from their newest ``sessions`` rows (what a restarted shard reads back): the
+        open ones live again; of the closed ones (those that ended recently, which an event could
+        still continue), each device's newest is its last ended session and the one before that
+        its visit before (see ``_ended_home``)."""
+        closed: list[Session] = []
         for row in rows:
-            first = {k: row.get(k, "") for k in ENTRY_FIELDS}
-            s = Session(
-                session_id=row["session_id"],
-                started_ms=int(row["started_at"]),
-                last_ms=int(row["ended_at"]),
-                first=first,
-                entry_path=row.get("entry_path", ""),
-                exit_path=row.get("exit_path", ""),
-                profile_id=row.get("profile_id", ""),
-                page_views=int(row.get("page_views", 0)),
-                events=int(row.get("events", 0)),
-                version=int(row.get("version", 0)),
-                dirty=False,
-                entry_ms=int(row["started_at"]) if row.get("entry_path") else None,
-                exit_ms=int(row["ended_at"]) if row.get("exit_path") else None,
-                opened_ms=int(row.get("opened_at") or row["started_at"]),
-            )
-            self._remember_stored(first["project_id"], s)
-            self.live[(first["project_id"], first["device_id"])] = s
+            s = self._from_row(row)
+            self._remember_stored(s.first["project_id"], s)
+            if row.get("is_closed"):
+                closed.append(s)
+            else:
+                self.live[(s.first["project_id"], s.first["device_id"])] = s
+        closed.sort(key=lambda s: s.opened_ms)  # a device's visits end in the order they opened
+        for s in closed:
+            self._place_ended((s.first["project_id"], s.first["device_id"]), s)
         return len(rows)
 
+    def _place_ended(self, key: tuple[str, str], s: Session) -> None:
+        """An ended session read back: the device's last ended one if it opened after that one,
+        else the visit before if it opened after that one (else no event can continue it)."""
+        ended = self.ended.get(key)
+        if ended is None or ended.opened_ms <= s.opened_ms:
+            if ended is not None:
+                self.before[key] = ended
+            self.ended[key] = s
+            return
+        before = self.before.get(key)
+        if before is None or before.opened_ms <= s.opened_ms:
+            self.before[key] = s
+
+    def _replay_row(self, key: tuple[str, str], row: Record) -> None:
+        """A logged ``sessions`` row is the session's complete state at that point of the log: the
+        replay takes it as it is. Usually the replayed records already made that state; not when
+        the segment holding them was stored and deleted without this row (the segment a crash
+        left active carries no snapshots: they follow in the next one), so that a restart finds
+        the session in neither storage nor its log's records, only in this row."""
+        sid = row.get("session_id")
+        version = int(row.get("version", 0))
+        state = self._from_row(row)
+        for s in (self.live.get(key), self.ended.get(key), self.before.get(key)):
+            if s is not None and s.session_id == sid:
+                s.started_ms, s.last_ms, s.profile_id = state.started_ms, state.last_ms, state.profile_id
+                s.page_views, s.events = state.page_views, state.events
+                s.entry_path, s.entry_ms = state.entry_path, state.entry_ms
+                s.exit_path, s.exit_ms = state.exit_path, state.exit_ms
+                s.version = max(s.version, version)
+                if row.get("is_closed") and self.live.get(key) is s:
+                    self._retire(key, s)  # its session_end was stored with a deleted segment
+                return
+        self._remember_stored(key[0], state)
+        current = self.live.get(key)
+        if row.get("is_closed"):
+            self._place_ended(key, state)
+        elif current is None or current.opened_ms < state.opened_ms:
+            if current is not None:
+                self._retire(key, current)
+            self.live[key] = state
+
     def replay(self, record: Record) -> None:
-        """Re-apply a logged record (its session already assigned) after a restart."""
+        """Re-apply a logged record (its session already assigned) after a restart: an event joins
+        the session it names only where ``assign`` put it there, so by the same decisions (the
+        late bound, the live session, else the last ended one; an event of an offline queue that
+        kept the client id of the live visit stays out of it)."""
         table = table_of(record)
         if table == "sessions":
-            # a logged snapshot's version must stay below the next one we write
-            live = self.live.get((record.get("project_id", ""), record.get("device_id", "")))
-            if live is not None and live.session_id == record.get("session_id"):
-                live.version = max(live.version, int(record.get("version", 0)))
+            self._replay_row((record.get("project_id", ""), record.get("device_id", "")), record)
             return
         if table != "events" or not record.get("session_id"):
             return
-        if record["created_at"] < record.get("received_at", record["created_at"]) - self.late_bound_ms:
+        name = record.get("name")
+        if (
+            name != "session_end"  # its time is the session's last event's, however late it ended
+            and record["created_at"] < record.get("received_at", record["created_at"]) - self.late_bound_ms
+        ):
             return  # a late event never joined a live session (see assign)
         key = (record["project_id"], record["device_id"])
-        name = record.get("name")
+        sid = record["session_id"]
         current = self.live.get(key)
         if name == "session_end":
-            if current is not None and current.session_id == record["session_id"]:
+            if current is not None and current.session_id == sid:
                 # ended in the unflushed log: its closed row is written by the next seal (the
                 # crashed shard may never have written it)
-                del self.live[key]
-                current.dirty = True
-                self.closed.append(current)
-                self.ended[key] = current
+                self._retire(key, current)
             return
         if name == "session_start":
-            if current is None or current.session_id != record["session_id"]:
+            if current is None or current.session_id != sid:
                 first = {k: record[k] for k in ENTRY_FIELDS if k in record}
-                session = Session(record["session_id"], record["created_at"], record["created_at"], first)
+                session = Session(sid, record["created_at"], record["created_at"], first)
                 self._remember_stored(record["project_id"], session)
                 self.live[key] = session
             return
-        if current is not None and current.session_id == record["session_id"]:
-            current.add(record)
+        # ``assign``'s decision, the stored session id standing for the client's (an event that
+        # joined a session carries its id; one stored on its own, none that a session it could
+        # have joined carries)
+        ts = record["created_at"]
+        if current is not None and self._continues(current, ts, sid):
+            if current.session_id == sid:
+                current.add(record)
+            return
+        _, ended = self._ended_home(key, current, ts, sid)
+        if ended is not None and ended.session_id == sid:
+            # it continued an ended visit (see ``assign``): its row is written again, closed
+            if not ended.dirty:
+                self.closed.append(ended)
+            ended.add(record)

@@ -109,7 +109,7 @@ SESSION_TEXT = tuple(
     c
     for c in SESSION_COLUMNS
     if c not in (*SESSION_TIMES, *SESSION_NUMBERS, *SESSION_FLAGS)
-    and c not in ("project_id", "opened_at", "version", "shard")
+    and c not in ("project_id", "opened_at", "entry_at", "exit_at", "version", "shard")
 )
 SESSION_SELECT = ", ".join(
     [

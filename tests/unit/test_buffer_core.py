@@ -123,7 +123,7 @@ def counter(i: int) -> dict[str, Any]:
 def make(
     directory: Path,
     inserter: FakeInserter | None = None,
-    open_sessions: Callable[[], list[dict[str, Any]]] | None = None,
+    open_sessions: Callable[[int], list[dict[str, Any]]] | None = None,
     **overrides: Any,
 ) -> tuple[BufferCore, FakeInserter]:
     # one insert at a time unless a test asks for more: the order of inserts is then deterministic
@@ -657,7 +657,7 @@ def test_restart_continues_live_sessions_from_storage_and_the_log(wal_dir: Path)
     assert sorted((r["device_id"], r["events"]) for r in stored) == [("dev-1", 2), ("dev-4", 1)]
     loads: list[int] = []
 
-    def open_sessions() -> list[dict[str, Any]]:
+    def open_sessions(decided_since_ms: int) -> list[dict[str, Any]]:
         loads.append(1)
         return copy.deepcopy(stored)
 
@@ -699,15 +699,21 @@ def test_restart_continues_live_sessions_from_storage_and_the_log(wal_dir: Path)
     assert {r["shard"] for r in ins2.rows("sessions")} == {3}
 
 
-def test_restart_without_stored_sessions_cannot_continue_a_flushed_session(tmp_path: Path) -> None:
+def test_restart_without_stored_sessions_continues_only_what_the_log_holds(tmp_path: Path) -> None:
     """The control: the same crash, but nothing read back from storage. dev-1's session started in a
-    flushed segment, so the log alone cannot continue it."""
+    flushed segment, but the sealed segment left in the log carries its complete snapshot, which
+    the replay takes; dev-4's started in a flushed segment and has no snapshot in the log: the log
+    alone cannot continue it."""
     wal_dir = tmp_path / "shard"
     _, sid = crash_then_flush_some(wal_dir)
     restarted, _ = make(wal_dir, index=3, session_timeout_ms=30 * MIN)
-    assert {k[1] for k in restarted.sessions.live} == {"dev-5"}
-    [a] = restarted.append([event(8, at=T0 + 40 * MIN)], now=T0 + 40 * MIN)
-    assert a["sessionId"] != sid["dev-1"]
+    assert {k[1]: s.session_id for k, s in restarted.sessions.live.items()} == {
+        "dev-1": sid["dev-1"],
+        "dev-5": sid["dev-5"],
+    }
+    assert restarted.sessions.live[("p1", "dev-1")].events == 3
+    [a] = restarted.append([event(8, device="dev-4", at=T0 + 40 * MIN)], now=T0 + 40 * MIN)
+    assert a["sessionId"] != sid["dev-4"]
     assert names_of(restarted.wal.read(restarted.wal._active_no)) == ["session_start", "page_view"]  # type: ignore[attr-defined]
 
 
@@ -741,7 +747,7 @@ def test_crash_after_the_sessions_insert_does_not_count_a_segment_twice(wal_dir:
     assert len(list(wal_dir.glob("*.wal"))) == 1  # not deleted: it is replayed
     stored = read_back_open_sessions(ins, 3)
     assert [(r["session_id"], r["events"]) for r in stored] == [(a["sessionId"], 2)]
-    restarted, _ = make(wal_dir, open_sessions=lambda: copy.deepcopy(stored), index=3)
+    restarted, _ = make(wal_dir, open_sessions=lambda _since: copy.deepcopy(stored), index=3)
     [live] = restarted.sessions.live.values()
     assert (live.session_id, live.events, live.page_views) == (a["sessionId"], 2, 2)
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import uuid_utils
 
-from eventlens.buffer.recovery import client_ids_loader
+from eventlens.buffer.recovery import CLIENT_ID_DAYS, client_ids_loader
 from eventlens.records import SESSION_COLUMNS
 from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import to_columns
@@ -39,7 +39,7 @@ def session(sid: str, opened: int, shard: int = 3, project: str = "p-rec") -> di
     }
 
 
-def test_client_ids_loader_reads_todays_client_ids_of_the_shard_newest_first(wh: Any) -> None:
+def test_client_ids_loader_reads_the_recent_days_client_ids_of_the_shard_newest_first(wh: Any) -> None:
     now = int(time.time() * 1000)
     midnight = now - now % DAY
     server = str(uuid_utils.uuid7())
@@ -50,6 +50,8 @@ def test_client_ids_loader_reads_todays_client_ids_of_the_shard_newest_first(wh:
         session("visit", midnight + 2),
         session(server, midnight + 5),  # a server id: never reused
         session("yesterday", midnight - 1),
+        session("week-old", midnight - (CLIENT_ID_DAYS - 1) * DAY + 1),
+        session("too-old", midnight - (CLIENT_ID_DAYS - 1) * DAY - 1),  # before the horizon's first day
         session("other-shard", midnight + 6, shard=4),
     ]
     names, cols = to_columns("sessions", rows)
@@ -59,5 +61,7 @@ def test_client_ids_loader_reads_todays_client_ids_of_the_shard_newest_first(wh:
         ("p-rec", "visit~2"),
         ("p-rec", "visit"),
         ("p-rec", "older"),
+        ("p-rec", "yesterday"),
+        ("p-rec", "week-old"),
     ]
     assert [r["session_id"] for r in client_ids_loader(3, wh.query, 1)()] == ["visit~2"]

@@ -353,6 +353,8 @@ def test_snapshot_is_a_complete_sessions_row() -> None:
         "duration": 90.5,
         "entry_path": "/in",
         "exit_path": "/out",
+        "entry_at": NOW,  # the entry and exit page views' times (see restore)
+        "exit_at": NOW + 90_500,
         "page_views": 3,
         "events": 4,
         "is_bounce": 0,
@@ -943,3 +945,37 @@ def test_an_ended_visit_is_forgotten_once_no_event_could_continue_it() -> None:
     assert len(s.ended) == 1
     s.expire(NOW + LATE + TIMEOUT + 1)
     assert s.ended == {}
+
+
+def test_restore_takes_each_devices_two_newest_closed_sessions_as_its_ended_ones() -> None:
+    """Closed rows read back (sessions that ended recently) are not live: a device's newest is its
+    last ended visit (an event inside it continues it), the one before that the visit before (an
+    event older than the last visit continues it)."""
+    s = Sessionizer(TIMEOUT, LATE)
+    a, b = ev(NOW, sid="a"), ev(NOW + 5 * MIN, sid="b")
+    s.assign(a, NOW)
+    s.assign(b, NOW + 5 * MIN)  # "a" ends
+    s.expire(NOW + 5 * MIN + TIMEOUT)  # the clock ends "b"
+    rows = [as_read_back(r) for r in s.snapshots(NOW + 5 * MIN + TIMEOUT)]
+    assert sorted((r["session_id"], r["is_closed"]) for r in rows) == [("a", 1), ("b", 1)]
+    restarted = Sessionizer(TIMEOUT, LATE)
+    restarted.restore(rows)
+    assert restarted.live == {}
+    key = ("p1", "d1")
+    assert (restarted.ended[key].session_id, restarted.before[key].session_id) == ("b", "a")
+    now = NOW + 5 * MIN + TIMEOUT + MIN
+    older = ev(NOW + 3 * MIN, sid="a")  # older than "b", inside "a"
+    inside = ev(NOW + 20 * MIN)  # inside "b"
+    assert restarted.assign(older, now) == [] and restarted.assign(inside, now) == []
+    assert (older["session_id"], inside["session_id"]) == ("a", "b")
+    got = {r["session_id"]: (r["events"], r["is_closed"]) for r in restarted.snapshots(now)}
+    assert got == {"a": (2, 1), "b": (2, 1)}
+
+
+def test_an_event_older_than_a_visit_the_clock_ended_opens_nothing() -> None:
+    s = Sessionizer(TIMEOUT, LATE)
+    s.assign(ev(NOW + 10 * MIN, sid="a"), NOW + 10 * MIN)
+    s.expire(NOW + 40 * MIN)
+    e = ev(NOW - 30 * MIN, sid="b")  # older than "a" by the timeout: an offline queue
+    assert s.assign(e, NOW + 41 * MIN) == []
+    assert e["session_id"] == "b" and s.live == {}

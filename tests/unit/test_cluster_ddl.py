@@ -53,18 +53,29 @@ def test_every_shipped_statement_is_understood_and_every_table_has_a_sharding_ke
     views = [s for s in original() if MV_RE.match(s)]
     inserts = [s for s in original() if s.startswith("INSERT INTO")]
     settings = [s for s in original() if re.match(r"^ALTER TABLE \w+ MODIFY SETTING ", s)]
+    columns = [s for s in original() if re.match(r"^ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS ", s)]
     # nothing else in the files
-    assert len(creates) + len(views) + len(inserts) + len(settings) == len(original())
-    assert len(out) == 2 * len(creates) + len(views) + len(inserts) + len(settings)
+    assert len(creates) + len(views) + len(inserts) + len(settings) + len(columns) == len(original())
+    # a column added goes to the local table and to its Distributed table
+    assert len(out) == 2 * len(creates) + len(views) + len(inserts) + len(settings) + 2 * len(columns)
 
 
 def test_setting_changes_go_to_the_local_tables_with_the_replicated_window() -> None:
-    alters = [s for s in rewritten() if s.startswith("ALTER TABLE")]
+    alters = [s for s in rewritten() if s.startswith("ALTER TABLE") and " SETTING " in s]
     assert alters  # 0009: the rollups' deduplication window
     for sql in alters:
         assert re.match(
             rf"^ALTER TABLE \w+_local {ON} MODIFY SETTING replicated_deduplication_window = 10000$", sql
         )
+
+
+def test_added_columns_go_to_the_local_and_the_distributed_table() -> None:
+    alters = [s for s in rewritten() if s.startswith("ALTER TABLE") and " ADD COLUMN " in s]
+    assert alters  # 0010: the sessions' entry and exit page view times
+    for local, dist in zip(alters[::2], alters[1::2], strict=True):
+        m = re.match(rf"^ALTER TABLE (\w+)_local {ON} (ADD COLUMN IF NOT EXISTS .*)$", local)
+        assert m is not None, local
+        assert dist == f"ALTER TABLE {m.group(1)} {ON} {m.group(2)}"
 
 
 def test_every_ddl_statement_runs_on_the_cluster() -> None:

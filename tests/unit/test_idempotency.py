@@ -169,6 +169,49 @@ def test_a_retry_after_a_flush_and_a_restart_is_stored_once(tmp_path: Path) -> N
     assert core.stats["duplicates"] == 2
 
 
+class StoredEvents(FakeInserter):
+    """An inserter whose ``query`` answers the first-copies lookup from what it stored."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[dict[str, Any]] = []
+
+    def query(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        self.queries.append(params)
+        return [
+            {
+                "project_id": r["project_id"],
+                "id": r["id"],
+                "device_id": r["device_id"],
+                "session_id": r["session_id"],
+            }
+            for r in self.rows("events")
+            if r["project_id"] in params["projects"] and r["id"] in params["ids"]
+        ]
+
+
+def test_a_retry_after_a_restart_is_answered_with_its_first_copys_device_and_session(tmp_path: Path) -> None:
+    """The restarted shard remembers the ids only in its index: the retries' answers are read from
+    their stored first copies, in one query for the call (rare path: none for new events)."""
+    ins = StoredEvents()
+    core, _ = make(tmp_path, ins=ins)
+    first = core.append([event(1, at=T0), event(2, device="dev-2", at=T0)], now=T0)
+    core.flush(force=True)
+    core.close()
+    core, _ = make(tmp_path, ins=ins)
+    [fresh] = core.append([event(3, at=T0 + 40 * 60_000)], now=T0 + 40 * 60_000)
+    assert ins.queries == []  # nothing recognised by the index alone: no query
+    a, b, c = core.append(
+        [event(1, at=T0), event(2, device="dev-2", at=T0), event(1, at=T0)], now=T0 + 41 * 60_000
+    )
+    assert [dict(x) for x in (a, b, c)] == [first[0], first[1], first[0]] and fresh["sessionId"] != a[
+        "sessionId"
+    ]
+    assert all(isinstance(x, Duplicate) for x in (a, b, c)) and len(ins.queries) == 1
+    [again] = core.append([event(2, device="dev-2", at=T0)], now=T0 + 42 * 60_000)
+    assert dict(again) == first[1] and len(ins.queries) == 1  # remembered since
+
+
 def test_a_retry_routed_to_another_shard_after_a_reshard_is_stored_once(tmp_path: Path) -> None:
     core, ins = make(tmp_path, shard=0)
     core.append([event(1, at=T0)], now=T0)

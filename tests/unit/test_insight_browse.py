@@ -211,7 +211,7 @@ def test_a_session_is_answered_with_its_stored_columns() -> None:
     out = browse.session_json(row)
     assert out["id"] == "s1" and out["duration"] == 12.5 and out["pageViews"] == 3 and out["events"] == 4
     assert out["isClosed"] is True and out["isBounce"] is False and out["endedAt"].endswith("52.623Z")
-    hidden = {"project_id", "session_id", "opened_at", "version", "shard"}
+    hidden = {"project_id", "session_id", "opened_at", "entry_at", "exit_at", "version", "shard"}
     assert set(out) == {"id"} | {browse.camel(c) for c in set(SESSION_COLUMNS) - hidden}
 
 

@@ -16,7 +16,9 @@ from eventlens.records import EVENT_COLUMNS, SESSION_COLUMNS
 
 PARAMS = Params(events=3_000, days=3, devices=2_000, seed=7, batch_size=1_000, now_ms=1_790_000_123_456)
 # sha256 of the batches for PARAMS; a numpy release that changes its Generator streams changes it too
-DIGEST = "d006f6438abeb877e23d5b386af3938dfc6c943dfb104b8455e2ddbd159cd8ca"
+# (the sessions columns entry_at and exit_at, migration 0010, changed it: the rows without them
+# still give the digest before, d006f643…)
+DIGEST = "0cea1c4588d60ff78149a6877471afdb4ea5cca52ea27c33fe2b33aa16310f87"
 
 
 def _digest(rows: Iterable[tuple[dict[str, list], dict[str, list]]]) -> str:

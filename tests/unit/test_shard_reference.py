@@ -68,76 +68,71 @@ from tests.storage import stop_merges
 
 pytestmark = [pytest.mark.storage, pytest.mark.chdb]
 
-# Rules the shard does not follow yet, one flag each. False: the scenarios leave that case out (so
+# Rules the shard did not follow, one flag each. False: the scenarios leave that case out (so
 # this test checks everything else) and a strict xfail test below shows the case on its own; once
 # the shard follows the rule, that test passes (an XPASS: a failure), so set the flag True and
-# drop the xfail.
+# drop the xfail. The shard follows all of them now (every flag True, its test a plain one); a
+# rule found broken later gets a flag of its own here.
 #
 # A visit that ended (by the clock, or by the device's next visit) is continued by an event that
-# falls inside it (DEFINITIONS.md, Sessions, rule 3), but a restarted shard remembers only the
-# visits whose session_end is still in its unflushed log: after a restart an event inside a visit
-# that ended before it (and was flushed) opens a session of its own. The scenarios leave out
-# events continuing a visit that ended before a restart since; see
+# falls inside it (DEFINITIONS.md, Sessions, rule 3). A restarted shard once remembered only the
+# visits whose session_end was still in its unflushed log, so after a restart an event inside a
+# visit that ended before it (and was flushed) opened a session of its own. Fixed: the restart
+# reads back the sessions that ended within the late bound plus the timeout
+# (recovery.open_sessions_loader); see
 # test_an_event_inside_a_visit_that_ended_before_a_restart_continues_it.
-REOPEN_AFTER_RESTART = False
-# An event continuing an ended visit is added to that (ended) session in memory, but a restart
-# that replays it from the log does not add it again (Sessionizer.replay adds events only to live
-# sessions), so the session's row misses it (events, duration, pages). The scenarios stop the
-# shard gracefully instead of crashing it while such an event is in the log; see
-# test_an_event_continuing_an_ended_visit_stays_in_it_after_a_crash.
-REPLAY_CONTINUED_ENDED = False
+REOPEN_AFTER_RESTART = True
+# An event continuing an ended visit is added to that (ended) session in memory; a restart that
+# replayed it from the log once did not add it again (Sessionizer.replay added events only to live
+# sessions). Fixed: the replay takes assign's decisions; see
+# test_an_event_continuing_an_ended_visit_stays_in_it_after_a_crash (and ..._after_a_flush_and_a_crash).
+REPLAY_CONTINUED_ENDED = True
 # An event older than the start of the device's last visit is decided by that visit whether or not
 # the clock has ended it yet: the visit before continues it if it falls inside that one, else it is
-# stored like a late event. Today that holds while the last visit is live; once the clock ended it,
-# such an event opens a session of its own instead (the shard remembers only the last ended visit
-# and checks the offline-queue rule only against a live one). The scenarios leave out events
-# older than the start of a visit the clock ended; see
+# stored like a late event. The shard once held that only while the last visit was live (it
+# remembered only the last ended visit). Fixed: it remembers the visit before the last ended one
+# too (Sessionizer.before); see
 # test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event and
 # test_an_event_older_than_a_visit_the_clock_ended_continues_the_visit_before.
-OLDER_THAN_ENDED_VISIT = False
+OLDER_THAN_ENDED_VISIT = True
 # A retry is answered with its first copy's deviceId and sessionId. A restarted shard recognises
-# a retry whose first copy it flushed by the id index alone, and answers it with the device's
-# current session (or none) instead, as docs/API.md says ("Retries"). The scenarios check only
-# the deviceId of a retry answered after a restart since its first copy; see
+# a retry whose first copy it flushed by the id index alone, and once answered it with the device's
+# current session (or none) instead. Fixed: such retries are answered from the first copy's stored
+# row (one events query per call that has them: BufferCore._answer_forgotten); see
 # test_a_retry_after_a_restart_is_answered_with_its_first_copys_session.
-RETRY_ANSWER_AFTER_RESTART = False
+RETRY_ANSWER_AFTER_RESTART = True
 # A client session id reused for a later visit is stored as <id>~2, <id>~3, … A restarted shard
-# learns the ids already used only from the client ids stored *today* (UTC), so a reuse after a
-# restart on a later day than the earlier visit's opening is stored under the bare id again (two
-# sessions rows, on two days, with one session id). The scenarios leave such restarts out while
-# this is so; see test_a_client_session_id_reused_after_a_restart_on_the_next_day_gets_a_new_ordinal.
-REUSE_ACROSS_RESTART_DAYS = False
-# A restarted shard replays its log, but skips a logged session_end whose time (the session's last
-# event) lies more than the late bound before its arrival (the expire that wrote it) as if it were
-# a late event (sessions.py, Sessionizer.replay): the ended session is live again, or silently
-# replaced by the device's next session, and its row never closes. An expire that late happens
-# when the shard was down for the session's timeout and more. While this is so the test flushes
-# right after such an expire (as a healthy flusher soon would), so no restart replays it; see
+# once learnt the ids already used only from the client ids stored *today* (UTC), so a reuse after
+# a restart on a later day than the earlier visit's opening was stored under the bare id again.
+# Fixed: it reads back the client ids of the last recovery.CLIENT_ID_DAYS days (scenarios span
+# fewer); see test_a_client_session_id_reused_after_a_restart_on_the_next_day_gets_a_new_ordinal.
+REUSE_ACROSS_RESTART_DAYS = True
+# A restarted shard replays its log, but once skipped a logged session_end whose time (the
+# session's last event) lies more than the late bound before its arrival (the expire that wrote
+# it) as if it were a late event, so the ended session was live again. Fixed (Sessionizer.replay):
+# the test no longer flushes right after such an expire (flush_after_late_expire); see
 # test_a_session_ended_long_after_its_last_event_stays_ended_after_a_crash.
-REPLAYED_SESSION_ENDS = False
+REPLAYED_SESSION_ENDS = True
 # Every sealed segment is meant to carry complete snapshots of the sessions it changed, so that a
 # restart finds each live session either in storage or in the log. The segment a crash left
-# active does not: recover() seals it as it is, and the snapshots of its sessions go into a later
-# segment. When a flush then stores and deletes that segment but dies before storing the later
-# one, the next restart finds the session nowhere: its next event opens another session (a
-# client id's second session_start, a sessions row replaced; a server id's first row never
-# written). The scenarios leave out a death half-way through a flush after a crash until a flush
-# completed; see test_a_crash_half_way_through_the_flush_after_a_crash_keeps_the_live_session.
-PARTIAL_FLUSH_AFTER_CRASH = False
+# active does not (its snapshots go into the next segment); when a flush stored and deleted it
+# but died before storing the next one, the next restart once found the session nowhere (the
+# replay used logged sessions rows only for their versions). Fixed: the replay takes a logged
+# sessions row as the session's complete state (Sessionizer._replay_row); see
+# test_a_crash_half_way_through_the_flush_after_a_crash_keeps_the_live_session.
+PARTIAL_FLUSH_AFTER_CRASH = True
 # An event of an offline queue (older than the device's live visit by the timeout or more) is stored
-# like a late event, keeping its client session id. If that id is the live visit's, a restart that
-# replays the event from the log adds it to the visit (Sessionizer.replay checks only the late
-# bound), so the stored session gains an event, an earlier start and the event's profile. The
-# scenarios stop the shard gracefully instead of crashing it while such an event is in the log;
-# see test_an_offline_event_with_the_visits_session_id_stays_out_of_it_after_a_crash.
-REPLAY_OFFLINE_WITH_SID = False
-# A session restored from its stored row after a restart forgets when its entry and exit page views
-# happened (Sessionizer.restore takes the session's start and end instead), so a page view
-# arriving out of order afterwards, earlier than the entry page view or later than the exit page
-# view but inside the session's span, does not become the entry or exit page. The scenarios leave
-# out page views arriving out of order into a visit opened before a restart; see
-# test_an_out_of_order_page_view_after_a_restart_becomes_the_entry_page.
-REORDERED_VIEWS_AFTER_RESTART = False
+# like a late event, keeping its client session id. If that id was the live visit's, a restart that
+# replayed the event from the log once added it to the visit (Sessionizer.replay checked only the
+# late bound). Fixed: the replay takes assign's decisions; see
+# test_an_offline_event_with_the_visits_session_id_stays_out_of_it_after_a_crash.
+REPLAY_OFFLINE_WITH_SID = True
+# A session restored from its stored row after a restart once forgot when its entry and exit page
+# views happened (Sessionizer.restore took the session's start and end instead), so a page view
+# arriving out of order afterwards did not become the entry or exit page. Fixed: the sessions row
+# stores those times (entry_at, exit_at: migration 0010); see
+# test_an_out_of_order_page_view_after_a_restart_becomes_the_entry_page (and ..._exit_page).
+REORDERED_VIEWS_AFTER_RESTART = True
 
 BY_NAME = {route.name: route for route in ROUTES}
 SHARDS = itertools.count(100)  # a shard index per example: restarts read back only their own rows
@@ -638,7 +633,6 @@ def test_a_retry_after_a_restart_that_forgot_the_id_is_stored_once(wh: Any) -> N
     replay_script(wh, script, 4)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="RETRY_ANSWER_AFTER_RESTART")
 def test_a_retry_after_a_restart_is_answered_with_its_first_copys_session(wh: Any) -> None:
     """The first copy's visit ended (the clock, at 30) and was flushed; after a restart the client
     retries: the answer must carry the first copy's sessionId, not the device's current one (none)."""
@@ -653,7 +647,6 @@ def test_an_event_within_the_timeout_of_a_visit_the_clock_ended_continues_it(wh:
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REPLAY_CONTINUED_ENDED")
 def test_an_event_continuing_an_ended_visit_stays_in_it_after_a_crash(wh: Any) -> None:
     """As above, and the shard crashes right after logging the event: the replay must put it back
     into the ended session, whose row then holds both events."""
@@ -661,14 +654,27 @@ def test_an_event_continuing_an_ended_visit_stays_in_it_after_a_crash(wh: Any) -
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REOPEN_AFTER_RESTART")
+def test_an_event_continuing_an_ended_visit_stays_in_it_after_a_flush_and_a_crash(wh: Any) -> None:
+    """As above, but the ended visit was flushed before the event came: the replay finds it in
+    storage (a recently ended session), not in the log."""
+    script = Script().send(0, ("e1", 0, None)).flush(31).send(45, ("e2", 20, None)).restart(46)
+    replay_script(wh, script, 120)
+
+
+def test_an_event_continuing_a_stored_ended_visit_stays_in_it_after_a_late_restart(wh: Any) -> None:
+    """As above, but the shard stays down for two hours: the restart comes long after the visit's
+    last event, yet the replayed event arrived while it could continue it (the recently ended
+    sessions are read back as of the log's oldest arrival, not of the restart)."""
+    script = Script().send(0, ("e1", 0, None)).flush(31).send(70, ("e2", 28, None)).restart(190)
+    replay_script(wh, script, 240)
+
+
 def test_an_event_inside_a_visit_that_ended_before_a_restart_continues_it(wh: Any) -> None:
     """As above, but the ended visit was flushed and the shard restarted before the event came."""
     script = Script().send(0, ("e1", 0, None)).flush(31).restart(40).send(45, ("e2", 20, None))
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="OLDER_THAN_ENDED_VISIT")
 def test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event(wh: Any) -> None:
     """Visit "a" spans minutes 10 to 12; the clock ends it at 42; at 50 an event of minute 8 with
     another session id arrives (42 minutes old: not late). Had it come at 40, before the clock
@@ -678,7 +684,6 @@ def test_an_event_older_than_a_visit_the_clock_ended_is_stored_like_a_late_event
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="OLDER_THAN_ENDED_VISIT")
 def test_an_event_older_than_a_visit_the_clock_ended_continues_the_visit_before(wh: Any) -> None:
     """Visit "a" at 0, visit "b" at 5 (another session id: "a" ends); the clock ends "b" at 35; at
     40 an event of minute 3 with "a" arrives. Had it come at 30 ("b" live) it would continue "a"
@@ -687,7 +692,6 @@ def test_an_event_older_than_a_visit_the_clock_ended_continues_the_visit_before(
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REUSE_ACROSS_RESTART_DAYS")
 def test_a_client_session_id_reused_after_a_restart_on_the_next_day_gets_a_new_ordinal(wh: Any) -> None:
     """Visit "s" opens at 23:00 and is stored; the shard restarts after midnight and reads back only
     today's client ids; "s" reused at 01:00 must be stored as s~2, not as a second "s"."""
@@ -696,17 +700,15 @@ def test_a_client_session_id_reused_after_a_restart_on_the_next_day_gets_a_new_o
     replay_script(wh, script, 16 * 60)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REPLAYED_SESSION_ENDS")
 def test_a_session_ended_long_after_its_last_event_stays_ended_after_a_crash(wh: Any) -> None:
     """The shard is down from minute 1 to 90: back up, it ends the visit of minute 0 (its
     session_end 90 minutes after the visit's last event), the device starts a new visit, and the
-    shard crashes before flushing. The replay skips that session_end as "late", so the new
-    visit's session_start replaces the old visit in memory and its row never closes."""
+    shard crashes before flushing. The replay must not skip that session_end as "late" (else the
+    new visit's session_start replaces the old visit in memory and its row never closes)."""
     script = Script().send(0, ("e1", 0, None)).flush(1).restart(90).send(92, ("e2", 92, None)).restart(93)
     replay_script(wh, script, 100, flush_after_late_expire=False)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="PARTIAL_FLUSH_AFTER_CRASH")
 def test_a_crash_half_way_through_the_flush_after_a_crash_keeps_the_live_session(wh: Any) -> None:
     """A crash leaves the visit's events in the active segment (no session snapshot in it); the
     restarted shard dies in its first flush after storing that segment (one insert) but before the
@@ -717,7 +719,6 @@ def test_a_crash_half_way_through_the_flush_after_a_crash_keeps_the_live_session
     replay_script(wh, script, 60)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REPLAY_OFFLINE_WITH_SID")
 def test_an_offline_event_with_the_visits_session_id_stays_out_of_it_after_a_crash(wh: Any) -> None:
     """Visit "s" starts at 60; an event of minute 20 with the same session id arrives at 65 (45
     minutes old: not late, but 40 minutes before the visit): stored on its own. A crash replays
@@ -726,7 +727,6 @@ def test_an_offline_event_with_the_visits_session_id_stays_out_of_it_after_a_cra
     replay_script(wh, script, 120)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REORDERED_VIEWS_AFTER_RESTART")
 def test_an_out_of_order_page_view_after_a_restart_becomes_the_entry_page(wh: Any) -> None:
     """A click at 0 and a page view at 10 are stored; after a restart a page view of minute 5 arrives:
     it is the session's earliest page view, so its path is the entry page."""
@@ -735,7 +735,6 @@ def test_an_out_of_order_page_view_after_a_restart_becomes_the_entry_page(wh: An
     replay_script(wh, script, 60)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="REORDERED_VIEWS_AFTER_RESTART")
 def test_an_out_of_order_page_view_after_a_restart_becomes_the_exit_page(wh: Any) -> None:
     """A page view at 0 and a click at 10 are stored; after a restart a page view of minute 5
     arrives: it is the session's latest page view, so its path is the exit page."""
