@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh dev
 scripts/services.sh
+scripts/sdk.sh
 # the services were just started: a test that cannot reach MariaDB or Redis is a failure here, not
 # a skip (tests/servers.py)
 export EVENTLENS_REQUIRE_SERVICES=1

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install the OpenPanel SDKs the SDK tests drive (tests/sdk/package.json, pinned by its
+# package-lock.json) from the npm registry, with the machine's Node.js and npm.
+set -euo pipefail
+cd "$(dirname "$0")/../tests/sdk"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q nodejs npm >/dev/null
+  else
+    echo "sdk.sh: Node.js and npm are needed (apt-get install nodejs npm)" >&2
+    exit 1
+  fi
+fi
+stamp=node_modules/.installed
+# reinstall only when the lock file changed
+if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
