@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     max_properties: int = Field(default=256, ge=1)
     max_property_key_length: int = Field(default=256, ge=1)
     max_property_value_length: int = Field(default=4096, ge=1)
+    # a session replay chunk's rrweb events (JSON text, UTF-8 bytes); the web SDK splits at 1 MiB
+    replay_max_bytes: int = Field(default=1024 * 1024, ge=1024, le=4 * 1024 * 1024)
     rate_limit_per_second: float = Field(default=2000.0, gt=0)
     rate_limit_burst: int = Field(default=4000, ge=1)
 

@@ -59,6 +59,19 @@ class AliasPayload(_Payload):
     alias: IdStr
 
 
+class ReplayPayload(_Payload):
+    """A chunk of the web SDK's session recording: rrweb events as a JSON text (``payload``)."""
+
+    chunk_index: int = Field(ge=0, le=1_000_000)
+    events_count: int = Field(ge=0, le=1_000_000)
+    is_full_snapshot: bool = False
+    started_at: str | int
+    ended_at: str | int
+    payload: str  # its size is checked against the configured limit (Limits.max_replay_bytes)
+    deviceId: IdStr | None = None
+    sessionId: IdStr | None = None
+
+
 class TrackBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["track"]
@@ -83,9 +96,13 @@ class AliasBody(BaseModel):
     payload: AliasPayload
 
 
-AnyBody = Annotated[
-    TrackBody | IdentifyBody | IncrementBody | AliasBody,
-    Field(discriminator="type"),
-]
-BODY_ADAPTER: TypeAdapter[TrackBody | IdentifyBody | IncrementBody | AliasBody] = TypeAdapter(AnyBody)
-EVENT_TYPES = ("track", "identify", "increment", "decrement", "alias")
+class ReplayBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["replay"]
+    payload: ReplayPayload
+
+
+Body = TrackBody | IdentifyBody | IncrementBody | AliasBody | ReplayBody
+AnyBody = Annotated[Body, Field(discriminator="type")]
+BODY_ADAPTER: TypeAdapter[Body] = TypeAdapter(AnyBody)
+EVENT_TYPES = ("track", "identify", "increment", "decrement", "alias", "replay")

@@ -26,6 +26,11 @@ class Duplicate(dict[str, str]):
     answer, equal to it and serialised like it, whose type tells the replica to count a duplicate."""
 
 
+class Refused(dict[str, str]):
+    """A shard's answer to a record it will not log: ``error`` (a code) and ``message`` (what to
+    fix), answered to the client as a 409 (single) or a rejected item (batch)."""
+
+
 # Event names with a meaning of their own.
 PAGE_VIEWS = frozenset(("page_view", "screen_view"))
 MARKERS = frozenset(("session_start", "session_end"))
@@ -128,12 +133,27 @@ SESSION_COLUMNS: dict[str, Any] = {
     "shard": 0,
 }
 
+# A session replay chunk (``replay`` messages); never an event.
+REPLAY_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "session_id": "",
+    "device_id": "",
+    "chunk_index": 0,
+    "started_at": 0,
+    "ended_at": 0,
+    "events_count": 0,
+    "is_full_snapshot": 0,
+    "payload": "",
+    "received_at": 0,
+}
+
 TABLES: dict[str, dict[str, Any]] = {
     "events": EVENT_COLUMNS,
     "profiles": PROFILE_COLUMNS,
     "profile_counters": COUNTER_COLUMNS,
     "profile_aliases": ALIAS_COLUMNS,
     "sessions": SESSION_COLUMNS,
+    "replays": REPLAY_COLUMNS,
 }
 
 
@@ -144,6 +164,7 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "profile_counters": ("created_at",),
     "profile_aliases": ("created_at",),
     "sessions": ("opened_at", "started_at", "ended_at", "entry_at", "exit_at"),
+    "replays": ("started_at", "ended_at", "received_at"),
 }
 
 

@@ -28,7 +28,7 @@ from eventlens.api.auth import Authenticator
 from eventlens.api.errors import error_response, json_response
 from eventlens.api.legacy import register_legacy
 from eventlens.errors import OUTAGE_RETRY_AFTER_S, ClientError, pydantic_details, validation_message
-from eventlens.insights import breakdowns, browse, catalogue, metrics, people
+from eventlens.insights import breakdowns, browse, catalogue, metrics, people, replay
 from eventlens.insights.cache import InsightCache, NoVersions
 from eventlens.insights.models import (
     BreakdownParams,
@@ -49,6 +49,7 @@ from eventlens.insights.models import (
     SessionsParams,
     TimeseriesParams,
 )
+from eventlens.insights.replay import ReplayParams
 from eventlens.insights.sources import Json, Rows, Sql
 from eventlens.insights.sources import Query as RunQuery
 from eventlens.metrics import InsightMetrics
@@ -101,6 +102,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET", f"{_I}/profiles/{{profile_id:path}}", ProfileParams, browse.profile, "profile", cached=False
     ),
+    Route("GET", f"{_I}/sessions/{{session_id}}/replay", ReplayParams, replay.replay, "replay", cached=False),
 )
 
 

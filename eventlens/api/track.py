@@ -32,7 +32,7 @@ from eventlens.ingest.salts import SaltCache
 from eventlens.metrics import UNKNOWN_TYPE, IngestMetrics
 from eventlens.models import EVENT_TYPES
 from eventlens.ratelimit import LocalRateLimiter, RedisRateLimiter, retry_after_header
-from eventlens.records import Duplicate
+from eventlens.records import Duplicate, Refused
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class TrackHandler:
             max_property_key_length=settings.max_property_key_length,
             max_property_value_length=settings.max_property_value_length,
             max_future_ms=settings.max_future_skew_s * 1000,
+            max_replay_bytes=settings.replay_max_bytes,
         )
 
     async def handle(self, request: Request) -> Response:
@@ -166,11 +167,16 @@ class TrackHandler:
         if isinstance(result, ShardUnavailable):
             self.metrics.events({(prepared.type, result.reason): 1})
             raise self._unavailable(result)
+        if type(result) is Refused:
+            self.metrics.events({(prepared.type, "rejected"): 1})
+            raise ClientError(409, result["error"], result["message"])
         self.metrics.events({(prepared.type, "duplicate" if type(result) is Duplicate else "accepted"): 1})
         reply: dict[str, Any] = {"success": True}
         rec = prepared.record
         reply["id"] = rec.get("id") or rec.get("event_id")
-        if prepared.type == "track":
+        if prepared.type == "replay":
+            reply["id"] = f"{result['sessionId']}:{rec['chunk_index']}"
+        if prepared.type in ("track", "replay"):
             reply.update(result)
         return json_response(reply, 200, headers)
 
@@ -280,6 +286,9 @@ class TrackHandler:
                 )
                 retry_after = max(retry_after, result.retry_after_s)
                 not_accepted.append((p.type, result.reason))
+            elif type(result) is Refused:
+                rejected.append({"index": i, "error": result["error"], "message": result["message"]})
+                not_accepted.append((p.type, "rejected"))
             else:
                 accepted += 1
                 if type(result) is Duplicate:

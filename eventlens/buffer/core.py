@@ -24,7 +24,7 @@ from eventlens.buffer.idempotency import IdIndex, day_of, first_copies, id_key, 
 from eventlens.buffer.profiles import ProfileBook, ProfileLoader
 from eventlens.buffer.sessions import Sessionizer
 from eventlens.config import Settings
-from eventlens.records import TABLE_KEY, Duplicate, Record, table_of
+from eventlens.records import TABLE_KEY, Duplicate, Record, Refused, table_of
 from eventlens.storage.tables import group_by_table
 from eventlens.storage.wal import Fenced, Segment, SegmentLog
 from eventlens.storage.writer import Writer
@@ -275,6 +275,22 @@ class BufferCore:
                 if len(self.recent) > RECENT_IDS:
                     self.recent.popitem(last=False)
 
+    def _replay(self, rec: Record) -> dict[str, str]:
+        """A replay chunk joins the visit it recorded (unless the client named one); without one
+        it is refused: a recording is only ever played as part of a session."""
+        prev = rec.pop("_prev_device", "")
+        if not rec["session_id"]:
+            rec["session_id"] = self.sessions.visit_of(
+                rec["project_id"], rec["device_id"], prev, rec["started_at"]
+            )
+        if not rec["session_id"]:
+            return Refused(
+                error="no_session",
+                message="no visit of this device is in progress: track an event (a screen_view) "
+                "before sending its replay chunks",
+            )
+        return {"sessionId": rec["session_id"], "deviceId": rec["device_id"]}
+
     def _append(
         self, records: Sequence[Record], now: int, forgotten: list[tuple[str, str, Duplicate]]
     ) -> tuple[list[dict[str, str]], int]:
@@ -295,6 +311,11 @@ class BufferCore:
         try:
             for rec in records:
                 table = table_of(rec)
+                if table == "replays":
+                    results.append(self._replay(rec))
+                    if not isinstance(results[-1], Refused):
+                        to_log.append(rec)
+                    continue
                 if table != "events":
                     to_log.append(self.profiles.merge(rec, merged) if table == "profiles" else rec)
                     results.append({})

@@ -396,6 +396,19 @@ class Sessionizer:
             return device_id, current.session_id
         return device_id, ""
 
+    def visit_of(self, project: str, device_id: str, prev_device: str, ts: int) -> str:
+        """The session a replay chunk of the device recorded at ``ts`` belongs to: the visit in
+        progress (the device's own, else, the salt rotated, the one under its previous id), else
+        its last ended visit when ``ts`` falls inside it (within the timeout); ``""`` when none."""
+        for device in (device_id, prev_device):
+            live = self.live.get((project, device)) if device else None
+            if live is not None:
+                return live.session_id
+        ended = self.ended.get((project, device_id))
+        if ended is not None and ended.started_ms - self.timeout_ms < ts < ended.last_ms + self.timeout_ms:
+            return ended.session_id
+        return ""
+
     def _end(self, key: tuple[str, str], session: Session, now_ms: int) -> Record:
         self._save(key, session)
         self._retire(key, session)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import uuid_utils
 from pydantic import ValidationError
 
@@ -24,7 +25,7 @@ from eventlens.ingest.page import UTM_KEYS, split_page
 from eventlens.ingest.properties import flatten
 from eventlens.ingest.referrer import classify_referrer
 from eventlens.ingest.timestamps import parse_timestamp
-from eventlens.models import BODY_ADAPTER, EVENT_TYPES, AliasBody, IdentifyBody, IncrementBody, TrackBody
+from eventlens.models import BODY_ADAPTER, EVENT_TYPES, Body
 from eventlens.records import TABLE_KEY, Record
 
 
@@ -34,6 +35,7 @@ class Limits:
     max_property_key_length: int = 256
     max_property_value_length: int = 4096
     max_future_ms: int = 60_000
+    max_replay_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ def _flat(props: dict[str, Any] | None, limits: Limits) -> dict[str, str]:
 
 
 # --- parse -----------------------------------------------------------------------------------
-def validate_body(body: Any) -> TrackBody | IdentifyBody | IncrementBody | AliasBody:
+def validate_body(body: Any) -> Body:
     if not isinstance(body, dict):
         raise ClientError(400, "invalid_body", 'body must be a JSON object {"type": ..., "payload": {...}}')
     kind = body.get("type")
@@ -240,6 +242,48 @@ def put_alias(d: Draft) -> None:
     d.shard_key = f"profile:{p.profileId}"
 
 
+# --- replay steps ----------------------------------------------------------------------------
+def start_replay(d: Draft) -> None:
+    """A chunk of the web SDK's session recording: its rrweb events must be a JSON array of
+    objects within the size limit; they are stored as sent. The shard adds the visit's id."""
+    p = d.body.payload
+    size = len(p.payload.encode())
+    if size > d.limits.max_replay_bytes:
+        raise ClientError(
+            413,
+            "replay_too_large",
+            f"payload is {size} bytes; a replay chunk may carry at most {d.limits.max_replay_bytes}"
+            " (split it: the web SDK's maxPayloadBytes)",
+        )
+    try:
+        events = orjson.loads(p.payload)
+    except orjson.JSONDecodeError:
+        events = None
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise ClientError(
+            400, "invalid_replay", "payload must be the JSON text of an array of rrweb event objects"
+        )
+    started = parse_timestamp(p.started_at, d.ctx.now_ms, d.limits.max_future_ms)
+    ended = parse_timestamp(p.ended_at, d.ctx.now_ms, d.limits.max_future_ms)
+    if ended < started:
+        raise ClientError(400, "invalid_replay", "ended_at must not be before started_at")
+    d.props = {}
+    d.ip = d.ctx.ip
+    d.record = {
+        TABLE_KEY: "replays",
+        "project_id": d.ctx.project_id,
+        "session_id": p.sessionId or "",
+        "device_id": "",
+        "chunk_index": p.chunk_index,
+        "started_at": started,
+        "ended_at": ended,
+        "events_count": p.events_count,
+        "is_full_snapshot": int(p.is_full_snapshot),
+        "payload": p.payload,
+        "received_at": d.ctx.now_ms,
+    }
+
+
 # The ingest path, per message type, in order. ``parse`` (``validate_body``) runs before all of them.
 TRACK_STEPS: tuple[Step, ...] = (
     ("event", start_event),
@@ -255,6 +299,8 @@ STEPS: dict[str, tuple[Step, ...]] = {
     "increment": (("counter", put_counter),),
     "decrement": (("counter", put_counter),),
     "alias": (("alias", put_alias),),
+    # the device as for an event, so the chunk reaches the shard holding the device's visit
+    "replay": (("replay", start_replay), ("device", put_device)),
 }
 
 

@@ -72,6 +72,7 @@ SHARDING_KEYS: dict[str, tuple[str, ...]] = {
     "profiles": ("project_id", "profile_id"),
     "profile_counters": ("project_id", "profile_id"),
     "profile_aliases": ("project_id", "alias"),
+    "replays": ("project_id", "session_id"),
     "events_hourly": ("project_id",),
     "event_catalog": ("project_id",),
     "user_hours": ("project_id", "user"),

@@ -43,6 +43,7 @@ DOCUMENTED = {
     ("GET", "/insights/{project_id}/sessions"),
     ("GET", "/insights/{project_id}/profiles"),
     ("GET", "/insights/{project_id}/profiles/{profile_id:path}"),
+    ("GET", "/insights/{project_id}/sessions/{session_id}/replay"),
 }
 READ = {"x-test-reader": "yes"}
 

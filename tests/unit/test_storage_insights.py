@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from eventlens.api.insights import ROUTES
 from eventlens.errors import ClientError
+from eventlens.insights.models import ParamsError
 from eventlens.insights.sources import Rows, Sql
 from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import to_columns
@@ -69,14 +70,14 @@ def load(wh: Any, project_id: str, data: Dataset) -> None:
         wh.insert_columns(table, names, cols, token)
 
 
-def call(wh: Any, project_id: str, route: str, **params: Any) -> Any:
+def call(wh: Any, project_id: str, route: str, path: dict[str, str] | None = None, **params: Any) -> Any:
     """The route's answer as its JSON body: parameters validated by its model, SQL run on ``wh``."""
     spec = BY_NAME[route]
 
     async def query(sql: Sql) -> Rows:
         return wh.query(*sql)
 
-    model = spec.params.model_validate(params)
+    model = spec.params.model_validate(params).with_path(path or {})
     return orjson.loads(orjson.dumps(asyncio.run(spec.compute(project_id, model, query))))
 
 
@@ -293,8 +294,57 @@ def test_every_insight_route_is_covered() -> None:
         "sessions",
         "profiles",
         "profile",
+        # test_the_replay_route_returns_each_chunk_once_in_order
+        "replay",
     }
     assert set(BY_NAME) == covered
+
+
+# session replay ----------------------------------------------------------------------------------
+def test_the_replay_route_returns_each_chunk_once_in_order(wh: Any) -> None:
+    """Chunks stored out of order, one of them twice (a retried request, a later copy): every page
+    walked by ``nextChunk`` gives each chunk once, in order, with the events as they were sent."""
+    project = f"rp-{uuid.uuid4().hex[:12]}"
+    t0 = 1_795_000_000_000
+
+    def chunk(i: int, session: str = "s1", received: int = 0) -> dict[str, Any]:
+        events = [
+            {"type": 2 if i == 0 else 3, "timestamp": t0 + i * 1000 + k, "data": {"k": k}} for k in range(3)
+        ]
+        return {
+            "_t": "replays",
+            "project_id": project,
+            "session_id": session,
+            "device_id": "d1",
+            "chunk_index": i,
+            "started_at": t0 + i * 1000,
+            "ended_at": t0 + i * 1000 + 2,
+            "events_count": 3,
+            "is_full_snapshot": int(i == 0),
+            "payload": orjson.dumps(events).decode(),
+            "received_at": t0 + 60_000 + received,
+        }
+
+    rows = [chunk(i) for i in (4, 0, 2, 1, 3)] + [chunk(2, received=5), chunk(0, session="s2")]
+    wh.insert_rows("replays", rows, f"{project}:1")
+    got: list[dict[str, Any]] = []
+    first = 0
+    for _ in range(10):
+        page = call(wh, project, "replay", {"session_id": "s1"}, fromChunk=first, limit=2)
+        assert page["sessionId"] == "s1"
+        got.extend(page["chunks"])
+        if page["nextChunk"] is None:
+            break
+        first = page["nextChunk"]
+    assert [c["index"] for c in got] == [0, 1, 2, 3, 4]
+    assert got[0]["isFullSnapshot"] is True and not any(c["isFullSnapshot"] for c in got[1:])
+    assert got[2]["events"] == orjson.loads(chunk(2)["payload"])
+    assert got[1]["startedAt"] == "2026-11-18T11:06:41.000Z" and got[1]["eventsCount"] == 3
+    with pytest.raises(ClientError) as missing:
+        call(wh, project, "replay", {"session_id": "nope"})
+    assert missing.value.status == 404
+    with pytest.raises(ParamsError):
+        call(wh, project, "replay", {"session_id": "s1"}, startDate="2026-01-01")
 
 
 # the read routes: pages of stored rows ------------------------------------------------------------

@@ -122,6 +122,15 @@ def sample(table: str, i: int) -> dict[str, Any]:
             "created_at": ts,
             "event_id": f"a{i}",
         },
+        "replays": {
+            "project_id": "p",
+            "session_id": f"s{i}",
+            "chunk_index": i,
+            "started_at": ts,
+            "ended_at": ts,
+            "payload": "[]",
+            "received_at": ts,
+        },
         "sessions": {
             "project_id": "p",
             "session_id": f"s{i}",
