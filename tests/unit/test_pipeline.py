@@ -502,6 +502,7 @@ def test_steps_are_listed_per_message_type_in_order() -> None:
         "timestamp",
         "device",
         "properties",
+        "revenue",
         "page",
         "referrer",
     ]
