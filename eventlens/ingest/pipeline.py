@@ -254,8 +254,9 @@ TRACK_STEPS: tuple[Step, ...] = (
     ("event", start_event),
     ("timestamp", put_timestamp),
     ("device", put_device),
-    ("properties", put_properties),
+    # before the properties: a bad amount or currency is a 400 naming it, whatever its length
     ("revenue", put_revenue),
+    ("properties", put_properties),
     ("page", put_page),
     ("referrer", put_referrer),
 )

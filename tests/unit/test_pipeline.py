@@ -501,8 +501,8 @@ def test_steps_are_listed_per_message_type_in_order() -> None:
         "event",
         "timestamp",
         "device",
-        "properties",
         "revenue",
+        "properties",
         "page",
         "referrer",
     ]
