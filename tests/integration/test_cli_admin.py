@@ -188,6 +188,16 @@ def test_project_create_and_list(data_dir: Path) -> None:
     assert "My Site" in table.stdout and "Other Site" in table.stdout
 
 
+def test_project_currency_is_usd_by_default_and_settable(data_dir: Path) -> None:
+    assert run_json(data_dir, "project", "create", "Shop", "--id", "shop")["currency"] == "USD"
+    assert run_json(data_dir, "project", "currency", "shop", "eur", "--json")["currency"] == "EUR"
+    assert "now uses CHF" in run(data_dir, "project", "currency", "shop", "CHF").stdout
+    assert [p["currency"] for p in run_json(data_dir, "project", "list")] == ["CHF"]
+    assert "CHF" in run(data_dir, "project", "list").stdout
+    assert_usage_error(run(data_dir, "project", "currency", "shop", "EURO"), "3-letter ISO-4217")
+    assert_usage_error(run(data_dir, "project", "currency", "nope", "EUR"), "unknown project 'nope'")
+
+
 def test_project_list_empty(data_dir: Path) -> None:
     assert run_json(data_dir, "project", "list") == []
     assert "No projects." in run(data_dir, "project", "list").stdout
