@@ -376,9 +376,30 @@ def test_the_read_routes_list_what_the_reference_selects(
     )
     want.sort(key=lambda e: (e["created_at"], e["id"]), reverse=True)
     got = walk(wh, project, "events", limit, includeMarkers=markers, **common)
-    fields = [(g["id"], g["createdAt"], g["name"], g["deviceId"], g["sessionId"], g["isBot"]) for g in got]
+    fields = [
+        (
+            g["id"],
+            g["createdAt"],
+            g["name"],
+            g["deviceId"],
+            g["sessionId"],
+            g["isBot"],
+            g["revenue"],
+            g["currency"],
+        )
+        for g in got
+    ]
     assert fields == [
-        (e["id"], iso(e["created_at"]), e["name"], e["device_id"], e["session_id"], bool(e.get("is_bot")))
+        (
+            e["id"],
+            iso(e["created_at"]),
+            e["name"],
+            e["device_id"],
+            e["session_id"],
+            bool(e.get("is_bot")),
+            ref.money(ref.amount(e)),
+            e.get("currency", ""),
+        )
         for e in want
     ], ctx
 
