@@ -74,7 +74,13 @@ EVENT_COLUMNS: dict[str, Any] = {
     "properties": {},
     "sdk_name": "",
     "sdk_version": "",
+    # an event that carried ``__revenue``: the amount as exact decimal text (``Decimal(18, 4)``;
+    # text, so the write-ahead log's JSON keeps every digit) and its ISO-4217 code; else 0 and ''
+    "revenue": "0",
+    "currency": "",
 }
+# the revenue column's text becomes a ``Decimal`` for a columnar (Native) insert
+DECIMAL_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("revenue",)}
 
 PROFILE_COLUMNS: dict[str, Any] = {
     "project_id": "",

@@ -44,6 +44,7 @@ from eventlens.insights.models import (
     ProfilesParams,
     PropertyKeysParams,
     PropertyValuesParams,
+    RankedListParams,
     RetentionParams,
     Scoped,
     SessionsParams,
@@ -84,9 +85,9 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{_I}/metrics", MetricsParams, metrics.metrics, "metrics"),
     Route("GET", f"{_I}/timeseries", TimeseriesParams, metrics.timeseries, "timeseries"),
     Route("GET", f"{_I}/pages", PagesParams, breakdowns.pages, "pages"),
-    Route("GET", f"{_I}/referrers", ListParams, breakdowns.referrers, "referrers"),
+    Route("GET", f"{_I}/referrers", RankedListParams, breakdowns.referrers, "referrers"),
     Route("GET", f"{_I}/devices", ListParams, breakdowns.devices, "devices"),
-    Route("GET", f"{_I}/geo", ListParams, breakdowns.geo, "geo"),
+    Route("GET", f"{_I}/geo", RankedListParams, breakdowns.geo, "geo"),
     Route("GET", f"{_I}/breakdown", BreakdownParams, breakdowns.breakdown, "breakdown"),
     Route("POST", f"{_I}/funnel", FunnelParams, people.funnel, "funnel"),
     Route("GET", f"{_I}/retention", RetentionParams, people.retention, "retention"),
@@ -122,7 +123,10 @@ class Answers:
             return await self.reader.query(*sql)
 
     async def answer(self, route: Route, request: Request, project_id: str, params: Scoped) -> Response:
-        await self.auth.authenticate(request.headers, "read", project_id)
+        caller = await self.auth.authenticate(request.headers, "read", project_id)
+        # the project's currency where the request names none: part of the cache key from here
+        if caller is not None:  # (test doubles of the authenticator answer None)
+            params.use_project_defaults(caller.client.project_currency)
         t0 = time.perf_counter()
         if not route.cached:
             body = orjson.dumps(await route.compute(project_id, params, self.query))

@@ -319,6 +319,7 @@ class TrackHandler:
             ip_headers=self.settings.ip_headers,
             geo=self.geo,
             server_side=caller.server_side,
+            currency=caller.client.project_currency,
         )
 
     @staticmethod

@@ -98,7 +98,12 @@ def print_json(data: Any) -> None:
 
 
 def project_dict(project: Project) -> dict[str, Any]:
-    return {"id": project.id, "name": project.name, "created_at": project.created_at.isoformat()}
+    return {
+        "id": project.id,
+        "name": project.name,
+        "created_at": project.created_at.isoformat(),
+        "currency": project.currency,
+    }
 
 
 def client_dict(client: Client) -> dict[str, Any]:

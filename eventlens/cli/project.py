@@ -1,4 +1,5 @@
-"""``eventlens project create NAME`` and ``eventlens project list``."""
+"""``eventlens project create NAME``, ``eventlens project list`` and
+``eventlens project currency PROJECT CODE``."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from eventlens.cli.common import (
     settings_from,
 )
 
-app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
+app = typer.Typer(help="Create and list projects; set a project's currency.", no_args_is_help=True)
 
 
 @app.command("create")
@@ -59,5 +60,26 @@ def list_projects(
     elif not projects:
         typer.echo("No projects.")
     else:
-        rows = [[p.id, p.name, p.created_at.isoformat(timespec="seconds")] for p in projects]
-        print_table(["ID", "NAME", "CREATED"], rows)
+        rows = [[p.id, p.name, p.currency, p.created_at.isoformat(timespec="seconds")] for p in projects]
+        print_table(["ID", "NAME", "CURRENCY", "CREATED"], rows)
+
+
+@app.command("currency")
+def set_currency(
+    project_id: Annotated[str, typer.Argument(help="The project's id.")],
+    code: Annotated[str, typer.Argument(help="A 3-letter ISO-4217 code, e.g. EUR (stored upper-case).")],
+    data_dir: DataDirOption = None,
+    metadata_url: MetadataUrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Set the project's default currency: what revenue events without a currency are stored in,
+    and what /metrics and /timeseries total when no currency parameter is given. Events stored
+    before keep their currency; running ingest replicas use the new one within about 30 s."""
+    with cli_errors():
+        settings = settings_from(data_dir, metadata_url)
+        with metadata_store(settings) as store:
+            project = store.set_project_currency(project_id, code)
+    if as_json:
+        print_json(project_dict(project))
+    else:
+        typer.echo(f"Project {project.id} now uses {project.currency}")

@@ -28,6 +28,7 @@ class RequestContext:
     sdk_name: str = ""
     sdk_version: str = ""
     origin: str = ""  # the request's Origin header: the page's site when paths come without one
+    currency: str = "USD"  # the project's default currency: revenue events without one get it
     # per-request enrichment (user agent, geo): the same for every event of a batch
     enrichment: Mapping[str, Any] = field(default_factory=dict)
 
@@ -60,6 +61,7 @@ def build_context(
     geo: GeoLookup | None,
     server_side: bool = False,
     now_ms: int | None = None,
+    currency: str = "USD",
 ) -> RequestContext:
     """``headers`` with lower-case names; ``salts`` the current and the previous period's."""
     ip = client_ip(headers, ip_headers, peer)
@@ -75,5 +77,6 @@ def build_context(
         sdk_name=headers.get("openpanel-sdk-name", headers.get("event-lens-sdk-name", ""))[:64],
         sdk_version=headers.get("openpanel-sdk-version", headers.get("event-lens-sdk-version", ""))[:64],
         origin=(headers.get("origin") or "")[:512],
+        currency=currency,
         enrichment=enrichment(ip, user_agent, headers, server_side, geo),
     )

@@ -24,6 +24,7 @@ from eventlens.ingest.identity import device_hash, visitor_key
 from eventlens.ingest.page import UTM_KEYS, split_page
 from eventlens.ingest.properties import flatten
 from eventlens.ingest.referrer import classify_referrer
+from eventlens.ingest.revenue import revenue_columns
 from eventlens.ingest.timestamps import parse_timestamp
 from eventlens.models import BODY_ADAPTER, EVENT_TYPES, Body
 from eventlens.records import TABLE_KEY, Record
@@ -176,6 +177,14 @@ def put_properties(d: Draft) -> None:
     d.record["properties"] = _flat(d.props, d.limits)
 
 
+def put_revenue(d: Draft) -> None:
+    """``__revenue`` (and ``currency``, else the project's) into the typed columns: a 400 naming
+    the property when either is not acceptable (``ingest.revenue``)."""
+    columns = revenue_columns(d.props, d.ctx.currency)
+    if columns is not None:
+        d.record.update(columns)
+
+
 def put_page(d: Draft) -> None:
     """Origin, path and UTM parameters of the page; the request's Origin when the path has none."""
     p = d.body.payload
@@ -289,6 +298,8 @@ TRACK_STEPS: tuple[Step, ...] = (
     ("event", start_event),
     ("timestamp", put_timestamp),
     ("device", put_device),
+    # before the properties: a bad amount or currency is a 400 naming it, whatever its length
+    ("revenue", put_revenue),
     ("properties", put_properties),
     ("page", put_page),
     ("referrer", put_referrer),

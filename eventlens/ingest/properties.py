@@ -8,8 +8,9 @@ import orjson
 
 from eventlens.errors import ClientError
 
-# Keys the OpenPanel SDK sends inside properties to mean payload fields; consumed, not stored.
-RESERVED = ("__path", "__referrer", "__title", "__timestamp", "__deviceId", "__ip")
+# Keys the OpenPanel SDK sends inside properties to mean payload fields; consumed, not stored
+# (``__revenue`` goes to the typed revenue column: ``ingest.revenue``).
+RESERVED = ("__path", "__referrer", "__title", "__timestamp", "__deviceId", "__ip", "__revenue")
 
 
 def _scalar(v: Any) -> str:

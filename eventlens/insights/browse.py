@@ -25,7 +25,7 @@ from eventlens.insights.cursor import Kind, Position, encode_cursor
 from eventlens.insights.filters import filter_sql
 from eventlens.insights.models import EventsParams, ProfileParams, ProfilesParams, SessionsParams
 from eventlens.insights.scope import RANGE, Scope, event_where, session_where
-from eventlens.insights.sources import Json, Query, Rows, Sql
+from eventlens.insights.sources import Json, Query, Rows, Sql, money
 from eventlens.records import EVENT_COLUMNS, SESSION_COLUMNS
 
 MAX_PROFILE_ID_LEN = 256  # as ingest accepts (``eventlens.models``)
@@ -60,13 +60,16 @@ def _after(params: dict[str, Any], after: Position | None, time: str, ident: str
 # events ----------------------------------------------------------------------------------------
 EVENT_TIMES = ("created_at", "received_at")
 EVENT_TEXT = tuple(
-    c for c in EVENT_COLUMNS if c not in EVENT_TIMES and c not in ("project_id", "is_bot", "properties")
+    c
+    for c in EVENT_COLUMNS
+    if c not in EVENT_TIMES and c not in ("project_id", "is_bot", "properties", "revenue")
 )
 EVENT_SELECT = ", ".join(
     [
         *EVENT_TEXT,
         "is_bot",
         "properties",
+        "revenue",
         *(f"toUnixTimestamp64Milli({c}) AS {c}_ms" for c in EVENT_TIMES),
     ]
 )
@@ -98,6 +101,7 @@ def event_json(row: dict[str, Any]) -> dict[str, Any]:
     out["receivedAt"] = iso_ms(row["received_at_ms"])
     out["isBot"] = bool(row["is_bot"])
     out["properties"] = dict(row["properties"] or {})
+    out["revenue"] = money(row["revenue"])  # 0 (and currency "") unless it carried __revenue
     return out
 
 

@@ -13,6 +13,7 @@ A model's fields are also its cache key: every parameter, defaults included.
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from typing import Annotated, Any, ClassVar, Literal, Self
 from zoneinfo import ZoneInfo
@@ -32,6 +33,19 @@ MAX_NAME_LEN = 200  # event names, property keys
 MAX_FUNNEL_STEPS = 20
 # cohorts x periods grows quadratically: keep retention to what a table can show
 MAX_RETENTION_PERIODS = 400
+DEFAULT_CURRENCY = "USD"  # when neither the request nor the project says (a model used alone)
+_CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
+# breakdown dimensions that accept orderBy=revenue: visit attributes (revenue of the visits) and
+# the path (revenue of the events recorded on the page)
+REVENUE_DIMENSIONS = (
+    "referrer_name",
+    "referrer_type",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "country",
+    "path",
+)
 
 Limit = Annotated[int, Field(ge=1, le=1000, description="Rows to return")]
 PickerLimit = Annotated[int, Field(ge=1, le=5000)]
@@ -117,6 +131,10 @@ class Scoped(BaseModel):
     def path_params(self) -> dict[str, str]:
         return self._path
 
+    def use_project_defaults(self, currency: str) -> None:
+        """Fill what defaults to the project's settings (its currency), before the cache key is
+        taken; the routes that take no such parameter ignore it."""
+
     def cache_fields(self) -> dict[str, Any]:
         """What the cache key holds: every parameter, defaults included, and the path's."""
         fields = self.model_dump()
@@ -140,30 +158,79 @@ class Common(Scoped):
         return self.includeBots
 
 
-class MetricsParams(Common):
+def check_currency(value: str | None) -> str | None:
+    """The ``currency`` parameter upper-cased; a 400 naming it unless it is three letters."""
+    if value is None:
+        return None
+    if not _CURRENCY_RE.match(value):
+        raise ClientError(
+            400,
+            "invalid_currency",
+            f"currency {value[:20]!r} is not a 3-letter ISO-4217 code such as USD or EUR",
+            [{"parameter": "currency"}],
+        )
+    return value.upper()
+
+
+class Revenue(Common):
+    """A route that reports revenue: in ``currency`` only (default: the project's)."""
+
+    currency: str | None = Field(None, description="ISO-4217 code; default: the project's currency")
+
+    def rules(self) -> None:
+        self.currency = check_currency(self.currency)
+
+    def use_project_defaults(self, currency: str) -> None:
+        if self.currency is None:
+            self.currency = currency
+
+    @property
+    def revenue_currency(self) -> str:
+        return self.currency or DEFAULT_CURRENCY
+
+
+class MetricsParams(Revenue):
     compare: Literal["previous"] | None = None
 
 
-class TimeseriesParams(Common):
+class TimeseriesParams(Revenue):
     interval: str = "day"
     compare: Literal["previous"] | None = None
 
     def rules(self) -> None:
+        super().rules()
         check_interval(self.interval)
 
 
+class Ranked(Revenue):
+    """A ranked list that may be ordered by revenue (``orderBy=revenue``: each row then carries
+    ``revenue``, in ``currency``)."""
+
+    orderBy: Literal["count", "revenue"] = "count"
+
+    @property
+    def by_revenue(self) -> bool:
+        return self.orderBy == "revenue"
+
+
 class ListParams(Common):
-    """A ranked list (referrers, devices, geo)."""
+    """A ranked list (devices)."""
 
     limit: Limit = 50
 
 
-class PagesParams(Common):
+class RankedListParams(Ranked):
+    """A ranked list that may be ordered by revenue (referrers, geo)."""
+
+    limit: Limit = 50
+
+
+class PagesParams(Ranked):
     limit: Limit = 50
     type: Literal["all", "entry", "exit"] = "all"
 
 
-class BreakdownParams(Common):
+class BreakdownParams(Ranked):
     dimension: str
     limit: Limit = 50
 
@@ -173,7 +240,16 @@ class BreakdownParams(Common):
         return "name" if self.dimension in ("event", "event_name") else self.dimension
 
     def rules(self) -> None:
+        super().rules()
         dim = self.column
+        if self.by_revenue and dim not in REVENUE_DIMENSIONS:
+            raise ClientError(
+                400,
+                "invalid_order",
+                f"orderBy=revenue applies to the dimensions {', '.join(REVENUE_DIMENSIONS)}, "
+                f"not {self.dimension[:60]!r}",
+                [{"parameter": "orderBy"}],
+            )
         if dim.startswith("properties."):
             if not 0 < len(dim) - len("properties.") <= MAX_NAME_LEN:
                 raise ClientError(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from eventlens.insights.filters import filter_sql
@@ -49,6 +50,14 @@ def seconds_per(total_ms: int, whole: int) -> float:
         return 0
     hundredths = (2 * total_ms + 10 * whole) // (20 * whole)
     return hundredths / 100
+
+
+def money(value: Any) -> float:
+    """A ``Decimal(38, 4)`` sum (a ``Decimal``, or its text) as the JSON number the API answers:
+    the double nearest the exact amount."""
+    if value is None or value == "":
+        return 0.0
+    return float(value if isinstance(value, Decimal) else Decimal(str(value))) + 0.0  # -0.0 → 0.0
 
 
 def int_rows(rows: Rows, *counts: str) -> Rows:
@@ -126,3 +135,13 @@ def dims_source(dim: str, params: dict[str, Any], scope: Scope) -> str:
     params["dim"] = dim
     where = " AND dim = {dim:String}"
     return days_and_hours("events_dims_hourly", "events_dims_daily", where, scope, params, "value, ")
+
+
+def revenue_source(scope: Scope, params: dict[str, Any], raw: bool = False) -> tuple[str, str]:
+    """Where revenue amounts come from, ``(<table> WHERE <condition>, time column)``: rows with a
+    ``currency`` and a summable ``revenue``. The hourly revenue rollup (migration 0012) when the
+    hourly rollups apply, else the raw events that carried revenue, filters and all (an event
+    filter tests the revenue event's own columns, as for the event counts)."""
+    if not raw and scope.rollup_ok():
+        return f"revenue_hourly WHERE {ROLLUP_WHERE}", "hour"
+    return f"events FINAL WHERE {event_where(scope, params)} AND currency != ''", "created_at"

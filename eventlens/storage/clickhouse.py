@@ -10,12 +10,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from eventlens.records import Record
+from eventlens.records import DECIMAL_COLUMNS, Record
 from eventlens.storage.cluster_ddl import create_database, validate_cluster
 from eventlens.storage.tables import TABLES, to_columns, to_json_rows
 
@@ -45,6 +46,21 @@ CLUSTER_INSERT_SETTINGS: dict[str, Any] = {
 #   computes the inner one once on the initiator and sends it to the shards: the same answer as
 #   on one node, since aliases are not sharded by device.
 CLUSTER_QUERY_SETTINGS: dict[str, Any] = {"distributed_product_mode": "global"}
+
+
+def decimal_columns(
+    table: str, names: Sequence[str], columns: Sequence[Sequence[Any]]
+) -> Sequence[Sequence[Any]]:
+    """The decimal columns' text (records keep amounts as text: ``records.DECIMAL_COLUMNS``) as
+    ``Decimal`` values, which the Native encoder needs."""
+    wanted = DECIMAL_COLUMNS.get(table, ())
+    if not wanted:
+        return columns
+    out = list(columns)
+    for i, name in enumerate(names):
+        if name in wanted:
+            out[i] = [v if isinstance(v, Decimal) else Decimal(str(v)) for v in out[i]]
+    return out
 
 
 def _connect(dsn: str, database: str | None) -> Client:
@@ -109,6 +125,7 @@ class Warehouse:
         if not columns or not columns[0]:
             return 0
         settings = dict(self._insert_settings, insert_deduplication_token=token)
+        columns = decimal_columns(table, column_names, columns)
         with self._write_lock:
             self._write.insert(
                 table,

@@ -80,6 +80,7 @@ SHARDING_KEYS: dict[str, tuple[str, ...]] = {
     "events_dims_hourly": ("project_id",),
     "events_daily": ("project_id",),
     "events_dims_daily": ("project_id",),
+    "revenue_hourly": ("project_id",),
 }
 
 _MERGE_TREES = frozenset(

@@ -47,6 +47,7 @@ from eventlens.storage.migrations import (
 
 __all__ = [
     "CLIENT_TYPES",
+    "DEFAULT_CURRENCY",
     "Client",
     "ClientType",
     "MetadataError",
@@ -54,6 +55,7 @@ __all__ = [
     "MigrationError",
     "MigrationStatus",
     "Project",
+    "normalize_currency",
     "open_metadata",
 ]
 
@@ -64,6 +66,16 @@ CLIENT_TYPES: tuple[str, ...] = get_args(ClientType)
 # database whose default collation may be case-insensitive.
 _PROJECT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MAX_NAME = 255
+# an ISO-4217-style currency code: three letters, stored upper-case
+_CURRENCY_RE = re.compile(r"^[A-Za-z]{3}$")
+DEFAULT_CURRENCY = "USD"
+
+
+def normalize_currency(code: str) -> str:
+    """``code`` upper-cased if it is three letters; else ``ValueError``."""
+    if not isinstance(code, str) or not _CURRENCY_RE.match(code):
+        raise ValueError(f"currency {str(code)[:20]!r} must be a 3-letter ISO-4217 code such as USD or EUR")
+    return code.upper()
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -73,6 +85,7 @@ class Project(BaseModel):
     id: str
     name: str
     created_at: datetime
+    currency: str = DEFAULT_CURRENCY  # the default currency of its revenue events
 
 
 class Client(BaseModel):
@@ -85,6 +98,8 @@ class Client(BaseModel):
     secret_hash: str | None
     origins: list[str]
     created_at: datetime
+    # the project's default currency, read with the client (callers cache clients for a while)
+    project_currency: str = DEFAULT_CURRENCY
 
     @property
     def can_write(self) -> bool:
@@ -188,12 +203,24 @@ class MetadataStore:
         raise MetadataError("could not generate a unique project id")
 
     def get_project(self, id: str) -> Project | None:
-        rows = self._query("SELECT id, name, created_at FROM projects WHERE id = ?", (id,))
+        rows = self._query("SELECT id, name, created_at, currency FROM projects WHERE id = ?", (id,))
         return _project(rows[0]) if rows else None
 
     def list_projects(self) -> list[Project]:
-        rows = self._query("SELECT id, name, created_at FROM projects ORDER BY created_at, id")
+        rows = self._query("SELECT id, name, created_at, currency FROM projects ORDER BY created_at, id")
         return [_project(r) for r in rows]
+
+    def set_project_currency(self, id: str, currency: str) -> Project:
+        """Set a project's default currency (three letters, stored upper-case). Revenue events
+        stored before keep the currency they were stored with; ingest replicas pick the new one
+        up when they re-read the client (``Authenticator.ttl_s``)."""
+        code = normalize_currency(currency)
+        if self.get_project(id) is None:
+            raise ValueError(f"unknown project {id!r}")
+        self._query("UPDATE projects SET currency = ? WHERE id = ?", (code, id))
+        project = self.get_project(id)
+        assert project is not None
+        return project
 
     # clients ---------------------------------------------------------------------------------
     def create_client(
@@ -263,15 +290,16 @@ class MetadataStore:
         return client.model_copy(update={"secret_hash": secret_hash}), secret
 
     def get_client(self, client_id: str) -> Client | None:
-        rows = self._query(f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,))
+        rows = self._query(f"SELECT {_CLIENT_COLUMNS} FROM {_CLIENT_FROM} WHERE c.id = ?", (client_id,))
         return _client(rows[0]) if rows else None
 
     def list_clients(self, project_id: str | None = None) -> list[Client]:
         if project_id is None:
-            rows = self._query(f"SELECT {_CLIENT_COLUMNS} FROM clients ORDER BY created_at, id")
+            rows = self._query(f"SELECT {_CLIENT_COLUMNS} FROM {_CLIENT_FROM} ORDER BY c.created_at, c.id")
         else:
             rows = self._query(
-                f"SELECT {_CLIENT_COLUMNS} FROM clients WHERE project_id = ? ORDER BY created_at, id",
+                f"SELECT {_CLIENT_COLUMNS} FROM {_CLIENT_FROM} WHERE c.project_id = ?"
+                " ORDER BY c.created_at, c.id",
                 (project_id,),
             )
         return [_client(r) for r in rows]
@@ -310,11 +338,12 @@ class MetadataStore:
                 self._backend.close()
 
 
-_CLIENT_COLUMNS = "id, project_id, name, type, secret_hash, origins, created_at"
+_CLIENT_COLUMNS = "c.id, c.project_id, c.name, c.type, c.secret_hash, c.origins, c.created_at, p.currency"
+_CLIENT_FROM = "clients AS c JOIN projects AS p ON p.id = c.project_id"
 
 
 def _project(row: tuple[Any, ...]) -> Project:
-    return Project(id=row[0], name=row[1], created_at=datetime.fromisoformat(row[2]))
+    return Project(id=row[0], name=row[1], created_at=datetime.fromisoformat(row[2]), currency=row[3])
 
 
 def _client(row: tuple[Any, ...]) -> Client:
@@ -326,6 +355,7 @@ def _client(row: tuple[Any, ...]) -> Client:
         secret_hash=row[4],
         origins=json.loads(row[5]),
         created_at=datetime.fromisoformat(row[6]),
+        project_currency=row[7],
     )
 
 

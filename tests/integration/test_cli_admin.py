@@ -67,7 +67,7 @@ def stored_hash(data_dir: Path, client_id: str) -> str | None:
 # --- migrate ------------------------------------------------------------------------------------
 def test_migrate_metadata_only(data_dir: Path) -> None:
     first = run_json(data_dir, "migrate", "--skip-clickhouse")
-    assert first["metadata"]["applied"] == ["0001_initial"]
+    assert first["metadata"]["applied"] == [m.name for m in discover(METADATA_DIR)]
     assert first["clickhouse"] == {"skipped": "--skip-clickhouse"}
     assert (data_dir / "metadata.sqlite3").exists()
     again = run(data_dir, "migrate", "--skip-clickhouse")
@@ -186,6 +186,16 @@ def test_project_create_and_list(data_dir: Path) -> None:
     assert [p["id"] for p in listed] == ["my-site", created["id"]]
     table = run(data_dir, "project", "list")
     assert "My Site" in table.stdout and "Other Site" in table.stdout
+
+
+def test_project_currency_is_usd_by_default_and_settable(data_dir: Path) -> None:
+    assert run_json(data_dir, "project", "create", "Shop", "--id", "shop")["currency"] == "USD"
+    assert run_json(data_dir, "project", "currency", "shop", "eur", "--json")["currency"] == "EUR"
+    assert "now uses CHF" in run(data_dir, "project", "currency", "shop", "CHF").stdout
+    assert [p["currency"] for p in run_json(data_dir, "project", "list")] == ["CHF"]
+    assert "CHF" in run(data_dir, "project", "list").stdout
+    assert_usage_error(run(data_dir, "project", "currency", "shop", "EURO"), "3-letter ISO-4217")
+    assert_usage_error(run(data_dir, "project", "currency", "nope", "EUR"), "unknown project 'nope'")
 
 
 def test_project_list_empty(data_dir: Path) -> None:
@@ -377,7 +387,8 @@ def mariadb_url() -> Iterator[str]:
 @pytest.mark.mariadb
 def test_admin_commands_on_mariadb(data_dir: Path, mariadb_url: str) -> None:
     url = ["--metadata-url", mariadb_url]
-    assert run_json(data_dir, "migrate", "--skip-clickhouse", *url)["metadata"]["applied"] == ["0001_initial"]
+    applied = run_json(data_dir, "migrate", "--skip-clickhouse", *url)["metadata"]["applied"]
+    assert applied == [m.name for m in discover(METADATA_DIR)]
     project = run_json(data_dir, "project", "create", "Maria", *url)
     client = run_json(data_dir, "client", "create", "-p", project["id"], "-t", "root", *url)
     listed = run_json(data_dir, "client", "list", "-p", project["id"], *url)

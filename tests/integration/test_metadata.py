@@ -28,6 +28,9 @@ from eventlens.storage.metadata import (
 from eventlens.storage.migrations import METADATA_DIR, discover
 from tests.servers import MARIADB, MARIADB_URL, need
 
+# the shipped metadata migrations, in order: a new database gets them all
+SHIPPED = [m.name for m in discover(METADATA_DIR)]
+
 
 def _mariadb_admin():  # type: ignore[no-untyped-def]
     import pymysql
@@ -102,7 +105,7 @@ def _run_processes(code: str, args_list: list[list[str]]) -> list[str]:
 # --- migrations ---------------------------------------------------------------------------------
 def test_migrate_applies_once_and_rerun_is_noop(dsn: str) -> None:
     with open_metadata(dsn) as s:
-        assert s.migrate() == ["0001_initial"]
+        assert s.migrate() == SHIPPED
         assert s.migrate() == []
     # A new connection (a restarted process) sees the ledger too.
     with open_metadata(dsn) as s:
@@ -217,15 +220,15 @@ def test_edited_applied_migration_is_an_error_naming_the_file(dsn: str, tmp_path
 
 
 def test_ledger_written_before_is_read(dsn: str) -> None:
-    # a database whose ledger holds 0001_initial with the shipped file's checksum: nothing to do
-    (initial,) = discover(METADATA_DIR)[:1]
+    # a database whose ledger holds the shipped files with their checksums: nothing to do
     with open_metadata(dsn) as s:
         s.migrate()
         s._backend.execute("DELETE FROM schema_migrations")
-        s._backend.execute(
-            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
-            ("0001", "0001_initial", initial.checksum, "2024-01-01T00:00:00.000000+00:00"),
-        )
+        for m in discover(METADATA_DIR):
+            s._backend.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+                (f"{m.version:04d}", m.name, m.checksum, "2024-01-01T00:00:00.000000+00:00"),
+            )
         assert s.migrate() == []
         assert _states(s, METADATA_DIR)[0] == ("0001_initial", "applied", True)
 
@@ -253,6 +256,35 @@ def test_concurrent_migrate_from_processes_applies_each_once(dsn: str, tmp_path:
         assert s.migrate(mig) == []
 
 
+def test_a_database_at_0001_with_projects_gets_the_currency_column(dsn: str) -> None:
+    """0002 on a database that holds projects and clients: they read USD, and it can be set."""
+    with open_metadata(dsn) as s:
+        s.migrate(_only(METADATA_DIR, 1))
+        s._backend.execute(
+            "INSERT INTO projects (id, name, created_at) VALUES (?, ?, ?)",
+            ("old", "Old", "2024-01-01T00:00:00.000000+00:00"),
+        )
+        assert s.migrate() == SHIPPED[1:]
+        assert s.get_project("old").currency == "USD"  # type: ignore[union-attr]
+        client, _ = s.create_client("old", "write")
+        assert s.get_client(client.id).project_currency == "USD"  # type: ignore[union-attr]
+        s.set_project_currency("old", "eur")
+        assert s.get_client(client.id).project_currency == "EUR"  # type: ignore[union-attr]
+        assert [p.currency for p in s.list_projects()] == ["EUR"]
+
+
+def _only(directory: Path, last: int) -> Path:
+    """A copy of ``directory`` with the migrations up to ``last``."""
+    import shutil
+    import tempfile
+
+    out = Path(tempfile.mkdtemp())
+    for m in discover(directory):
+        if m.version <= last:
+            shutil.copy(m.path, out / m.path.name)
+    return out
+
+
 def test_concurrent_migrate_from_threads(dsn: str) -> None:
     s = open_metadata(dsn)
     results: list[list[str]] = []
@@ -262,7 +294,7 @@ def test_concurrent_migrate_from_threads(dsn: str) -> None:
     for t in threads:
         t.join()
     s.close()
-    assert sorted(name for names in results for name in names) == ["0001_initial"]
+    assert sorted(name for names in results for name in names) == SHIPPED
 
 
 # --- projects -----------------------------------------------------------------------------------
@@ -502,4 +534,4 @@ def test_mariadb_uses_an_existing_database(mariadb_dsn: str) -> None:
         cur.execute(f"CREATE DATABASE `{name}`")
     admin.close()
     with open_metadata(mariadb_dsn) as s:
-        assert s.migrate() == ["0001_initial"]
+        assert s.migrate() == SHIPPED

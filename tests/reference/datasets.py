@@ -51,6 +51,9 @@ NUMERIC_PLANS = ["1000", "1e3", "-0", "9007199254740993", "100000000000000001988
 NOT_NUMBERS = ["inf", "nan", "+1", ".5", "1.", "1e400"]
 # filter values that are numbers: each one filters exactly like the brute-force reference
 NUMBERS = [0, 2.5, 10, -3, 1e3, -0.0, 2**53 + 1, 10**30, 1e300, int("1" * 40)]
+# amounts as ingest stores them (exact text, 4 decimals at most) in mixed currencies, with refunds
+AMOUNTS = ["19.99", "0.0001", "-5", "1000", "99999999999999.9999", "0", "3.3333"]
+CURRENCIES = ["USD", "EUR", "JPY"]
 GAPS_MS = [1_000, 5 * 60_000, 29 * 60_000, 31 * 60_000, 2 * 3600_000, 11 * 3600_000, 26 * 3600_000]
 
 
@@ -113,6 +116,12 @@ def device_events(draw: st.DrawFn, index: int, base_ms: int) -> list[dict[str, A
         props = {}
         if draw(st.booleans()):
             props["plan"] = draw(st.sampled_from(PLANS + NUMERIC_PLANS + NOT_NUMBERS))
+        revenue: dict[str, str] = {}
+        if draw(st.integers(0, 3)) == 0:  # a revenue event (any name may carry __revenue)
+            revenue = {
+                "revenue": draw(st.sampled_from(AMOUNTS)),
+                "currency": draw(st.sampled_from(CURRENCIES)),
+            }
         out.append(
             {
                 "_t": "events",
@@ -125,6 +134,7 @@ def device_events(draw: st.DrawFn, index: int, base_ms: int) -> list[dict[str, A
                 "referrer_name": ref_name,
                 "referrer_type": ref_type,
                 "properties": props,
+                **revenue,
                 **attrs,
             }
         )

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -232,20 +233,59 @@ def sessions_in(events: list[dict[str, Any]], q: Query) -> list[Sess]:
     ]
 
 
+# revenue ---------------------------------------------------------------------------------------
+def amount(e: dict[str, Any]) -> Decimal:
+    return Decimal(str(e.get("revenue") or "0"))
+
+
+def by_currency(ev: Iterable[dict[str, Any]]) -> dict[str, Decimal]:
+    """Exact sums per currency of the events that carried revenue (a currency)."""
+    out: dict[str, Decimal] = {}
+    for e in ev:
+        if e.get("currency"):
+            out[e["currency"]] = out.get(e["currency"], Decimal(0)) + amount(e)
+    return out
+
+
+def money(d: Decimal) -> float:
+    return float(d) + 0.0
+
+
+def visit_revenue(events: list[dict[str, Any]], q: Query, currency: str) -> dict[str, Decimal]:
+    """Revenue in ``currency`` per session id: the events in range stored with that id (filters
+    and bots do not apply to them: the visits are chosen by ``sessions_in``)."""
+    out: dict[str, Decimal] = defaultdict(Decimal)
+    for e in _distinct(events):
+        if (
+            e["name"] not in MARKERS
+            and q.start_ms <= e["created_at"] < q.end_ms
+            and e.get("currency") == currency
+            and e.get("session_id")
+        ):
+            out[e["session_id"]] += amount(e)
+    return out
+
+
 # endpoints -------------------------------------------------------------------------------------
-def metrics(events: list[dict[str, Any]], q: Query) -> dict[str, Any]:
+def metrics(events: list[dict[str, Any]], q: Query, currency: str = "USD") -> dict[str, Any]:
     ev = selected(events, q)
     ss = sessions_in(events, q)
     views = sum(1 for e in ev if e["name"] in PAGE_VIEWS)
     n = len(ss)
+    visitors = len({e["device_id"] for e in ev})
+    sums = by_currency(ev)
+    total = money(sums.get(currency, Decimal(0)))
     return {
-        "uniqueVisitors": len({e["device_id"] for e in ev}),
+        "uniqueVisitors": visitors,
         "totalSessions": n,
         "totalPageViews": views,
         "totalEvents": len(ev),
         "viewsPerSession": ratio(views, n),
         "bounceRate": rate(sum(1 for s in ss if s.bounce), n),
         "avgSessionDuration": avg_seconds(sum(s.duration_ms for s in ss if not s.bounce), n),
+        "totalRevenue": total,
+        "revenuePerVisitor": ratio(total, visitors),
+        "revenueByCurrency": {c: money(v) for c, v in sorted(sums.items())},
     }
 
 
@@ -277,10 +317,19 @@ def all_labels(q: Query, interval: str) -> list[str]:
     return labels
 
 
-def timeseries(events: list[dict[str, Any]], q: Query, interval: str) -> list[dict[str, Any]]:
+def timeseries(
+    events: list[dict[str, Any]], q: Query, interval: str, currency: str = "USD"
+) -> list[dict[str, Any]]:
     tz = ZoneInfo(q.tz)
     rows = {
-        lab: {"date": lab, "visitors": set(), "totalSessions": 0, "totalPageViews": 0, "totalEvents": 0}
+        lab: {
+            "date": lab,
+            "visitors": set(),
+            "totalSessions": 0,
+            "totalPageViews": 0,
+            "totalEvents": 0,
+            "revenue": Decimal(0),
+        }
         for lab in all_labels(q, interval)
     }
     for e in selected(events, q):
@@ -288,6 +337,8 @@ def timeseries(events: list[dict[str, Any]], q: Query, interval: str) -> list[di
         r["visitors"].add(e["device_id"])
         r["totalEvents"] += 1
         r["totalPageViews"] += e["name"] in PAGE_VIEWS
+        if e.get("currency") == currency:
+            r["revenue"] += amount(e)
     for s in sessions_in(events, q):
         rows[bucket_label(s.start, interval, tz)]["totalSessions"] += 1
     return [
@@ -297,6 +348,8 @@ def timeseries(events: list[dict[str, Any]], q: Query, interval: str) -> list[di
             "totalSessions": r["totalSessions"],
             "totalPageViews": r["totalPageViews"],
             "totalEvents": r["totalEvents"],
+            "totalRevenue": money(r["revenue"]),
+            "revenuePerVisitor": ratio(money(r["revenue"]), len(r["visitors"])),
         }
         for r in rows.values()
     ]
@@ -323,7 +376,55 @@ def _group(items: Iterable[tuple[tuple[Any, ...], str, str]]) -> dict[tuple[Any,
     return groups
 
 
-def pages(events: list[dict[str, Any]], q: Query, kind: str = "all", limit: int = 50) -> list[dict[str, Any]]:
+def by_revenue(
+    counted: list[dict[str, Any]],
+    revenue: dict[tuple[Any, ...], Decimal],
+    keys: tuple[str, ...],
+    counts: tuple[str, ...],
+    limit: int,
+) -> list[dict[str, Any]]:
+    """``orderBy=revenue``: the counted rows (all of them, uncut) and the values with revenue, each
+    row with its revenue (a value with revenue only counts 0), by revenue, then the first count,
+    then the keys."""
+    rows = {tuple(r[k] for k in keys): dict(r) for r in counted}
+    for key in revenue:
+        rows.setdefault(key, {**dict(zip(keys, key, strict=True)), **dict.fromkeys(counts, 0)})
+    out = sorted(
+        rows.items(),
+        key=lambda kv: (-revenue.get(kv[0], Decimal(0)), -kv[1][counts[0]], *[v.encode() for v in kv[0]]),
+    )
+    return [{**r, "revenue": money(revenue.get(key, Decimal(0)))} for key, r in out[:limit]]
+
+
+def visit_revenue_by(
+    events: list[dict[str, Any]], q: Query, currency: str, value: Any
+) -> dict[tuple[Any, ...], Decimal]:
+    """Revenue per ``value(session)`` key: the revenue of the visits ``sessions_in`` counts."""
+    per_session = visit_revenue(events, q, currency)
+    out: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
+    for s in sessions_in(events, q):
+        if s.sid in per_session:
+            out[value(s)] += per_session[s.sid]
+    return dict(out)
+
+
+def event_revenue_by(
+    events: list[dict[str, Any]], q: Query, currency: str, columns: tuple[str, ...]
+) -> dict[tuple[Any, ...], Decimal]:
+    out: dict[tuple[Any, ...], Decimal] = defaultdict(Decimal)
+    for e in selected(events, q):
+        if e.get("currency") == currency:
+            out[tuple(str(e.get(c, "") or "") for c in columns)] += amount(e)
+    return dict(out)
+
+
+def pages(
+    events: list[dict[str, Any]],
+    q: Query,
+    kind: str = "all",
+    limit: int = 50,
+    currency: str | None = None,
+) -> list[dict[str, Any]]:
     if kind == "all":
         items = [
             ((e.get("path", ""),), e["id"], e["device_id"])
@@ -336,29 +437,76 @@ def pages(events: list[dict[str, Any]], q: Query, kind: str = "all", limit: int 
             path = s.entry() if kind == "entry" else s.exit()
             if path:
                 items.append(((path,), s.sid, s.device))
-    return _top(_group(items), ("path",), "views", limit)
+    if currency is None:
+        return _top(_group(items), ("path",), "views", limit)
+    counted = _top(_group(items), ("path",), "views", 10**9)
+    if kind == "all":
+        revenue = event_revenue_by(events, q, currency, ("path",))
+    else:
+        revenue = visit_revenue_by(
+            events, q, currency, lambda s: (s.entry() if kind == "entry" else s.exit(),)
+        )
+        revenue = {k: v for k, v in revenue.items() if k[0]}
+    return by_revenue(counted, revenue, ("path",), ("views", "uniqueVisitors"), limit)
 
 
-def referrers(events: list[dict[str, Any]], q: Query, limit: int = 50) -> list[dict[str, Any]]:
+def referrers(
+    events: list[dict[str, Any]], q: Query, limit: int = 50, currency: str | None = None
+) -> list[dict[str, Any]]:
     items = [((s.referrer_name, s.referrer_type), s.sid, s.device) for s in sessions_in(events, q)]
-    return _top(_group(items), ("referrerName", "referrerType"), "visits", limit)
+    keys = ("referrerName", "referrerType")
+    if currency is None:
+        return _top(_group(items), keys, "visits", limit)
+    revenue = visit_revenue_by(events, q, currency, lambda s: (s.referrer_name, s.referrer_type))
+    counted = _top(_group(items), keys, "visits", 10**9)
+    return by_revenue(counted, revenue, keys, ("visits", "uniqueVisitors"), limit)
 
 
 def grouped(
-    events: list[dict[str, Any]], q: Query, columns: tuple[str, ...], limit: int = 50
+    events: list[dict[str, Any]],
+    q: Query,
+    columns: tuple[str, ...],
+    limit: int = 50,
+    currency: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Events per tuple of their own columns; with ``currency``, revenue of the visits by the
+    session's own values of the columns (visit attributes)."""
     items = [
         (tuple(str(e.get(c, "") or "") for c in columns), e["id"], e["device_id"])
         for e in selected(events, q)
     ]
-    return _top(_group(items), columns, "count", limit)
+    if currency is None:
+        return _top(_group(items), columns, "count", limit)
+    revenue = visit_revenue_by(
+        events, q, currency, lambda s: tuple(str(s.first.get(c, "") or "") for c in columns)
+    )
+    counted = _top(_group(items), columns, "count", 10**9)
+    return by_revenue(counted, revenue, columns, ("count", "uniqueVisitors"), limit)
+
+
+# visit attributes credited through the visit with orderBy=revenue; the path by the event's own
+VISIT_REVENUE_DIMENSIONS = {
+    "referrer_name",
+    "referrer_type",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "country",
+}
 
 
 def breakdown(
-    events: list[dict[str, Any]], q: Query, dimension: str, limit: int = 50
+    events: list[dict[str, Any]], q: Query, dimension: str, limit: int = 50, currency: str | None = None
 ) -> list[dict[str, Any]]:
     items = [(((_value(e, dimension) or ""),), e["id"], e["device_id"]) for e in selected(events, q)]
-    return _top(_group(items), ("value",), "count", limit)
+    if currency is None:
+        return _top(_group(items), ("value",), "count", limit)
+    if dimension in VISIT_REVENUE_DIMENSIONS:
+        revenue = visit_revenue_by(events, q, currency, lambda s: (str(s.first.get(dimension, "") or ""),))
+    else:
+        revenue = event_revenue_by(events, q, currency, (dimension,))
+    counted = _top(_group(items), ("value",), "count", 10**9)
+    return by_revenue(counted, revenue, ("value",), ("count", "uniqueVisitors"), limit)
 
 
 def person(e: dict[str, Any]) -> str:
@@ -516,4 +664,9 @@ def previous(q: Query) -> Query:
 
 
 def change(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
-    return {k: (round((v - before[k]) * 100 / before[k], 2) if before[k] else None) for k, v in now.items()}
+    """Percent change of every number (``revenueByCurrency``, an object, has none)."""
+    return {
+        k: (round((v - before[k]) * 100 / before[k], 2) if before[k] else None)
+        for k, v in now.items()
+        if isinstance(v, int | float)
+    }

@@ -142,10 +142,10 @@ def test_the_shipped_migrations_are_valid() -> None:
             if target:
                 assert f"WHERE (SELECT COUNT() FROM {target.group(1)}) = 0" in body
             elif body.startswith("ALTER TABLE"):
-                # setting a table setting to a value, or adding a column IF NOT EXISTS, is
+                # setting a table setting to a value, or adding a column if it is not there, is
                 # idempotent; nothing else is altered
                 assert re.match(
-                    r"^ALTER TABLE \w+ (MODIFY SETTING \w+ = \w+|ADD COLUMN IF NOT EXISTS )", body
+                    r"^ALTER TABLE \w+ (MODIFY SETTING \w+ = \w+|ADD COLUMN IF NOT EXISTS \w+ .+)$", body
                 ), body
             else:
                 assert "IF NOT EXISTS" in body

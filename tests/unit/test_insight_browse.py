@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -188,7 +189,7 @@ def test_one_profile_reads_by_key_and_its_person_through_the_aliases() -> None:
 # shapes ----------------------------------------------------------------------------------------
 def event_row(i: int, **over: Any) -> dict[str, Any]:
     row: dict[str, Any] = {c: "" for c in browse.EVENT_TEXT}
-    row.update(id=f"e{i}", name="page_view", is_bot=0, properties={"plan": "pro"})
+    row.update(id=f"e{i}", name="page_view", is_bot=0, properties={"plan": "pro"}, revenue=Decimal(0))
     row.update(created_at_ms=MS - i, received_at_ms=MS + 5)
     row.update(over)
     return row
@@ -200,6 +201,9 @@ def test_an_event_is_answered_with_every_column_in_camel_case() -> None:
     assert out["browserVersion"] == "120" and out["isBot"] is True
     assert out["createdAt"] == "2026-05-28T20:26:40.123Z" and out["receivedAt"] == "2026-05-28T20:26:40.128Z"
     assert out["properties"] == {"plan": "pro"}
+    assert out["revenue"] == 0 and out["currency"] == ""
+    paid = browse.event_json(event_row(1, revenue=Decimal("19.9900"), currency="EUR"))
+    assert (paid["revenue"], paid["currency"]) == (19.99, "EUR")
     columns = set(EVENT_COLUMNS) - {"project_id"}
     assert set(out) == {browse.camel(c) for c in columns}
 

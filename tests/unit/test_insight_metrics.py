@@ -70,8 +70,26 @@ def test_shape_metrics_rounds_rates() -> None:
         "viewsPerSession": 1.25,
         "bounceRate": 25.0,
         "avgSessionDuration": 8.38,
+        "totalRevenue": 0,
+        "revenuePerVisitor": 0,
+        "revenueByCurrency": {},
     }
-    assert set(metrics.shape_metrics({}).values()) == {0}
+    empty = metrics.shape_metrics({})
+    assert empty.pop("revenueByCurrency") == {}
+    assert set(empty.values()) == {0}
+
+
+def test_shape_metrics_totals_the_requested_currency_only() -> None:
+    row = {
+        "uniqueVisitors": 3,
+        "revenueCurrencies": ["EUR", "JPY", "USD"],
+        "revenueAmounts": ["10.5000", "1000", "99999999999999.9999"],
+    }
+    eur = metrics.shape_metrics(row, "EUR")
+    assert eur["totalRevenue"] == 10.5 and eur["revenuePerVisitor"] == 3.5
+    assert eur["revenueByCurrency"] == {"EUR": 10.5, "JPY": 1000.0, "USD": 99999999999999.9999}
+    assert metrics.shape_metrics(row, "GBP")["totalRevenue"] == 0
+    assert metrics.shape_metrics(row, "USD")["totalRevenue"] == float("99999999999999.9999")
 
 
 def test_average_session_duration_rounds_half_up_exactly() -> None:
@@ -120,5 +138,5 @@ def test_timeseries_compute_attaches_the_previous_bucket_by_position() -> None:
     query = Recorder([])
     params = TimeseriesParams(startDate="2026-01-01", endDate="2026-01-02", compare="previous")
     rows: Any = asyncio.run(metrics.timeseries(PROJECT, params, query))
-    assert len(rows) == 2 and len(query.sent) == 4
+    assert len(rows) == 2 and len(query.sent) == 6  # events, sessions, revenue; twice
     assert rows[0]["previous"]["date"] == "2025-12-30"

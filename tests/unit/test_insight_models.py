@@ -40,9 +40,15 @@ def test_common_parameters_and_their_defaults_are_the_cache_key() -> None:
         "timezone": None,
         "filters": None,
         "includeBots": False,
+        "currency": None,
         "compare": None,
     }
-    assert PagesParams().model_dump() == {**ListParams().model_dump(), "type": "all"}
+    assert PagesParams().model_dump() == {
+        **ListParams().model_dump(),
+        "currency": None,
+        "orderBy": "count",
+        "type": "all",
+    }
     assert TimeseriesParams().interval == "day" and RetentionParams().period == "day"
     assert EventNamesParams().limit == 500 and PropertyValuesParams(key="k").limit == 100
     assert ColumnValuesParams().limit == 500 and ListParams().limit == 50

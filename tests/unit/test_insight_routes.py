@@ -130,6 +130,8 @@ def test_query_parameters_keep_their_names_and_defaults() -> None:
     assert names("/insights/{project_id}/pages") == {
         **common,
         "includeBots": False,
+        "currency": None,
+        "orderBy": "count",
         "limit": 50,
         "type": "all",
     }

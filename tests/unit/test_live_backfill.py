@@ -58,6 +58,12 @@ def events(project: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
     out = []
     for _ in range(n):
         name = rng.choice(NAMES)
+        # revenue in two currencies (a database before 0012 skips the unknown keys: JSON inserts)
+        revenue = (
+            {"revenue": rng.choice(["19.99", "-1", "0.0001"]), "currency": rng.choice(["USD", "EUR"])}
+            if rng.random() < 0.2
+            else {}
+        )
         out.append(
             {
                 **EVENT_COLUMNS,
@@ -72,6 +78,7 @@ def events(project: str, n: int, rng: random.Random) -> list[dict[str, Any]]:
                 "path": rng.choice(PATHS),
                 "is_bot": int(rng.random() < 0.1),
                 "properties": {"plan": "pro"} if rng.random() < 0.3 else {},
+                **revenue,
             }
         )
     return out
@@ -221,7 +228,7 @@ CLIENT = "project_id = {p:String} AND name NOT IN ('session_start', 'session_end
 
 
 def check_shipped_rollups(wh: Any, project: str, stored: int) -> None:
-    """Every rollup of migrations 0004-0008 equals the aggregate recomputed from ``events``."""
+    """Every rollup of migrations 0004-0008 and 0012 equals the aggregate recomputed from ``events``."""
     raw_total = wh.query("SELECT count() AS n FROM events WHERE project_id = {p:String}", {"p": project})
     assert raw_total[0]["n"] == stored
     same(
@@ -263,6 +270,14 @@ def check_shipped_rollups(wh: Any, project: str, stored: int) -> None:
         "SELECT name, toUnixTimestamp64Milli(created_at), is_bot, sipHash64(device_id), "
         f"sipHash64(session_id), if(profile_id = '', 0, sipHash64(profile_id)) FROM events WHERE {CLIENT}",
     )
+    same(  # 0012: revenue per hour and currency (events stored before it have none)
+        wh,
+        project,
+        "SELECT toUnixTimestamp(hour) AS h, is_bot, currency, toString(sum(revenue)), sum(events) "
+        "FROM revenue_hourly WHERE project_id = {p:String} GROUP BY h, is_bot, currency",
+        "SELECT toUnixTimestamp(toStartOfHour(created_at)) AS h, is_bot, currency, toString(sum(revenue)), "
+        f"count() FROM events WHERE {CLIENT} AND currency != '' GROUP BY h, is_bot, currency",
+    )
     for table, bucket, raw_bucket in (
         ("events_dims_hourly", "toString(hour)", "toString(toStartOfHour(created_at))"),
         ("events_dims_daily", "toString(day)", "toString(toDate(created_at))"),
@@ -281,7 +296,7 @@ def check_shipped_rollups(wh: Any, project: str, stored: int) -> None:
 
 def test_the_shipped_rollups_added_to_a_live_database_count_each_event_once(wh: Any, tmp_path: Path) -> None:
     """An upgrade from a database of migrations 0001-0003 holding events, written to throughout by
-    another connection (and right after each view's creation and before each backfill): 0004-0009
+    another connection (and right after each view's creation and before each backfill): 0004-0012
     add every rollup, each equal to the events afterwards. (The module's database is new: this
     test runs first and leaves it fully migrated.)"""
     shipped = discover(CLICKHOUSE_DIR)
@@ -302,7 +317,7 @@ def test_the_shipped_rollups_added_to_a_live_database_count_each_event_once(wh: 
         other.close()
     assert applied == [m.name for m in shipped[3:]]
     assert w.started_during() >= 3, (w.end - w.start, w.writer.spans)
-    assert interleaved.stored == 10 * (7 + 7)  # after each view's creation, before each backfill
+    assert interleaved.stored == 10 * (8 + 8)  # after each view's creation, before each backfill
     check_shipped_rollups(wh, project, before + w.stored + interleaved.stored)
     ledger = wh.query("SELECT version, name, checksum FROM schema_migrations ORDER BY version")
     assert [(r["version"], r["name"], r["checksum"]) for r in ledger] == [

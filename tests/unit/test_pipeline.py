@@ -501,6 +501,7 @@ def test_steps_are_listed_per_message_type_in_order() -> None:
         "event",
         "timestamp",
         "device",
+        "revenue",
         "properties",
         "page",
         "referrer",

@@ -110,13 +110,28 @@ def test_every_insight_query_equals_the_reference(
         return call(wh, project, route, **params)
 
     assert get("metrics", **common) == ref.metrics(events, q), ctx
+    # revenue in another currency than the default (USD): mixed currencies are never added
+    cur = choice.draw(st.sampled_from(["EUR", "jpy", "GBP"]))
+    assert get("metrics", currency=cur, **common) == ref.metrics(events, q, cur.upper()), ctx
     span_h = (rng.end_ms - rng.start_ms) / 3600_000
     interval = choice.draw(
         st.sampled_from(["hour", "day", "week", "month"] + (["minute"] if span_h <= 6 else []))
     )
     assert get("timeseries", interval=interval, **common) == ref.timeseries(events, q, interval), ctx
+    expected = ref.timeseries(events, q, interval, cur.upper())
+    assert get("timeseries", interval=interval, currency=cur, **common) == expected, ctx
     for kind in ("all", "entry", "exit"):
         assert get("pages", type=kind, **common) == ref.pages(events, q, kind), (kind, ctx)
+    # orderBy=revenue: visit attributes credited through the visit, the path by the event's own
+    by_rev = {"orderBy": "revenue", "currency": cur, **common}
+    kind = choice.draw(st.sampled_from(["all", "entry", "exit"]))
+    assert get("pages", type=kind, **by_rev) == ref.pages(events, q, kind, currency=cur.upper()), (kind, ctx)
+    assert get("referrers", **by_rev) == ref.referrers(events, q, currency=cur.upper()), ctx
+    geo_cols = ("country", "region", "city")
+    assert get("geo", **by_rev) == ref.grouped(events, q, geo_cols, currency=cur.upper()), ctx
+    rdim = choice.draw(st.sampled_from(["country", "path", "referrer_type", "referrer_name", "utm_campaign"]))
+    expected = ref.breakdown(events, q, rdim, currency=cur.upper())
+    assert get("breakdown", dimension=rdim, **by_rev) == expected, (rdim, ctx)
     assert get("referrers", **common) == ref.referrers(events, q), ctx
     assert get("devices", **common) == ref.grouped(events, q, ("device", "browser", "os")), ctx
     assert get("geo", **common) == ref.grouped(events, q, ("country", "region", "city")), ctx
@@ -411,9 +426,30 @@ def test_the_read_routes_list_what_the_reference_selects(
     )
     want.sort(key=lambda e: (e["created_at"], e["id"]), reverse=True)
     got = walk(wh, project, "events", limit, includeMarkers=markers, **common)
-    fields = [(g["id"], g["createdAt"], g["name"], g["deviceId"], g["sessionId"], g["isBot"]) for g in got]
+    fields = [
+        (
+            g["id"],
+            g["createdAt"],
+            g["name"],
+            g["deviceId"],
+            g["sessionId"],
+            g["isBot"],
+            g["revenue"],
+            g["currency"],
+        )
+        for g in got
+    ]
     assert fields == [
-        (e["id"], iso(e["created_at"]), e["name"], e["device_id"], e["session_id"], bool(e.get("is_bot")))
+        (
+            e["id"],
+            iso(e["created_at"]),
+            e["name"],
+            e["device_id"],
+            e["session_id"],
+            bool(e.get("is_bot")),
+            ref.money(ref.amount(e)),
+            e.get("currency", ""),
+        )
         for e in want
     ], ctx
 

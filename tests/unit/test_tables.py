@@ -7,6 +7,7 @@ closes its warehouse at teardown.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -239,6 +240,9 @@ def test_both_insert_formats_store_the_records_exactly(warehouse: Any, fmt: str)
             "received_at": at + 1,
             "properties": {"k": "v\n", "": "empty key"},
             "is_bot": i % 2,
+            # the extremes of Decimal(18, 4), as ingest writes amounts (exact text)
+            "revenue": ["99999999999999.9999", "-99999999999999.9999", "0.0001", "19.9900", "0"][i],
+            "currency": ["USD", "EUR", "JPY", "", ""][i],
         }
         for i, at in enumerate(ms)
     ]
@@ -253,4 +257,6 @@ def test_both_insert_formats_store_the_records_exactly(warehouse: Any, fmt: str)
     expected = sorted(
         (dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)), key=lambda r: r["id"]
     )
+    for r in expected:
+        r["revenue"] = Decimal(r["revenue"])  # the column reads back as a Decimal, every digit kept
     assert [{k: r[k] for k in names} for r in got] == expected
