@@ -233,3 +233,20 @@ def filters(draw: st.DrawFn) -> list[dict[str, Any]]:
             f["value"] = value
         out.append(f)
     return out
+
+
+@st.composite
+def path_shapes(draw: st.DrawFn, names: list[str]) -> dict[str, Any]:
+    """Parameters of the Sankey paths route: a type, maybe a start or an end (one that may not
+    occur), a depth and a width small enough that folding happens."""
+    kind = draw(st.sampled_from(["page_view", "event"]))
+    shape: dict[str, Any] = {"type": kind, "depth": draw(st.integers(2, 5)), "width": draw(st.integers(1, 4))}
+    anchor = draw(st.sampled_from([None, "start", "end"]))
+    if anchor:
+        pool = [p for p in PATHS if p] + ["/nowhere"] if kind == "page_view" else [*names, "never"]
+        shape[anchor] = draw(st.sampled_from(pool))
+    return shape
+
+
+def sizes(shape: dict[str, Any]) -> dict[str, int]:
+    return {"depth": shape["depth"], "width": shape["width"]}

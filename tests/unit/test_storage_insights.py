@@ -29,11 +29,14 @@ from eventlens.insights.sources import Rows, Sql
 from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import to_columns
 from tests.reference import insights as ref
+from tests.reference import paths_sample
 from tests.reference.datasets import (
     NOT_NUMBERS,
     NUMBERS,
     NUMERIC_PLANS,
     ZONES,
+    path_shapes,
+    sizes,
     Dataset,
     datasets,
     filters,
@@ -159,6 +162,11 @@ def test_every_insight_query_equals_the_reference(
     assert picker("paths", **common) == ref.column_values(events, q, "path", page_views_only=True), ctx
     assert picker("countries", **common) == ref.column_values(events, q, "country"), ctx
 
+    # Sankey paths (the route /insights/{p}/paths, named "journeys")
+    shape = choice.draw(path_shapes(data.names))
+    expected = ref.paths(events, q, shape["type"], shape.get("start"), shape.get("end"), **sizes(shape))
+    assert get("journeys", **shape, **common) == expected, (shape, ctx)
+
 
 def test_pickers_count_the_zones_days_and_the_filters(wh: Any) -> None:
     """Events every 40 minutes over three UTC days: a local day starts inside a UTC day, so the
@@ -211,6 +219,37 @@ def test_pickers_count_the_zones_days_and_the_filters(wh: Any) -> None:
                         extra = {"eventName": event} if event else {}
                         got = call(wh, project, "property-keys", **params, **extra)["data"]
                         assert got == ref.property_keys(events, q, event), (*ctx, event)
+
+
+def test_paths_of_a_known_data_set(wh: Any) -> None:
+    """The Sankey paths of four sessions, worked out by hand (tests/reference/paths_sample.py):
+    repeats collapsed, ties in time ordered by path, width folding into the other node (null),
+    paths ending at ``end`` aligned on the last step; the bot's session only with includeBots."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    events = paths_sample.events()
+    load(wh, project, Dataset(events, [], paths_sample.T0, paths_sample.T0 + 5 * 3600_000))
+    for params, want in paths_sample.CASES:
+        assert call(wh, project, "journeys", **paths_sample.RANGE, **params) == want, params
+    with_bots = call(wh, project, "journeys", **paths_sample.RANGE, includeBots=True, depth=2)
+    assert {"step": 2, "name": "/admin", "sessions": 1} in with_bots["nodes"]
+    assert with_bots["nodes"][0] == {"step": 1, "name": "/", "sessions": 4}
+    # events by name: every session is page_view then click then page_view (repeats collapsed)
+    by_name = call(wh, project, "journeys", **paths_sample.RANGE, type="event", depth=4, width=50)
+    assert by_name == {
+        "nodes": [
+            {"step": 1, "name": "page_view", "sessions": 4},
+            {"step": 2, "name": "click", "sessions": 4},
+            {"step": 3, "name": "page_view", "sessions": 4},
+        ],
+        "links": [
+            {"step": 1, "source": "page_view", "target": "click", "sessions": 4},
+            {"step": 2, "source": "click", "target": "page_view", "sessions": 4},
+        ],
+    }
+    # a filter applies to the events, so to the steps: only the pages under /p are steps
+    flt = json.dumps([{"field": "path", "operator": "startsWith", "value": "/p"}])
+    only = call(wh, project, "journeys", **paths_sample.RANGE, filters=flt)
+    assert only == {"nodes": [{"step": 1, "name": "/pricing", "sessions": 4}], "links": []}
 
 
 # stored texts at the edges of "a number", and filter values that are numbers
@@ -288,6 +327,7 @@ def test_every_insight_route_is_covered() -> None:
         "property-values",
         "paths",
         "countries",
+        "journeys",
         # the read routes: test_the_read_routes_list_what_the_reference_selects
         "events",
         "sessions",
