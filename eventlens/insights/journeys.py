@@ -32,9 +32,7 @@ STEP_VALUES = {
 }
 
 
-def paths_sql(
-    scope: Scope, kind: str, start: str | None, end: str | None, depth: int, width: int
-) -> Sql:
+def paths_sql(scope: Scope, kind: str, start: str | None, end: str | None, depth: int, width: int) -> Sql:
     params = scope.params()
     params["depth"] = depth
     params["width"] = width

@@ -250,3 +250,17 @@ def path_shapes(draw: st.DrawFn, names: list[str]) -> dict[str, Any]:
 
 def sizes(shape: dict[str, Any]) -> dict[str, int]:
     return {"depth": shape["depth"], "width": shape["width"]}
+
+
+def whole_range(data: Dataset, bots: bool) -> tuple[dict[str, Any], Any]:
+    """Route parameters (UTC days) holding every event of ``data``, and the reference's query."""
+    from tests.reference.insights import Query
+
+    d0 = datetime.fromtimestamp(data.first_ms / 1000, UTC).date()
+    d1 = datetime.fromtimestamp(data.last_ms / 1000, UTC).date()
+    params = {"startDate": d0.isoformat(), "endDate": d1.isoformat(), "timezone": "UTC", "includeBots": bots}
+    q = Query(
+        local_midnight_ms(d0, ZoneInfo("UTC")), local_midnight_ms(d1 + timedelta(days=1), ZoneInfo("UTC"))
+    )
+    q.include_bots = bots
+    return params, q

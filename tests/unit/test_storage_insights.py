@@ -35,13 +35,14 @@ from tests.reference.datasets import (
     NUMBERS,
     NUMERIC_PLANS,
     ZONES,
-    path_shapes,
-    sizes,
     Dataset,
     datasets,
     filters,
     local_midnight_ms,
+    path_shapes,
     ranges,
+    sizes,
+    whole_range,
 )
 
 pytestmark = [pytest.mark.storage, pytest.mark.chdb]
@@ -166,6 +167,10 @@ def test_every_insight_query_equals_the_reference(
     shape = choice.draw(path_shapes(data.names))
     expected = ref.paths(events, q, shape["type"], shape.get("start"), shape.get("end"), **sizes(shape))
     assert get("journeys", **shape, **common) == expected, (shape, ctx)
+    # and over all the data, where sessions keep more of their steps (longer paths, folding)
+    whole, wq = whole_range(data, bots)
+    expected = ref.paths(events, wq, shape["type"], shape.get("start"), shape.get("end"), **sizes(shape))
+    assert get("journeys", **shape, **whole) == expected, (shape, whole)
 
 
 def test_pickers_count_the_zones_days_and_the_filters(wh: Any) -> None:
@@ -250,6 +255,70 @@ def test_paths_of_a_known_data_set(wh: Any) -> None:
     flt = json.dumps([{"field": "path", "operator": "startsWith", "value": "/p"}])
     only = call(wh, project, "journeys", **paths_sample.RANGE, filters=flt)
     assert only == {"nodes": [{"step": 1, "name": "/pricing", "sessions": 4}], "links": []}
+
+
+STEPS = ["/", "/a", "/b", "/c", "/é"]
+
+
+@st.composite
+def dense_sessions(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Many short sessions over a few steps, seconds apart (some at the same millisecond): paths
+    long enough to fold, and nodes that paths reach from the step before and paths start at."""
+    t0 = 1_780_000_000_000
+    events = []
+    for s in range(draw(st.integers(1, 25))):
+        t = t0 + s * 60_000
+        bot = int(draw(st.integers(0, 7)) == 0)
+        for k in range(draw(st.integers(1, 8))):
+            t += draw(st.sampled_from([0, 1, 1000]))
+            view = draw(st.integers(0, 3)) > 0
+            events.append(
+                {
+                    "_t": "events",
+                    "id": f"x{s}-{k}",
+                    "name": "page_view" if view else draw(st.sampled_from(["click", "signup"])),
+                    "device_id": f"d{s % 4}",
+                    "session_id": f"s{s}",
+                    "path": draw(st.sampled_from([*STEPS, ""])),
+                    "created_at": t,
+                    "received_at": t,
+                    "is_bot": bot,
+                    "properties": {},
+                }
+            )
+    return events
+
+
+@settings(
+    max_examples=int(os.environ.get("EVENTLENS_TEST_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(events=dense_sessions(), choice=st.data())
+def test_paths_of_dense_sessions_equal_the_reference(
+    wh: Any, events: list[dict[str, Any]], choice: st.DataObject
+) -> None:
+    """Several shapes per data set: from the first step, from a start, to an end (paths aligned
+    on the last step start at different steps), narrow widths that fold."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    load(wh, project, Dataset(events, [], events[0]["created_at"], events[-1]["created_at"]))
+    rng = {"startDate": "2026-05-01", "endDate": "2026-06-30"}
+    bots = choice.draw(st.booleans())
+    q = ref.Query(
+        int(datetime(2026, 5, 1, tzinfo=UTC).timestamp() * 1000),
+        int(datetime(2026, 7, 1, tzinfo=UTC).timestamp() * 1000),
+        include_bots=bots,
+    )
+    for _ in range(4):
+        kind = choice.draw(st.sampled_from(["page_view", "event"]))
+        shape: dict[str, Any] = {"type": kind, "depth": choice.draw(st.integers(2, 6))}
+        shape["width"] = choice.draw(st.integers(1, 3))
+        anchor = choice.draw(st.sampled_from([None, "start", "end", "end"]))
+        if anchor:
+            pool = STEPS if kind == "page_view" else ["page_view", "click", "signup"]
+            shape[anchor] = choice.draw(st.sampled_from(pool))
+        want = ref.paths(events, q, kind, shape.get("start"), shape.get("end"), **sizes(shape))
+        assert call(wh, project, "journeys", includeBots=bots, **rng, **shape) == want, shape
 
 
 # stored texts at the edges of "a number", and filter values that are numbers
