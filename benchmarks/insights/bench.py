@@ -69,6 +69,10 @@ ENDPOINTS: list[tuple[str, str, str, dict[str, Any], tuple[str, ...], float | No
     ("funnel by profile", "POST", "insights/{p}/funnel", {"groupBy": "profile"}, ("7d", "30d"), 500),
     ("retention day", "GET", "insights/{p}/retention", {"period": "day"}, ("7d", "30d"), 500),
     ("retention week", "GET", "insights/{p}/retention", {"period": "week"}, ("30d",), 500),
+    # Sankey paths: every session's page-view sequence sorted and cut in ClickHouse, then ranked
+    ("paths", "GET", "insights/{p}/paths", {}, ("7d", "30d"), None),
+    ("paths end=/signup", "GET", "insights/{p}/paths", {"end": "/signup"}, ("30d",), None),
+    ("paths of events", "GET", "insights/{p}/paths", {"type": "event", "depth": 4}, ("30d",), None),
     ("event-names", "GET", "filters/{p}/event-names", {}, ("7d", "30d"), None),
     ("property-keys", "GET", "filters/{p}/property-keys", {}, ("7d", "30d"), None),
     # a zone's days start inside UTC days: the catalogue's whole days plus raw edges

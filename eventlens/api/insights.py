@@ -28,7 +28,7 @@ from eventlens.api.auth import Authenticator
 from eventlens.api.errors import error_response, json_response
 from eventlens.api.legacy import register_legacy
 from eventlens.errors import OUTAGE_RETRY_AFTER_S, ClientError, pydantic_details, validation_message
-from eventlens.insights import breakdowns, browse, catalogue, metrics, people, replay
+from eventlens.insights import breakdowns, browse, catalogue, journeys, metrics, people, replay
 from eventlens.insights.cache import InsightCache, NoVersions
 from eventlens.insights.models import (
     BreakdownParams,
@@ -40,6 +40,7 @@ from eventlens.insights.models import (
     MetricsParams,
     PagesParams,
     ParamsError,
+    PathsParams,
     ProfileParams,
     ProfilesParams,
     PropertyKeysParams,
@@ -91,6 +92,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{_I}/breakdown", BreakdownParams, breakdowns.breakdown, "breakdown"),
     Route("POST", f"{_I}/funnel", FunnelParams, people.funnel, "funnel"),
     Route("GET", f"{_I}/retention", RetentionParams, people.retention, "retention"),
+    # the Sankey paths; named "journeys" because "paths" is the picker of page paths below
+    Route("GET", f"{_I}/paths", PathsParams, journeys.paths, "journeys"),
     Route("GET", f"{_F}/event-names", EventNamesParams, catalogue.event_names, "event-names"),
     Route("GET", f"{_F}/property-keys", PropertyKeysParams, catalogue.property_keys, "property-keys"),
     Route("GET", f"{_F}/property-values", PropertyValuesParams, catalogue.property_values, "property-values"),

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from eventlens.errors import ClientError
 from eventlens.insights.buckets import buckets, check_interval
 from eventlens.insights.cursor import Kind, Position, decode_cursor
-from eventlens.insights.filters import COLUMNS, Filter, parse_filters
+from eventlens.insights.filters import COLUMNS, MAX_VALUE_LEN, Filter, parse_filters
 from eventlens.insights.params import Range, parse_range
 from eventlens.insights.scope import Scope
 
@@ -296,6 +296,32 @@ class ColumnValuesParams(Common):
     """The values of one event column (paths, countries)."""
 
     limit: PickerLimit = 500
+
+
+class PathsParams(Common):
+    """The most common paths through a project's sessions (``/insights/{p}/paths``)."""
+
+    type: Literal["page_view", "event"] = "page_view"
+    start: str | None = Field(None, description="the page path or event name the paths begin at")
+    end: str | None = Field(None, description="the page path or event name the paths end at")
+    depth: int = Field(5, ge=2, le=10, description="steps per path")
+    width: int = Field(10, ge=1, le=50, description="nodes kept per step; the rest fold into one")
+
+    def rules(self) -> None:
+        if self.start is not None and self.end is not None:
+            raise ClientError(
+                400,
+                "invalid_anchor",
+                "give start (paths beginning there) or end (paths ending there), not both",
+            )
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is not None and not 0 < len(value) <= MAX_VALUE_LEN:
+                raise ClientError(
+                    400,
+                    "invalid_anchor",
+                    f"{name} must be a page path or event name of 1-{MAX_VALUE_LEN} characters",
+                )
 
 
 # the funnel's JSON body ------------------------------------------------------------------------

@@ -243,3 +243,34 @@ def filters(draw: st.DrawFn) -> list[dict[str, Any]]:
             f["value"] = value
         out.append(f)
     return out
+
+
+@st.composite
+def path_shapes(draw: st.DrawFn, names: list[str]) -> dict[str, Any]:
+    """Parameters of the Sankey paths route: a type, maybe a start or an end (one that may not
+    occur), a depth and a width small enough that folding happens."""
+    kind = draw(st.sampled_from(["page_view", "event"]))
+    shape: dict[str, Any] = {"type": kind, "depth": draw(st.integers(2, 5)), "width": draw(st.integers(1, 4))}
+    anchor = draw(st.sampled_from([None, "start", "end"]))
+    if anchor:
+        pool = [p for p in PATHS if p] + ["/nowhere"] if kind == "page_view" else [*names, "never"]
+        shape[anchor] = draw(st.sampled_from(pool))
+    return shape
+
+
+def sizes(shape: dict[str, Any]) -> dict[str, int]:
+    return {"depth": shape["depth"], "width": shape["width"]}
+
+
+def whole_range(data: Dataset, bots: bool) -> tuple[dict[str, Any], Any]:
+    """Route parameters (UTC days) holding every event of ``data``, and the reference's query."""
+    from tests.reference.insights import Query
+
+    d0 = datetime.fromtimestamp(data.first_ms / 1000, UTC).date()
+    d1 = datetime.fromtimestamp(data.last_ms / 1000, UTC).date()
+    params = {"startDate": d0.isoformat(), "endDate": d1.isoformat(), "timezone": "UTC", "includeBots": bots}
+    q = Query(
+        local_midnight_ms(d0, ZoneInfo("UTC")), local_midnight_ms(d1 + timedelta(days=1), ZoneInfo("UTC"))
+    )
+    q.include_bots = bots
+    return params, q

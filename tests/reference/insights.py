@@ -567,6 +567,74 @@ def funnel(
     return out
 
 
+def paths(
+    events: list[dict[str, Any]],
+    q: Query,
+    kind: str = "page_view",
+    start: str | None = None,
+    end: str | None = None,
+    depth: int = 5,
+    width: int = 10,
+) -> dict[str, list[dict[str, Any]]]:
+    """Sankey paths through sessions, literally: each session's steps (page paths of page views,
+    or event names) in time order (ties by value, byte-wise), empty values skipped, repeats in a
+    row kept once; the path from the first step, from the first ``start`` or up to the last
+    ``end``, at most ``depth`` steps, numbered so that an ``end`` path ends at step ``depth``. Per
+    step the ``width`` values with the most sessions are kept (ties by value), the rest become
+    the step's other node (name None)."""
+    per_session: dict[str, list[tuple[int, bytes, str]]] = defaultdict(list)
+    for e in selected(events, q):
+        sid = e.get("session_id") or ""
+        if kind == "page_view":
+            value = (e.get("path") or "") if e["name"] in PAGE_VIEWS else ""
+        else:
+            value = e["name"]
+        if sid and value:
+            per_session[sid].append((e["created_at"], value.encode(), value))
+    trails: list[tuple[int, list[str]]] = []  # (number of the first step, values)
+    for items in per_session.values():
+        seq: list[str] = []
+        for _, _, value in sorted(items):
+            if not seq or seq[-1] != value:
+                seq.append(value)
+        if start is not None:
+            if start in seq:
+                at = seq.index(start)
+                trails.append((1, seq[at : at + depth]))
+        elif end is not None:
+            if end in seq:
+                at = max(i for i, v in enumerate(seq) if v == end)
+                trail = seq[max(0, at - depth + 1) : at + 1]
+                trails.append((depth - len(trail) + 1, trail))
+        else:
+            trails.append((1, seq[:depth]))
+    totals: dict[tuple[int, str], int] = defaultdict(int)
+    for first, trail in trails:
+        for k, value in enumerate(trail):
+            totals[(first + k, value)] += 1
+    ranked: dict[int, list[tuple[int, bytes, str]]] = defaultdict(list)
+    for (step, value), n in totals.items():
+        ranked[step].append((-n, value.encode(), value))
+    kept = {(step, value) for step, row in ranked.items() for _, _, value in sorted(row)[:width]}
+    node_counts: dict[tuple[int, str | None], int] = defaultdict(int)
+    link_counts: dict[tuple[int, str | None, str | None], int] = defaultdict(int)
+    for first, trail in trails:
+        folded = [v if (first + k, v) in kept else None for k, v in enumerate(trail)]
+        for k, value in enumerate(folded):
+            node_counts[(first + k, value)] += 1
+            if k + 1 < len(folded):
+                link_counts[(first + k, value, folded[k + 1])] += 1
+
+    def order(v: str | None) -> tuple[int, bytes]:
+        return (1, b"") if v is None else (0, v.encode())
+
+    nodes = [{"step": s, "name": v, "sessions": n} for (s, v), n in node_counts.items()]
+    nodes.sort(key=lambda r: (r["step"], -r["sessions"], order(r["name"])))
+    links = [{"step": s, "source": a, "target": b, "sessions": n} for (s, a, b), n in link_counts.items()]
+    links.sort(key=lambda r: (r["step"], -r["sessions"], order(r["source"]), order(r["target"])))
+    return {"nodes": nodes, "links": links}
+
+
 def _period_start(ms: int, period: str, tz: ZoneInfo) -> date:
     d = datetime.fromtimestamp(ms / 1000, UTC).astimezone(tz).date()
     if period == "week":

@@ -22,6 +22,7 @@ ROUTES = [
     "insights/{p}/geo",
     "insights/{p}/breakdown",
     "insights/{p}/retention",
+    "insights/{p}/paths",
     "filters/{p}/event-names",
     "filters/{p}/property-keys",
     "filters/{p}/property-values",
@@ -68,7 +69,7 @@ params = st.fixed_dictionaries(
         "filters": filters,
         "interval": st.sampled_from(["minute", "hour", "day", "week", "month", "year"]) | text,
         "limit": st.integers(-5, 10**6).map(str) | text,
-        "type": st.sampled_from(["all", "entry", "exit"]) | text,
+        "type": st.sampled_from(["all", "entry", "exit", "page_view", "event"]) | text,
         "dimension": st.sampled_from(["browser", "properties.plan", "properties.", "id"]) | text,
         "period": st.sampled_from(["day", "week", "month"]) | text,
         "compare": st.sampled_from(["previous"]) | text,
@@ -78,6 +79,10 @@ params = st.fixed_dictionaries(
         "cursor": text
         | st.sampled_from(["WyJlIiwxNzgwMDAwMDAwMDAwLCJhIl0", "WyJlIiwtMSwiYSJd", "WyJwIiwxLCIiXQ"]),
         "includeMarkers": st.sampled_from(["true", "false"]) | text,
+        "start": text | st.sampled_from(["/", "page_view", "x" * 1001]),
+        "end": text | st.sampled_from(["/", "page_view", "'; DROP TABLE events; --"]),
+        "depth": st.integers(-1, 12).map(str) | text,
+        "width": st.integers(-1, 60).map(str) | text,
     },
 )
 

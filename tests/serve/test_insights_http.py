@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from eventlens.storage.tables import to_columns
 from tests.conftest import Creds, Daemon
 from tests.reference import insights as ref
-from tests.reference.datasets import ZONES, Dataset, datasets, filters, ranges
+from tests.reference import paths_sample
+from tests.reference.datasets import ZONES, Dataset, datasets, filters, path_shapes, ranges, sizes
 
 pytestmark = pytest.mark.ray
 
@@ -143,6 +144,10 @@ def test_every_endpoint_equals_the_reference(
     expected = ref.retention(events, q, period, data.alias_map())
     assert get(daemon, creds, "retention", period=period, **common) == expected, (data.aliases, ctx)
 
+    shape = choice.draw(path_shapes(data.names))
+    expected = ref.paths(events, q, shape["type"], shape.get("start"), shape.get("end"), **sizes(shape))
+    assert get(daemon, creds, "paths", **shape, **common) == expected, (shape, ctx)
+
 
 # every route, for isolation and hostile-input checks -------------------------------------------
 GET_ROUTES = [
@@ -154,6 +159,7 @@ GET_ROUTES = [
     ("insights", "geo", {}),
     ("insights", "breakdown", {"dimension": "browser"}),
     ("insights", "retention", {}),
+    ("insights", "paths", {}),
     ("insights", "live", {}),
     ("filters", "event-names", {}),
     ("filters", "property-keys", {}),
@@ -235,6 +241,15 @@ HOSTILE = [
     ("breakdown", {}, 422, "dimension"),
     ("retention", {"period": "year"}, 422, "period"),
     ("retention", {"period": "day", "startDate": "2020-01-01", "endDate": "2026-01-01"}, 400, "period"),
+    ("paths", {"start": "/", "end": "/pricing"}, 400, "not both"),
+    ("paths", {"start": ""}, 400, "start"),
+    ("paths", {"end": "/" * 1001}, 400, "end"),
+    ("paths", {"depth": "1"}, 422, "depth"),
+    ("paths", {"depth": "11"}, 422, "depth"),
+    ("paths", {"width": "0"}, 422, "width"),
+    ("paths", {"width": "51"}, 422, "width"),
+    ("paths", {"type": "click"}, 422, "type"),
+    ("paths", {"limit": "5"}, 400, "limit"),
 ]
 
 
@@ -319,6 +334,20 @@ def test_hostile_funnel_bodies_are_4xx(daemon: Daemon, hostile_project: Creds) -
         headers={**hostile_project.read_headers(), "content-type": "application/json"},
     )
     assert r.status_code == 422
+
+
+def test_paths_of_a_known_data_set_over_http(daemon: Daemon) -> None:
+    """The Sankey paths of four sessions worked out by hand (tests/reference/paths_sample.py)."""
+    creds = daemon.new_project("paths")
+    events = paths_sample.events()
+    load(daemon, creds, Dataset(events, [], paths_sample.T0, paths_sample.T0 + 5 * 3600_000))
+    for params, want in paths_sample.CASES:
+        assert get(daemon, creds, "paths", **paths_sample.RANGE, **params) == want, params
+    # the picker of page paths keeps its own route: the paths of page views, by count
+    r = daemon.http.get(
+        f"/filters/{creds.project_id}/paths", params=paths_sample.RANGE, headers=creds.read_headers()
+    )
+    assert r.status_code == 200 and r.json()["data"][0] == {"value": "/pricing", "count": 5}, r.text
 
 
 def test_answers_are_cached_until_new_data_is_flushed(daemon: Daemon) -> None:

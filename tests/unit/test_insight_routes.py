@@ -34,6 +34,7 @@ DOCUMENTED = {
     ("GET", "/insights/{project_id}/breakdown"),
     ("POST", "/insights/{project_id}/funnel"),
     ("GET", "/insights/{project_id}/retention"),
+    ("GET", "/insights/{project_id}/paths"),
     ("GET", "/filters/{project_id}/event-names"),
     ("GET", "/filters/{project_id}/property-keys"),
     ("GET", "/filters/{project_id}/property-values"),
@@ -45,6 +46,7 @@ DOCUMENTED = {
     ("GET", "/insights/{project_id}/profiles/{profile_id:path}"),
     ("GET", "/insights/{project_id}/sessions/{session_id}/replay"),
 }
+NAMED_APART = {"/insights/{project_id}/paths": "journeys"}
 READ = {"x-test-reader": "yes"}
 
 
@@ -97,7 +99,10 @@ def test_the_table_holds_every_documented_route_once() -> None:
     for r in ROUTES:
         # named by the last fixed segment, singular before a path parameter (profiles/{id}: profile)
         fixed = [seg for seg in r.path.split("/") if not seg.startswith("{")][-1]
-        assert r.name == (fixed.removesuffix("s") if r.path.endswith("}") else fixed)
+        expected = fixed.removesuffix("s") if r.path.endswith("}") else fixed
+        # but the Sankey paths: the picker /filters/{p}/paths had the name (and its cache keys) first
+        expected = NAMED_APART.get(r.path, expected)
+        assert r.name == expected, r.path
         # computes are module-level coroutines of the insights package, not closures
         assert inspect.iscoroutinefunction(r.compute) and "<locals>" not in r.compute.__qualname__
         assert r.compute.__module__.startswith("eventlens.insights.")
@@ -373,3 +378,36 @@ def test_the_older_sdks_routes_are_410_naming_the_replacement(path: str, kind: s
     assert pre.status_code == 204 and "POST" in pre.headers["access-control-allow-methods"]
     assert "openpanel-client-id" in pre.headers["access-control-allow-headers"]
     assert http.get(path).status_code == 405 and not querier.sent
+
+
+def test_paths_parameters_rules_and_bound_values() -> None:
+    """The Sankey paths route: its defaults, a 400 naming start/end, 422 outside depth/width, and
+    the start or end value only ever a bound parameter (never in the SQL text)."""
+    app = create_api(Auth(), FakeReader(), Presence(), lambda: None)  # type: ignore[arg-type]
+    spec = app.openapi()["paths"]["/insights/{project_id}/paths"]["get"]["parameters"]
+    defaults = {p["name"]: p["schema"].get("default") for p in spec}
+    assert {k: defaults[k] for k in ("type", "start", "end", "depth", "width")} == {
+        "type": "page_view",
+        "start": None,
+        "end": None,
+        "depth": 5,
+        "width": 10,
+    }
+    http, querier = client()
+    url = "/insights/p1/paths"
+    r = http.get(url, params={"start": "/a", "end": "/b"}, headers=READ)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_anchor"
+    assert "start" in r.json()["message"] and "end" in r.json()["message"]
+    assert http.get(url, params={"start": "/a", "end": "/b"}).status_code == 401  # rules: readers only
+    for name, value in (("start", ""), ("end", "x" * 1001)):
+        r = http.get(url, params={name: value}, headers=READ)
+        assert r.status_code == 400 and r.json()["message"].startswith(name), (name, r.text)
+    for params in ({"depth": "1"}, {"depth": "11"}, {"width": "0"}, {"width": "51"}, {"type": "all"}):
+        r = http.get(url, params=params, headers=READ)
+        assert r.status_code == 422 and next(iter(params)) in r.json()["message"], (params, r.text)
+    hostile = "/x' OR 1=1 --"
+    r = http.get(url, params={"end": hostile, "type": "event", "depth": "3", "width": "2"}, headers=READ)
+    assert r.status_code == 200 and r.json() == {"nodes": [], "links": []}
+    sql, bound = querier.sent[-1]
+    assert hostile not in sql and bound["anchor"] == hostile
+    assert (bound["depth"], bound["width"]) == (3, 2)

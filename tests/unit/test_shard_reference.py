@@ -535,6 +535,14 @@ def check_routes(
     assert picker("paths", **common) == ref.column_values(events, q, "path", page_views_only=True), ctx
     assert picker("countries", **common) == ref.column_values(events, q, "country"), ctx
 
+    # Sankey paths (/insights/{p}/paths, the route named "journeys"): sessions as the shards
+    # stored them (late events keep the client's session id), steps in time order
+    from tests.reference.datasets import path_shapes, sizes  # here: keeps the imports above as they are
+
+    shape = choice.draw(path_shapes(names))
+    expected = ref.paths(events, q, shape["type"], shape.get("start"), shape.get("end"), **sizes(shape))
+    assert get("journeys", **shape, **common) == expected, (shape, ctx)
+
 
 @settings(
     max_examples=int(os.environ.get("EVENTLENS_TEST_SHARD_EXAMPLES", "10")),

@@ -30,6 +30,7 @@ from eventlens.insights.sources import Rows, Sql
 from eventlens.storage.migrations import migrate_clickhouse
 from eventlens.storage.tables import to_columns
 from tests.reference import insights as ref
+from tests.reference import paths_sample
 from tests.reference.datasets import (
     NOT_NUMBERS,
     NUMBERS,
@@ -39,7 +40,10 @@ from tests.reference.datasets import (
     datasets,
     filters,
     local_midnight_ms,
+    path_shapes,
     ranges,
+    sizes,
+    whole_range,
 )
 
 pytestmark = [pytest.mark.storage, pytest.mark.chdb]
@@ -175,6 +179,15 @@ def test_every_insight_query_equals_the_reference(
     assert picker("paths", **common) == ref.column_values(events, q, "path", page_views_only=True), ctx
     assert picker("countries", **common) == ref.column_values(events, q, "country"), ctx
 
+    # Sankey paths (the route /insights/{p}/paths, named "journeys")
+    shape = choice.draw(path_shapes(data.names))
+    expected = ref.paths(events, q, shape["type"], shape.get("start"), shape.get("end"), **sizes(shape))
+    assert get("journeys", **shape, **common) == expected, (shape, ctx)
+    # and over all the data, where sessions keep more of their steps (longer paths, folding)
+    whole, wq = whole_range(data, bots)
+    expected = ref.paths(events, wq, shape["type"], shape.get("start"), shape.get("end"), **sizes(shape))
+    assert get("journeys", **shape, **whole) == expected, (shape, whole)
+
 
 def test_pickers_count_the_zones_days_and_the_filters(wh: Any) -> None:
     """Events every 40 minutes over three UTC days: a local day starts inside a UTC day, so the
@@ -227,6 +240,101 @@ def test_pickers_count_the_zones_days_and_the_filters(wh: Any) -> None:
                         extra = {"eventName": event} if event else {}
                         got = call(wh, project, "property-keys", **params, **extra)["data"]
                         assert got == ref.property_keys(events, q, event), (*ctx, event)
+
+
+def test_paths_of_a_known_data_set(wh: Any) -> None:
+    """The Sankey paths of four sessions, worked out by hand (tests/reference/paths_sample.py):
+    repeats collapsed, ties in time ordered by path, width folding into the other node (null),
+    paths ending at ``end`` aligned on the last step; the bot's session only with includeBots."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    events = paths_sample.events()
+    load(wh, project, Dataset(events, [], paths_sample.T0, paths_sample.T0 + 5 * 3600_000))
+    for params, want in paths_sample.CASES:
+        assert call(wh, project, "journeys", **paths_sample.RANGE, **params) == want, params
+    with_bots = call(wh, project, "journeys", **paths_sample.RANGE, includeBots=True, depth=2)
+    assert {"step": 2, "name": "/admin", "sessions": 1} in with_bots["nodes"]
+    assert with_bots["nodes"][0] == {"step": 1, "name": "/", "sessions": 4}
+    # events by name: every session is page_view then click then page_view (repeats collapsed)
+    by_name = call(wh, project, "journeys", **paths_sample.RANGE, type="event", depth=4, width=50)
+    assert by_name == {
+        "nodes": [
+            {"step": 1, "name": "page_view", "sessions": 4},
+            {"step": 2, "name": "click", "sessions": 4},
+            {"step": 3, "name": "page_view", "sessions": 4},
+        ],
+        "links": [
+            {"step": 1, "source": "page_view", "target": "click", "sessions": 4},
+            {"step": 2, "source": "click", "target": "page_view", "sessions": 4},
+        ],
+    }
+    # a filter applies to the events, so to the steps: only the pages under /p are steps
+    flt = json.dumps([{"field": "path", "operator": "startsWith", "value": "/p"}])
+    only = call(wh, project, "journeys", **paths_sample.RANGE, filters=flt)
+    assert only == {"nodes": [{"step": 1, "name": "/pricing", "sessions": 4}], "links": []}
+
+
+STEPS = ["/", "/a", "/b", "/c", "/é"]
+
+
+@st.composite
+def dense_sessions(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """Many short sessions over a few steps, seconds apart (some at the same millisecond): paths
+    long enough to fold, and nodes that paths reach from the step before and paths start at."""
+    t0 = 1_780_000_000_000
+    events = []
+    for s in range(draw(st.integers(1, 25))):
+        t = t0 + s * 60_000
+        bot = int(draw(st.integers(0, 7)) == 0)
+        for k in range(draw(st.integers(1, 8))):
+            t += draw(st.sampled_from([0, 1, 1000]))
+            view = draw(st.integers(0, 3)) > 0
+            events.append(
+                {
+                    "_t": "events",
+                    "id": f"x{s}-{k}",
+                    "name": "page_view" if view else draw(st.sampled_from(["click", "signup"])),
+                    "device_id": f"d{s % 4}",
+                    "session_id": f"s{s}",
+                    "path": draw(st.sampled_from([*STEPS, ""])),
+                    "created_at": t,
+                    "received_at": t,
+                    "is_bot": bot,
+                    "properties": {},
+                }
+            )
+    return events
+
+
+@settings(
+    max_examples=int(os.environ.get("EVENTLENS_TEST_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(events=dense_sessions(), choice=st.data())
+def test_paths_of_dense_sessions_equal_the_reference(
+    wh: Any, events: list[dict[str, Any]], choice: st.DataObject
+) -> None:
+    """Several shapes per data set: from the first step, from a start, to an end (paths aligned
+    on the last step start at different steps), narrow widths that fold."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    load(wh, project, Dataset(events, [], events[0]["created_at"], events[-1]["created_at"]))
+    rng = {"startDate": "2026-05-01", "endDate": "2026-06-30"}
+    bots = choice.draw(st.booleans())
+    q = ref.Query(
+        int(datetime(2026, 5, 1, tzinfo=UTC).timestamp() * 1000),
+        int(datetime(2026, 7, 1, tzinfo=UTC).timestamp() * 1000),
+        include_bots=bots,
+    )
+    for _ in range(4):
+        kind = choice.draw(st.sampled_from(["page_view", "event"]))
+        shape: dict[str, Any] = {"type": kind, "depth": choice.draw(st.integers(2, 6))}
+        shape["width"] = choice.draw(st.integers(1, 3))
+        anchor = choice.draw(st.sampled_from([None, "start", "end", "end"]))
+        if anchor:
+            pool = STEPS if kind == "page_view" else ["page_view", "click", "signup"]
+            shape[anchor] = choice.draw(st.sampled_from(pool))
+        want = ref.paths(events, q, kind, shape.get("start"), shape.get("end"), **sizes(shape))
+        assert call(wh, project, "journeys", includeBots=bots, **rng, **shape) == want, shape
 
 
 # stored texts at the edges of "a number", and filter values that are numbers
@@ -304,6 +412,7 @@ def test_every_insight_route_is_covered() -> None:
         "property-values",
         "paths",
         "countries",
+        "journeys",
         # the read routes: test_the_read_routes_list_what_the_reference_selects
         "events",
         "sessions",
