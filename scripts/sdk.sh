@@ -17,3 +17,16 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
 fi
+# the web SDK bundled for the test page (tests/sdk/page.html), as a site's build would
+if [ ! -f build/web.js ] || [ web_entry.js -nt build/web.js ] || [ "$stamp" -nt build/web.js ]; then
+  ./node_modules/.bin/esbuild web_entry.js --bundle --format=iife --log-level=warning --outfile=build/web.js
+fi
+# headless Chromium for the web SDK (Debian's package; playwright-core drives it)
+if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get install -y -q chromium >/dev/null
+  else
+    echo "sdk.sh: Chromium is needed for the web SDK test (apt-get install chromium)" >&2
+    exit 1
+  fi
+fi
