@@ -15,6 +15,9 @@ Record = dict[str, Any]
 # The key naming a record's table; not a column, so inserts skip it.
 TABLE_KEY = "_t"
 DEFAULT_TABLE = "events"
+# The key of a message's profile-to-group links (``group``, ``assign_group``): not a column either;
+# the shard turns it into ``profile_groups`` rows before logging (``buffer.groups.link_rows``).
+LINK_KEY = "_link"
 
 
 def table_of(record: Record) -> str:
@@ -69,6 +72,8 @@ EVENT_COLUMNS: dict[str, Any] = {
     "properties": {},
     "sdk_name": "",
     "sdk_version": "",
+    # the ids of the groups (B2B accounts) the event belongs to, as the client sent them (0011)
+    "groups": [],
 }
 
 PROFILE_COLUMNS: dict[str, Any] = {
@@ -98,6 +103,25 @@ ALIAS_COLUMNS: dict[str, Any] = {
     "profile_id": "",
     "created_at": 0,
     "event_id": "",
+}
+
+# ``group``: a group's state, merged like a profile's (the newest row per (project, group) wins)
+GROUP_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "group_id": "",
+    "type": "",
+    "name": "",
+    "properties": {},
+    "created_at": 0,
+    "updated_at": 0,
+}
+
+# ``assign_group``: one row per (profile, group) link
+PROFILE_GROUP_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "profile_id": "",
+    "group_id": "",
+    "assigned_at": 0,
 }
 
 SESSION_COLUMNS: dict[str, Any] = {
@@ -132,6 +156,8 @@ TABLES: dict[str, dict[str, Any]] = {
     "profile_counters": COUNTER_COLUMNS,
     "profile_aliases": ALIAS_COLUMNS,
     "sessions": SESSION_COLUMNS,
+    "groups": GROUP_COLUMNS,
+    "profile_groups": PROFILE_GROUP_COLUMNS,
 }
 
 
@@ -142,6 +168,8 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "profile_counters": ("created_at",),
     "profile_aliases": ("created_at",),
     "sessions": ("opened_at", "started_at", "ended_at"),
+    "groups": ("created_at", "updated_at"),
+    "profile_groups": ("assigned_at",),
 }
 
 

@@ -32,6 +32,13 @@ FROM profiles FINAL
 WHERE project_id = {p:String} AND profile_id = {id:String}
 """
 
+GROUP_SQL = """
+SELECT type, name, properties, toUnixTimestamp64Milli(created_at) AS created_at,
+    toUnixTimestamp64Milli(updated_at) AS updated_at
+FROM groups FINAL
+WHERE project_id = {p:String} AND group_id = {id:String}
+"""
+
 # Client session ids of the shard's sessions opened today (UTC): a client id reused after a restart
 # must not open a session under an id whose row of today exists (the sessions table is keyed by
 # project, day opened and session id). Server ids (uuid7: 36 characters, version digit 7) never
@@ -55,6 +62,16 @@ OPEN_SESSION_HORIZON = timedelta(days=2)
 def profile_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
     def load(project: str, profile_id: str) -> dict[str, Any] | None:
         rows = query(PROFILE_SQL, {"p": project, "id": profile_id})
+        return rows[0] if rows else None
+
+    return load
+
+
+def group_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
+    """A group's stored state, read the first time a ``group`` message names it in this shard."""
+
+    def load(project: str, group_id: str) -> dict[str, Any] | None:
+        rows = query(GROUP_SQL, {"p": project, "id": group_id})
         return rows[0] if rows else None
 
     return load

@@ -24,8 +24,8 @@ from eventlens.ingest.page import UTM_KEYS, split_page
 from eventlens.ingest.properties import flatten
 from eventlens.ingest.referrer import classify_referrer
 from eventlens.ingest.timestamps import parse_timestamp
-from eventlens.models import BODY_ADAPTER, EVENT_TYPES, AliasBody, IdentifyBody, IncrementBody, TrackBody
-from eventlens.records import TABLE_KEY, Record
+from eventlens.models import BODY_ADAPTER, EVENT_TYPES, Body
+from eventlens.records import LINK_KEY, TABLE_KEY, Record
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def _flat(props: dict[str, Any] | None, limits: Limits) -> dict[str, str]:
 
 
 # --- parse -----------------------------------------------------------------------------------
-def validate_body(body: Any) -> TrackBody | IdentifyBody | IncrementBody | AliasBody:
+def validate_body(body: Any) -> Body:
     if not isinstance(body, dict):
         raise ClientError(400, "invalid_body", 'body must be a JSON object {"type": ..., "payload": {...}}')
     kind = body.get("type")
@@ -140,6 +140,7 @@ def start_event(d: Draft) -> None:
         "sdk_name": d.ctx.sdk_name,
         "sdk_version": d.ctx.sdk_version,
         **d.ctx.enrichment,
+        "groups": distinct(p.groups) if p.groups else [],
     }
 
 
@@ -194,6 +195,11 @@ def put_referrer(d: Draft) -> None:
     d.record["referrer"], d.record["referrer_name"], d.record["referrer_type"] = ref
 
 
+def distinct(ids: list[str]) -> list[str]:
+    """``ids`` without repeats, in the order sent: an event counts once per group."""
+    return list(dict.fromkeys(ids))
+
+
 # --- profile steps ---------------------------------------------------------------------------
 def put_profile(d: Draft) -> None:
     p = d.body.payload
@@ -240,6 +246,39 @@ def put_alias(d: Draft) -> None:
     d.shard_key = f"profile:{p.profileId}"
 
 
+# --- group steps -----------------------------------------------------------------------------
+def put_group(d: Draft) -> None:
+    """``group`` (upsertGroup): the group's state, merged onto the stored one in the group's shard;
+    with a ``profileId`` the profile is also linked to the group."""
+    p = d.body.payload
+    d.record = {
+        TABLE_KEY: "groups",
+        "project_id": d.ctx.project_id,
+        "group_id": p.id,
+        "type": p.type or "",
+        "name": p.name or "",
+        "properties": _flat(p.properties, d.limits),
+        "created_at": d.ctx.now_ms,
+        "updated_at": d.ctx.now_ms,
+    }
+    if p.profileId:
+        d.record[LINK_KEY] = {"profile_id": p.profileId, "group_ids": [p.id]}
+    d.shard_key = f"group:{p.id}"  # every operation on one group goes through one shard
+
+
+def put_assignment(d: Draft) -> None:
+    """``assign_group`` (setGroup/setGroups): one ``profile_groups`` row per group, made by the shard."""
+    p = d.body.payload
+    d.record = {
+        TABLE_KEY: "profile_groups",
+        "project_id": d.ctx.project_id,
+        "profile_id": p.profileId,
+        "assigned_at": d.ctx.now_ms,
+        LINK_KEY: {"profile_id": p.profileId, "group_ids": distinct(p.groupIds)},
+    }
+    d.shard_key = f"profile:{p.profileId}"
+
+
 # The ingest path, per message type, in order. ``parse`` (``validate_body``) runs before all of them.
 TRACK_STEPS: tuple[Step, ...] = (
     ("event", start_event),
@@ -255,6 +294,8 @@ STEPS: dict[str, tuple[Step, ...]] = {
     "increment": (("counter", put_counter),),
     "decrement": (("counter", put_counter),),
     "alias": (("alias", put_alias),),
+    "group": (("group", put_group),),
+    "assign_group": (("assign_group", put_assignment),),
 }
 
 

@@ -72,6 +72,8 @@ SHARDING_KEYS: dict[str, tuple[str, ...]] = {
     "profiles": ("project_id", "profile_id"),
     "profile_counters": ("project_id", "profile_id"),
     "profile_aliases": ("project_id", "alias"),
+    "groups": ("project_id", "group_id"),
+    "profile_groups": ("project_id", "profile_id"),
     "events_hourly": ("project_id",),
     "event_catalog": ("project_id",),
     "user_hours": ("project_id", "user"),

@@ -53,13 +53,23 @@ def test_every_shipped_statement_is_understood_and_every_table_has_a_sharding_ke
     views = [s for s in original() if MV_RE.match(s)]
     inserts = [s for s in original() if s.startswith("INSERT INTO")]
     settings = [s for s in original() if re.match(r"^ALTER TABLE \w+ MODIFY SETTING ", s)]
+    columns = [s for s in original() if re.match(r"^ALTER TABLE \w+ ADD COLUMN ", s)]
     # nothing else in the files
-    assert len(creates) + len(views) + len(inserts) + len(settings) == len(original())
-    assert len(out) == 2 * len(creates) + len(views) + len(inserts) + len(settings)
+    assert len(creates) + len(views) + len(inserts) + len(settings) + len(columns) == len(original())
+    # a new column goes to the local table and to the Distributed table over it
+    assert len(out) == 2 * len(creates) + len(views) + len(inserts) + len(settings) + 2 * len(columns)
+
+
+def test_a_new_column_goes_to_the_local_and_the_distributed_table() -> None:
+    alters = [s for s in rewritten() if s.startswith("ALTER TABLE") and " ADD COLUMN " in s]
+    assert alters == [  # 0011: the events' group ids
+        f"ALTER TABLE events_local {ON} ADD COLUMN IF NOT EXISTS groups Array(String)",
+        f"ALTER TABLE events {ON} ADD COLUMN IF NOT EXISTS groups Array(String)",
+    ]
 
 
 def test_setting_changes_go_to_the_local_tables_with_the_replicated_window() -> None:
-    alters = [s for s in rewritten() if s.startswith("ALTER TABLE")]
+    alters = [s for s in rewritten() if s.startswith("ALTER TABLE") and " ADD COLUMN " not in s]
     assert alters  # 0009: the rollups' deduplication window
     for sql in alters:
         assert re.match(

@@ -105,6 +105,7 @@ def sample(table: str, i: int) -> dict[str, Any]:
             "created_at": ts,
             "received_at": ts,
             "properties": {"k": str(i)},
+            "groups": ["acme", f"g{i}"],
         },
         "profiles": {"project_id": "p", "profile_id": f"u{i}", "updated_at": ts, "properties": {"a": "b"}},
         "profile_counters": {
@@ -122,6 +123,16 @@ def sample(table: str, i: int) -> dict[str, Any]:
             "created_at": ts,
             "event_id": f"a{i}",
         },
+        "groups": {
+            "project_id": "p",
+            "group_id": f"g{i}",
+            "type": "company",
+            "name": "Acme",
+            "properties": {"plan": "pro"},
+            "created_at": ts,
+            "updated_at": ts,
+        },
+        "profile_groups": {"project_id": "p", "profile_id": "u", "group_id": f"g{i}", "assigned_at": ts},
         "sessions": {
             "project_id": "p",
             "session_id": f"s{i}",
