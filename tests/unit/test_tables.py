@@ -256,3 +256,30 @@ def test_both_insert_formats_store_the_records_exactly(warehouse: Any, fmt: str)
         (dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)), key=lambda r: r["id"]
     )
     assert [{k: r[k] for k in names} for r in got] == expected
+
+
+@pytest.mark.storage
+@pytest.mark.chdb
+def test_0011_upgrades_an_events_table_that_has_rows(warehouse: Any) -> None:
+    """An events table as 0001 made it, holding rows, takes 0011's column: old rows read no
+    groups, new rows keep theirs, and running the statement again changes nothing."""
+    if getattr(warehouse, "cluster", None):
+        pytest.skip("checks the single-node statement; the cluster form is in test_cluster_ddl")
+    from eventlens.storage.migrations import CLICKHOUSE_DIR, discover
+
+    by_version = {m.version: m for m in discover(CLICKHOUSE_DIR)}
+    [create] = [s for s in by_version[1].statements if s.startswith("CREATE TABLE IF NOT EXISTS events")]
+    [alter] = [s for s in by_version[11].statements if s.startswith("ALTER TABLE events ")]
+    probe = "events_upgrade_probe"
+    warehouse.command(f"DROP TABLE IF EXISTS {probe}")
+    warehouse.command(create.replace("IF NOT EXISTS events", f"IF NOT EXISTS {probe}", 1))
+    warehouse.command(f"INSERT INTO {probe} (id, project_id, name) VALUES ('old', 'p', 'n')")
+    for _ in range(2):
+        warehouse.command(alter.replace("ALTER TABLE events ", f"ALTER TABLE {probe} ", 1))
+    warehouse.command(
+        f"INSERT INTO {probe} (id, project_id, name, groups) VALUES ('new', 'p', 'n', ['acme'])"
+    )
+    rows = warehouse.query(f"SELECT id, groups FROM {probe} ORDER BY id")
+    assert rows == [{"id": "new", "groups": ["acme"]}, {"id": "old", "groups": []}]
+    assert [r["name"] for r in warehouse.query(f"DESCRIBE TABLE {probe}")] == list(TABLES["events"])
+    warehouse.command(f"DROP TABLE {probe}")
