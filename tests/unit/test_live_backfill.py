@@ -310,6 +310,10 @@ def test_the_shipped_rollups_added_to_a_live_database_count_each_event_once(wh: 
     ]
 
 
+# test-only migrations take numbers after the shipped ones (the module's database holds those)
+AFTER_SHIPPED = discover(CLICKHOUSE_DIR)[-1].version
+
+
 def rollup_migration(directory: Path, version: int, table: str) -> Path:
     """A test-only migration adding a rollup the way the shipped ones do: table, view, guarded
     backfill."""
@@ -380,7 +384,7 @@ def test_a_rollup_added_while_events_arrive_counts_each_event_once(
     project = f"p-{rollup}"
     before = store(wh, project, batches=5)
     assert event_parts(wh) >= 5
-    version = {"migrating": 10, "own": 11}[connection]
+    version = AFTER_SHIPPED + {"migrating": 1, "own": 2}[connection]
     path = rollup_migration(tmp_path / "m", version, rollup)
     other = other_connection(wh) if connection == "own" else None
     try:
@@ -407,7 +411,7 @@ def test_an_insert_in_flight_across_the_views_creation_is_counted_once(
     would count it. The runner sees it running, detaches the view, waits for it and tries again."""
     project = f"p-{rollup}"
     before = store(wh, project, batches=3)
-    path = rollup_migration(tmp_path / "m", 12, rollup)
+    path = rollup_migration(tmp_path / "m", AFTER_SHIPPED + 3, rollup)
     other = other_connection(wh)
     slow = threading.Thread(
         target=other.command,
@@ -440,7 +444,7 @@ def test_inserts_right_after_the_views_creation_and_before_its_backfill_are_coun
 ) -> None:
     project = f"p-{rollup}"
     before = store(wh, project, batches=3)
-    path = rollup_migration(tmp_path / "m", 13, rollup)
+    path = rollup_migration(tmp_path / "m", AFTER_SHIPPED + 4, rollup)
     other = other_connection(wh)
     try:
         interleaved = Interleaved(wh, other, project)
@@ -458,7 +462,7 @@ def test_a_rerun_after_a_crash_counts_each_event_once(wh: Any, rollup: str, tmp_
     the view since: the rerun counts every event once."""
     project = f"p-{rollup}"
     before = store(wh, project, batches=3)
-    path = rollup_migration(tmp_path / "m", 13 + ran, rollup)
+    path = rollup_migration(tmp_path / "m", AFTER_SHIPPED + 4 + ran, rollup)
     for statement in discover(path.parent)[0].statements[:ran]:
         wh.command(statement)
     after = store(wh, project, batches=2, seed=2)  # counted by the view
