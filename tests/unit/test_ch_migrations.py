@@ -126,10 +126,14 @@ def test_badly_named_files_fail_naming_the_file(tmp_path: Path, name: str) -> No
     assert name in str(err.value)
 
 
+def test_the_shipped_migrations_are_numbered_without_gaps() -> None:
+    found = discover(CLICKHOUSE_DIR)
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+
+
 def test_the_shipped_migrations_are_valid() -> None:
     found = discover(CLICKHOUSE_DIR)
     assert found
-    assert [m.version for m in found] == list(range(1, len(found) + 1))
     for m in found:
         assert m.statements
         for statement in m.statements:
@@ -142,8 +146,11 @@ def test_the_shipped_migrations_are_valid() -> None:
             if target:
                 assert f"WHERE (SELECT COUNT() FROM {target.group(1)}) = 0" in body
             elif body.startswith("ALTER TABLE"):
-                # setting a table setting to a value is idempotent; nothing else is altered
-                assert re.match(r"^ALTER TABLE \w+ MODIFY SETTING \w+ = \w+$", body), body
+                # setting a table setting to a value, and adding a column if it is missing, are
+                # idempotent; nothing else is altered
+                assert re.match(r"^ALTER TABLE \w+ MODIFY SETTING \w+ = \w+$", body) or re.match(
+                    r"^ALTER TABLE \w+ ADD COLUMN IF NOT EXISTS \w+ [\w()]+$", body
+                ), body
             else:
                 assert "IF NOT EXISTS" in body
     assert next(m.name for m in discover(METADATA_DIR)) == "0001_initial"
