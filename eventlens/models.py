@@ -12,6 +12,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode Cc: C0, DEL and C1
 ShortStr = Annotated[str, StringConstraints(max_length=256)]
 IdStr = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 UrlStr = Annotated[str, StringConstraints(max_length=4096)]
+# a group (B2B account) id, and how many groups one event or one assignment may name
+GroupId = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MAX_GROUPS = 50
+GroupIds = Annotated[list[GroupId], Field(max_length=MAX_GROUPS)]
 
 
 class _Payload(BaseModel):
@@ -30,6 +34,8 @@ class TrackPayload(_Payload):
     timestamp: str | int | float | None = None
     id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     properties: dict[str, Any] | None = None
+    # the ids of the groups the event belongs to (the OpenPanel SDK adds its current groups)
+    groups: GroupIds | None = None
 
     @field_validator("name")
     @classmethod
@@ -72,6 +78,24 @@ class ReplayPayload(_Payload):
     sessionId: IdStr | None = None
 
 
+class GroupPayload(_Payload):
+    """``upsertGroup``: a group's id, type, name and properties; what is left out keeps its value."""
+
+    id: GroupId
+    type: ShortStr | None = None
+    name: ShortStr | None = None
+    properties: dict[str, Any] | None = None
+    # the SDK's current profile, when it has one: linked to the group like ``assign_group`` does
+    profileId: IdStr | None = None
+
+
+class AssignGroupPayload(_Payload):
+    """``setGroup``/``setGroups``: the profile belongs to these groups."""
+
+    groupIds: Annotated[list[GroupId], Field(min_length=1, max_length=MAX_GROUPS)]
+    profileId: IdStr
+
+
 class TrackBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["track"]
@@ -96,13 +120,25 @@ class AliasBody(BaseModel):
     payload: AliasPayload
 
 
+class GroupBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["group"]
+    payload: GroupPayload
+
+
+class AssignGroupBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["assign_group"]
+    payload: AssignGroupPayload
+
+
 class ReplayBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["replay"]
     payload: ReplayPayload
 
 
-Body = TrackBody | IdentifyBody | IncrementBody | AliasBody | ReplayBody
+Body = TrackBody | IdentifyBody | IncrementBody | AliasBody | GroupBody | AssignGroupBody | ReplayBody
 AnyBody = Annotated[Body, Field(discriminator="type")]
 BODY_ADAPTER: TypeAdapter[Body] = TypeAdapter(AnyBody)
-EVENT_TYPES = ("track", "identify", "increment", "decrement", "alias", "replay")
+EVENT_TYPES = ("track", "identify", "increment", "decrement", "alias", "group", "assign_group", "replay")

@@ -15,6 +15,9 @@ Record = dict[str, Any]
 # The key naming a record's table; not a column, so inserts skip it.
 TABLE_KEY = "_t"
 DEFAULT_TABLE = "events"
+# The key of a message's profile-to-group links (``group``, ``assign_group``): not a column either;
+# the shard turns it into ``profile_groups`` rows before logging (``buffer.groups.link_rows``).
+LINK_KEY = "_link"
 
 
 def table_of(record: Record) -> str:
@@ -78,6 +81,8 @@ EVENT_COLUMNS: dict[str, Any] = {
     # text, so the write-ahead log's JSON keeps every digit) and its ISO-4217 code; else 0 and ''
     "revenue": "0",
     "currency": "",
+    # the ids of the groups (B2B accounts) the event belongs to, as the client sent them (0013)
+    "groups": [],
 }
 # the revenue column's text becomes a ``Decimal`` for a columnar (Native) insert
 DECIMAL_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("revenue",)}
@@ -109,6 +114,25 @@ ALIAS_COLUMNS: dict[str, Any] = {
     "profile_id": "",
     "created_at": 0,
     "event_id": "",
+}
+
+# ``group``: a group's state, merged like a profile's (the newest row per (project, group) wins)
+GROUP_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "group_id": "",
+    "type": "",
+    "name": "",
+    "properties": {},
+    "created_at": 0,
+    "updated_at": 0,
+}
+
+# ``assign_group``: one row per (profile, group) link
+PROFILE_GROUP_COLUMNS: dict[str, Any] = {
+    "project_id": "",
+    "profile_id": "",
+    "group_id": "",
+    "assigned_at": 0,
 }
 
 SESSION_COLUMNS: dict[str, Any] = {
@@ -160,6 +184,8 @@ TABLES: dict[str, dict[str, Any]] = {
     "profile_aliases": ALIAS_COLUMNS,
     "sessions": SESSION_COLUMNS,
     "replays": REPLAY_COLUMNS,
+    "groups": GROUP_COLUMNS,
+    "profile_groups": PROFILE_GROUP_COLUMNS,
 }
 
 
@@ -171,6 +197,8 @@ TIMESTAMP_COLUMNS: dict[str, tuple[str, ...]] = {
     "profile_aliases": ("created_at",),
     "sessions": ("opened_at", "started_at", "ended_at", "entry_at", "exit_at"),
     "replays": ("started_at", "ended_at", "received_at"),
+    "groups": ("created_at", "updated_at"),
+    "profile_groups": ("assigned_at",),
 }
 
 

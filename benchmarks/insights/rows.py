@@ -352,9 +352,10 @@ def event_columns(
         "properties": props + [{}] * (2 * m),
         "sdk_name": [SDK_NAME] * rows,
         "sdk_version": [SDK_VERSION] * rows,
-        # no revenue events in the benchmark's data (migration 0010's columns at their defaults)
+        # no revenue events in the benchmark's data (migration 0012's columns at their defaults)
         "revenue": ["0"] * rows,
         "currency": [""] * rows,
+        "groups": [[] for _ in range(rows)],  # the benchmark's events carry no groups (0013)
     }
 
 

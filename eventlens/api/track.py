@@ -173,7 +173,9 @@ class TrackHandler:
         self.metrics.events({(prepared.type, "duplicate" if type(result) is Duplicate else "accepted"): 1})
         reply: dict[str, Any] = {"success": True}
         rec = prepared.record
-        reply["id"] = rec.get("id") or rec.get("event_id")
+        ident = rec.get("id") or rec.get("event_id")
+        if ident:  # group and assign_group messages have no id of their own
+            reply["id"] = ident
         if prepared.type == "replay":
             reply["id"] = f"{result['sessionId']}:{rec['chunk_index']}"
         if prepared.type in ("track", "replay"):

@@ -19,7 +19,13 @@ import ray
 
 from eventlens import backends
 from eventlens.buffer.core import BufferConfig, BufferCore, Overloaded
-from eventlens.buffer.recovery import client_ids_loader, open_sessions_loader, profile_loader, rebuild_ids
+from eventlens.buffer.recovery import (
+    client_ids_loader,
+    group_loader,
+    open_sessions_loader,
+    profile_loader,
+    rebuild_ids,
+)
 from eventlens.buffer.sessions import CLIENT_IDS
 from eventlens.config import Settings
 from eventlens.gctune import tune_gc
@@ -50,6 +56,7 @@ class BufferShard:
             observer=self.metrics,
             client_ids=client_ids_loader(index, writer.query, CLIENT_IDS),
             ids=ids,
+            load_group=group_loader(writer.query),
         )
         replayed = self.core.recover()
         self.metrics.started(ray.get_runtime_context().was_current_actor_reconstructed, replayed)

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from eventlens.buffer.groups import group_book, link_rows, without_link
 from eventlens.buffer.idempotency import IdIndex, day_of, first_copies, id_key, key_digest
 from eventlens.buffer.profiles import ProfileBook, ProfileLoader
 from eventlens.buffer.sessions import Sessionizer
@@ -113,6 +114,7 @@ class BufferCore:
         observer: FlushObserver | None = None,
         client_ids: Callable[[], list[dict[str, Any]]] | None = None,
         ids: IdIndex | None = None,
+        load_group: ProfileLoader | None = None,
     ) -> None:
         self.config = config
         # the idempotency window (``buffer/idempotency.py``): ids stored within it are dropped.
@@ -121,6 +123,7 @@ class BufferCore:
         self.unindexed: list[tuple[int, list[bytes]]] = []  # logged, not yet added (an add failed)
         self.observer: FlushObserver = observer or _Unobserved()
         self.profiles = ProfileBook(load_profile, RECENT_IDS // 4)
+        self.groups = group_book(load_group, RECENT_IDS // 4)
         # Reads back the newest ``sessions`` rows of the still-open sessions this shard owns and
         # of those that ended recently enough for an event to continue them: the state every
         # flushed segment left behind (see ``recover``). Its argument: the earliest arrival time
@@ -199,6 +202,8 @@ class BufferCore:
                     self.sessions.replay(rec)
                 if table == "profiles":
                     self.profiles.remember(rec)
+                elif table == "groups":
+                    self.groups.remember(rec)
                 elif table == "events" and rec.get("name") not in ("session_start", "session_end"):
                     self._remember(rec)
                     if self.ids is not None:
@@ -301,8 +306,9 @@ class BufferCore:
         fresh: list[Record] = []
         # ids first seen in this call: a retry racing its original can share one (coalesced) call
         in_call: dict[str, dict[str, str]] = {}
-        # profiles merged by this call, remembered once the log holds them
+        # profiles (and groups) merged by this call, remembered once the log holds them
         merged: dict[tuple[str, str], Record] = {}
+        merged_groups: dict[tuple[str, str], Record] = {}
         duplicates = 0
         day = day_of(now)
         digests, stored = self._stored(records, day)
@@ -317,7 +323,15 @@ class BufferCore:
                         to_log.append(rec)
                     continue
                 if table != "events":
-                    to_log.append(self.profiles.merge(rec, merged) if table == "profiles" else rec)
+                    if table == "profiles":
+                        to_log.append(self.profiles.merge(rec, merged))
+                    elif table == "groups":
+                        to_log.append(self.groups.merge(without_link(rec), merged_groups))
+                        to_log.extend(link_rows(rec))
+                    elif table == "profile_groups":
+                        to_log.extend(link_rows(rec))  # the message itself is not a row
+                    else:
+                        to_log.append(rec)
                     results.append({})
                     continue
                 key = f"{rec['project_id']}\x00{rec['id']}"
@@ -353,6 +367,7 @@ class BufferCore:
             raise
         self.sessions.commit()
         self.profiles.remember_all(merged.values())
+        self.groups.remember_all(merged_groups.values())
         self.stats["duplicates"] += duplicates
         if fresh_digests:
             self._index(day, fresh_digests)

@@ -13,6 +13,7 @@ from typing import Any
 from eventlens.records import Record
 
 ProfileLoader = Callable[[str, str], dict[str, Any] | None]
+Merge = Callable[[dict[str, Any] | None, Record], Record]
 NAME_FIELDS = ("first_name", "last_name", "email", "avatar")
 
 
@@ -31,24 +32,34 @@ def merge_profile(prev: dict[str, Any] | None, rec: Record) -> Record:
 
 
 class ProfileBook:
-    """The newest state of the profiles a shard saw lately (LRU), loading others on demand."""
+    """The newest state of the profiles a shard saw lately (LRU), loading others on demand.
 
-    def __init__(self, load: ProfileLoader | None, capacity: int) -> None:
+    Groups keep their state the same way (``key`` ``group_id``, ``merge`` ``groups.merge_group``)."""
+
+    def __init__(
+        self,
+        load: ProfileLoader | None,
+        capacity: int,
+        key: str = "profile_id",
+        merge: Merge = merge_profile,
+    ) -> None:
         self.load = load
         self.capacity = capacity
+        self.key = key
+        self.merge_fn = merge
         self.profiles: OrderedDict[tuple[str, str], Record] = OrderedDict()
 
     def merge(self, rec: Record, pending: dict[tuple[str, str], Record] | None = None) -> Record:
         """``rec`` merged onto the profile's newest state. With ``pending`` the result is kept there
         (later merges of the same call build on it) and remembered only by ``remember_all``, once
         the log holds it; without, it is remembered at once."""
-        key = (rec["project_id"], rec["profile_id"])
+        key = (rec["project_id"], rec[self.key])
         prev = pending.get(key) if pending is not None else None
         if prev is None:
             prev = self.profiles.get(key)
         if prev is None and self.load is not None:
             prev = self.load(*key)
-        rec = merge_profile(prev, rec)
+        rec = self.merge_fn(prev, rec)
         if pending is None:
             self.remember(rec)
         else:
@@ -60,7 +71,7 @@ class ProfileBook:
             self.remember(rec)
 
     def remember(self, rec: Record) -> None:
-        key = (rec["project_id"], rec["profile_id"])
+        key = (rec["project_id"], rec[self.key])
         self.profiles[key] = rec
         self.profiles.move_to_end(key)
         if len(self.profiles) > self.capacity:

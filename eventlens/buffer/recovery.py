@@ -40,6 +40,13 @@ FROM profiles FINAL
 WHERE project_id = {p:String} AND profile_id = {id:String}
 """
 
+GROUP_SQL = """
+SELECT type, name, properties, toUnixTimestamp64Milli(created_at) AS created_at,
+    toUnixTimestamp64Milli(updated_at) AS updated_at
+FROM groups FINAL
+WHERE project_id = {p:String} AND group_id = {id:String}
+"""
+
 # Client session ids of the shard's sessions opened in the last ``CLIENT_ID_DAYS`` UTC days (today
 # included): a client id reused after a restart gets the next ordinal (``<id>~<n>``), never an id
 # an earlier visit is stored under, whichever day that visit opened (the sessions table is keyed by
@@ -75,6 +82,16 @@ ENDED_WITHIN_MS = (
 def profile_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
     def load(project: str, profile_id: str) -> dict[str, Any] | None:
         rows = query(PROFILE_SQL, {"p": project, "id": profile_id})
+        return rows[0] if rows else None
+
+    return load
+
+
+def group_loader(query: Query) -> Callable[[str, str], dict[str, Any] | None]:
+    """A group's stored state, read the first time a ``group`` message names it in this shard."""
+
+    def load(project: str, group_id: str) -> dict[str, Any] | None:
+        rows = query(GROUP_SQL, {"p": project, "id": group_id})
         return rows[0] if rows else None
 
     return load

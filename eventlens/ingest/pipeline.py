@@ -27,7 +27,7 @@ from eventlens.ingest.referrer import classify_referrer
 from eventlens.ingest.revenue import revenue_columns
 from eventlens.ingest.timestamps import parse_timestamp
 from eventlens.models import BODY_ADAPTER, EVENT_TYPES, Body
-from eventlens.records import TABLE_KEY, Record
+from eventlens.records import LINK_KEY, TABLE_KEY, Record
 
 
 @dataclass(frozen=True)
@@ -143,6 +143,7 @@ def start_event(d: Draft) -> None:
         "sdk_name": d.ctx.sdk_name,
         "sdk_version": d.ctx.sdk_version,
         **d.ctx.enrichment,
+        "groups": distinct(p.groups) if p.groups else [],
     }
 
 
@@ -203,6 +204,11 @@ def put_referrer(d: Draft) -> None:
     utm = {k: d.record[k] for k in UTM_KEYS if d.record[k]}
     ref = classify_referrer(referrer, d.page_url, utm)
     d.record["referrer"], d.record["referrer_name"], d.record["referrer_type"] = ref
+
+
+def distinct(ids: list[str]) -> list[str]:
+    """``ids`` without repeats, in the order sent: an event counts once per group."""
+    return list(dict.fromkeys(ids))
 
 
 # --- profile steps ---------------------------------------------------------------------------
@@ -293,6 +299,39 @@ def start_replay(d: Draft) -> None:
     }
 
 
+# --- group steps -----------------------------------------------------------------------------
+def put_group(d: Draft) -> None:
+    """``group`` (upsertGroup): the group's state, merged onto the stored one in the group's shard;
+    with a ``profileId`` the profile is also linked to the group."""
+    p = d.body.payload
+    d.record = {
+        TABLE_KEY: "groups",
+        "project_id": d.ctx.project_id,
+        "group_id": p.id,
+        "type": p.type or "",
+        "name": p.name or "",
+        "properties": _flat(p.properties, d.limits),
+        "created_at": d.ctx.now_ms,
+        "updated_at": d.ctx.now_ms,
+    }
+    if p.profileId:
+        d.record[LINK_KEY] = {"profile_id": p.profileId, "group_ids": [p.id]}
+    d.shard_key = f"group:{p.id}"  # every operation on one group goes through one shard
+
+
+def put_assignment(d: Draft) -> None:
+    """``assign_group`` (setGroup/setGroups): one ``profile_groups`` row per group, made by the shard."""
+    p = d.body.payload
+    d.record = {
+        TABLE_KEY: "profile_groups",
+        "project_id": d.ctx.project_id,
+        "profile_id": p.profileId,
+        "assigned_at": d.ctx.now_ms,
+        LINK_KEY: {"profile_id": p.profileId, "group_ids": distinct(p.groupIds)},
+    }
+    d.shard_key = f"profile:{p.profileId}"
+
+
 # The ingest path, per message type, in order. ``parse`` (``validate_body``) runs before all of them.
 TRACK_STEPS: tuple[Step, ...] = (
     ("event", start_event),
@@ -312,6 +351,8 @@ STEPS: dict[str, tuple[Step, ...]] = {
     "alias": (("alias", put_alias),),
     # the device as for an event, so the chunk reaches the shard holding the device's visit
     "replay": (("replay", start_replay), ("device", put_device)),
+    "group": (("group", put_group),),
+    "assign_group": (("assign_group", put_assignment),),
 }
 
 

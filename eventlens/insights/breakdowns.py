@@ -18,6 +18,7 @@ with revenue but nothing counted (its visits' events were filtered out) shows co
 
 from __future__ import annotations
 
+from eventlens.insights.filters import GROUP
 from eventlens.insights.models import BreakdownParams, ListParams, PagesParams, RankedListParams
 from eventlens.insights.scope import DIMENSIONS, RANGE, Scope, event_where, session_where
 from eventlens.insights.sources import Json, Query, Rows, Sql, dims_source, int_rows, money
@@ -212,6 +213,9 @@ GROUP BY value ORDER BY count DESC, value LIMIT {{limit:UInt32}}"""
     if dimension.startswith("properties."):
         params["bk"] = dimension[len("properties.") :]
         expr = "properties[{bk:String}]"
+    elif dimension == GROUP:
+        # one row per group id: an event counts once in each of its groups, '' when it has none
+        expr = "arrayJoin(if(empty(groups), [''], arrayDistinct(groups)))"
     else:
         expr = dimension  # BreakdownParams checked it against BREAKDOWN_DIMENSIONS
     sql = f"""

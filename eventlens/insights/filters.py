@@ -15,13 +15,29 @@ import orjson
 from eventlens.errors import ClientError
 from eventlens.records import ENTRY_FIELDS, EVENT_COLUMNS
 
+# A filter or breakdown on ``group`` names one of the group ids an event carries (its ``groups``
+# array): a filter asks whether one of them matches, a breakdown counts the event once per group.
+GROUP = "group"
+# operators a ``group`` filter takes: an order between group ids means nothing
+GROUP_OPERATORS = (
+    "eq",
+    "ne",
+    "in",
+    "nin",
+    "contains",
+    "notContains",
+    "startsWith",
+    "endsWith",
+    "isNull",
+    "isNotNull",
+)
 # Event columns a filter or breakdown may name: every text column of the events table but the
-# event id and project (the project comes from the route).
+# event id and project (the project comes from the route), and ``group``.
 COLUMNS = frozenset(
     name
     for name, default in EVENT_COLUMNS.items()
     if isinstance(default, str) and name not in {"id", "project_id"}
-)
+) | {GROUP}
 # camelCase spellings SDKs and the original service use
 ALIASES = {
     "deviceId": "device_id",
@@ -39,6 +55,8 @@ ALIASES = {
     "utmCampaign": "utm_campaign",
     "utmTerm": "utm_term",
     "utmContent": "utm_content",
+    "groups": GROUP,
+    "groupId": GROUP,
 }
 OPERATORS = (
     "eq",
@@ -155,6 +173,8 @@ def parse_filters(
             column = aliases.get(field, field)
             if column not in columns:
                 raise _bad(f"unknown field {field[:60]!r}; use {known}", i)
+            if column == GROUP and op not in GROUP_OPERATORS:
+                raise _bad(f"field group takes the operators {', '.join(GROUP_OPERATORS)}", i)
         value: Any = item.get("value")
         if op in ("isNull", "isNotNull"):
             value = None
@@ -189,6 +209,9 @@ def filter_sql(
     parts: list[str] = []
     for i, f in enumerate(filters):
         p = f"{prefix}{i}"
+        if f.column == GROUP:
+            parts.append(_group_sql(f, p, params))
+            continue
         if f.column:
             expr = column_expr or f.column
         else:
@@ -226,3 +249,34 @@ def filter_sql(
         else:
             parts.append(f"{expr} {COMPARE[op]} {{{p}:String}}")
     return " AND ".join(parts)
+
+
+# what a ``group`` filter asks of one group id ``g`` (its value bound as ``{p}``)
+_GROUP_TESTS = {
+    "contains": "position(g, {{{p}:String}}) > 0",
+    "notContains": "position(g, {{{p}:String}}) > 0",
+    "startsWith": "startsWith(g, {{{p}:String}})",
+    "endsWith": "endsWith(g, {{{p}:String}})",
+}
+
+
+def _group_sql(f: Filter, p: str, params: dict[str, Any]) -> str:
+    """A ``group`` filter on the events' ``groups`` array: ``eq`` is "one of its groups is the
+    value", ``ne`` "none is", ``isNull`` "no group"; ``contains`` and the like ask whether one of the
+    event's groups contains the value (``notContains``: none does)."""
+    op = f.operator
+    if op == "isNull":
+        return "empty(groups)"
+    if op == "isNotNull":
+        return "notEmpty(groups)"
+    params[p] = f.value
+    if op == "eq":
+        return f"has(groups, {{{p}:String}})"
+    if op == "ne":
+        return f"NOT has(groups, {{{p}:String}})"
+    if op == "in":
+        return f"hasAny(groups, {{{p}:Array(String)}})"
+    if op == "nin":
+        return f"NOT hasAny(groups, {{{p}:Array(String)}})"
+    test = _GROUP_TESTS[op].format(p=p)
+    return f"{'NOT ' if op == 'notContains' else ''}arrayExists(g -> {test}, groups)"

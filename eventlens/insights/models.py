@@ -266,6 +266,9 @@ class BreakdownParams(Ranked):
 
 class RetentionParams(Common):
     period: Literal["day", "week", "month"] = "day"
+    # ``user``: a person (profile after aliases, else device); ``group``: a group (B2B account),
+    # active in a period when an event carrying its id is
+    groupBy: Literal["user", "group"] = "user"
 
     def range_rules(self, rng: Range) -> None:
         n = len(buckets(rng.start, rng.end, self.period, ZoneInfo(rng.timezone)))
@@ -331,7 +334,8 @@ class FunnelParams(Scoped):
     endDate: str | None = None
     timezone: str | None = None
     window: int = Field(86400, ge=1, le=90 * 86400, description="seconds from the first step")
-    groupBy: Literal["device", "session", "profile"] = "device"
+    # ``group``: a group (B2B account) is the unit, all events carrying its id its events
+    groupBy: Literal["device", "session", "profile", "group"] = "device"
     filters: list[Any] | None = None
     includeBots: bool = False
 

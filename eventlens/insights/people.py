@@ -42,6 +42,12 @@ def _funnel_rows(scope: Scope, params: dict[str, Any], group_by: str) -> str:
     anonymous device's events count once an alias links the device to a profile.
     """
     steps = "name IN {steps:Array(String)}"
+    if group_by == "group":
+        # the narrow table has no groups: the raw events, one row per (event, group)
+        where = f"{event_where(scope, params)} AND {steps} AND notEmpty(groups)"
+        return (
+            f"(SELECT arrayJoin(arrayDistinct(groups)) AS unit, created_at, name FROM events WHERE {where})"
+        )
     if scope.filters:
         table, where, empty = "events", f"{event_where(scope, params)} AND {steps}", "''"
         profile, device, aliases = "profile_id", "device_id", ALIASES
@@ -134,20 +140,28 @@ PERIODS = {
 }
 
 
-def retention_sql(scope: Scope, period: str) -> Sql:
+def retention_sql(scope: Scope, period: str, group_by: str = "user") -> Sql:
     """Cohorts by the period of each user's first event in range; users active k periods later.
 
-    Reads the hourly set of active users when the rollups apply, else the raw events.
+    Reads the hourly set of active users when the rollups apply, else the raw events. By
+    ``group``, the units are group ids: a group is active in the periods of the events carrying it.
     """
     params = scope.params()
     expr, unit = PERIODS[period]
-    if scope.rollup_ok():
-        active = f"SELECT user AS person, {expr.format(col='hour')} AS p FROM user_hours WHERE {ROLLUP_WHERE}"
+    if group_by == "group":
+        source = f"""
+    SELECT arrayJoin(arrayDistinct(groups)) AS user, {expr.format(col="created_at")} AS p
+    FROM events WHERE {event_where(scope, params)} AND notEmpty(groups)"""
     else:
-        person = "if(profile_id != '', profile_id, device_id)"
-        active = f"SELECT {person} AS person, {expr.format(col='created_at')} AS p FROM events WHERE {event_where(scope, params)}"
-    # a person with an alias counts as the aliased profile (see ALIASES)
-    source = f"""
+        if scope.rollup_ok():
+            active = (
+                f"SELECT user AS person, {expr.format(col='hour')} AS p FROM user_hours WHERE {ROLLUP_WHERE}"
+            )
+        else:
+            person = "if(profile_id != '', profile_id, device_id)"
+            active = f"SELECT {person} AS person, {expr.format(col='created_at')} AS p FROM events WHERE {event_where(scope, params)}"
+        # a person with an alias counts as the aliased profile (see ALIASES)
+        source = f"""
     SELECT if(a.target != '', a.target, s.person) AS user, s.p AS p
     FROM ({active}) AS s LEFT JOIN {ALIASES} AS a ON s.person = a.akey"""
     sql = f"""
@@ -201,5 +215,5 @@ async def funnel(project_id: str, params: FunnelParams, query: Query) -> Json:
 async def retention(project_id: str, params: RetentionParams, query: Query) -> Json:
     scope = params.scope(project_id)
     last = bucket_start(scope.rng.end - timedelta(milliseconds=1), params.period, scope.tz)
-    rows = await query(retention_sql(scope, params.period))
+    rows = await query(retention_sql(scope, params.period, params.groupBy))
     return shape_retention(rows, last.astimezone(scope.tz).date().isoformat(), params.period)

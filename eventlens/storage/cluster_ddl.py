@@ -73,6 +73,8 @@ SHARDING_KEYS: dict[str, tuple[str, ...]] = {
     "profile_counters": ("project_id", "profile_id"),
     "profile_aliases": ("project_id", "alias"),
     "replays": ("project_id", "session_id"),
+    "groups": ("project_id", "group_id"),
+    "profile_groups": ("project_id", "profile_id"),
     "events_hourly": ("project_id",),
     "event_catalog": ("project_id",),
     "user_hours": ("project_id", "user"),

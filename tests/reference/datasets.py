@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 
 from eventlens.buffer.sessions import Sessionizer
-from eventlens.insights.filters import OPERATORS
+from eventlens.insights.filters import GROUP_OPERATORS, OPERATORS
 
 TIMEOUT_MS = 30 * 60_000
 # near the EU spring-forward and fall-back nights, a month end on a Monday, a year end
@@ -44,6 +44,8 @@ BROWSERS = ["Chrome", "Firefox", "Safari"]
 OSES = ["Windows", "Mac OS X", "Android"]
 DEVICES = ["desktop", "mobile", "tablet"]
 REFERRERS = [("", "direct"), ("Google", "search"), ("Facebook", "social"), ("Newsletter", "email")]
+# group (B2B account) ids; a device's events carry some of its groups (or none)
+GROUPS = ["acme", "globex", "initech", "acme-eu"]
 PLANS = ["free", "pro", "10", "2.5", "-3", "", "x'); DROP TABLE events; --"]
 # texts at the edges of "a number": what ingest writes for 1e3, -0, 2**53 + 1 and 10**30, and texts
 # that are not numbers although a float parser may read them (inf, nan, +1, .5, 1.)
@@ -107,6 +109,8 @@ def device_events(draw: st.DrawFn, index: int, base_ms: int) -> list[dict[str, A
         "is_bot": 1 if bot else 0,
     }
     profile = draw(st.sampled_from(["", "", f"user{index % 3}"]))
+    # the device's accounts: devices share them, so a group's events come from several devices
+    accounts = draw(st.lists(st.sampled_from(GROUPS), max_size=2, unique=True))
     t = base_ms + draw(st.integers(0, 36 * 3600_000)) // 1000 * 1000 + index  # unique ms per device
     out = []
     for k in range(draw(st.integers(1, 9))):
@@ -135,6 +139,8 @@ def device_events(draw: st.DrawFn, index: int, base_ms: int) -> list[dict[str, A
                 "referrer_type": ref_type,
                 "properties": props,
                 **revenue,
+                # an event carries all, some or none of the device's groups
+                "groups": [g for g in accounts if draw(st.integers(0, 3))],
                 **attrs,
             }
         )
@@ -216,6 +222,7 @@ FILTER_FIELDS = {
     "name": NAMES,
     "properties.plan": PLANS + NUMERIC_PLANS + NOT_NUMBERS,
     "referrer_type": [t for _, t in REFERRERS],
+    "group": [*GROUPS, "", "nope"],
 }
 
 
@@ -224,7 +231,7 @@ def filters(draw: st.DrawFn) -> list[dict[str, Any]]:
     out = []
     for _ in range(draw(st.integers(0, 2))):
         fld = draw(st.sampled_from(sorted(FILTER_FIELDS)))
-        op = draw(st.sampled_from(OPERATORS))
+        op = draw(st.sampled_from(GROUP_OPERATORS if fld == "group" else OPERATORS))
         pool = FILTER_FIELDS[fld]
         value: Any
         numbers = NUMBERS if fld == "properties.plan" else []

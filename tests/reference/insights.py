@@ -64,8 +64,33 @@ def _text(v: Any) -> str:
     return str(v)
 
 
+def group_matches(ev: dict[str, Any], op: str, want: Any) -> bool:
+    """A ``group`` filter: whether one of the event's group ids matches (``ne``, ``nin`` and
+    ``notContains``: whether none does); ``isNull`` is "no group"."""
+    groups = ev.get("groups") or []
+    if op == "isNull":
+        return not groups
+    if op == "isNotNull":
+        return bool(groups)
+    if op in ("in", "nin"):
+        hit = any(g in {_text(w) for w in want} for g in groups)
+        return hit if op == "in" else not hit
+    test = {
+        "eq": lambda g, w: g == w,
+        "ne": lambda g, w: g == w,
+        "contains": lambda g, w: w in g,
+        "notContains": lambda g, w: w in g,
+        "startsWith": lambda g, w: g.startswith(w),
+        "endsWith": lambda g, w: g.endswith(w),
+    }[op]
+    hit = any(test(g, _text(want)) for g in groups)
+    return not hit if op in ("ne", "notContains") else hit
+
+
 def matches(ev: dict[str, Any], f: dict[str, Any]) -> bool:
     fld, op, want = f["field"], f["operator"], f.get("value")
+    if fld == "group":
+        return group_matches(ev, op, want)
     raw = _value(ev, fld)
     if op == "isNull":
         return raw is None if fld.startswith("properties.") else raw == ""
@@ -498,7 +523,15 @@ VISIT_REVENUE_DIMENSIONS = {
 def breakdown(
     events: list[dict[str, Any]], q: Query, dimension: str, limit: int = 50, currency: str | None = None
 ) -> list[dict[str, Any]]:
-    items = [(((_value(e, dimension) or ""),), e["id"], e["device_id"]) for e in selected(events, q)]
+    if dimension == "group":
+        # one row per group id; an event without a group counts under ''
+        items = [
+            ((g,), e["id"], e["device_id"])
+            for e in selected(events, q)
+            for g in (set(e.get("groups") or []) or {""})
+        ]
+    else:
+        items = [(((_value(e, dimension) or ""),), e["id"], e["device_id"]) for e in selected(events, q)]
     if currency is None:
         return _top(_group(items), ("value",), "count", limit)
     if dimension in VISIT_REVENUE_DIMENSIONS:
@@ -528,6 +561,11 @@ def funnel(
 ) -> list[dict[str, Any]]:
     per_unit: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for e in selected(events, q):
+        if group_by == "group":
+            # a group is one unit: the events of every member carrying its id, in time order
+            for g in set(e.get("groups") or []):
+                per_unit[g].append((e["created_at"], e["name"]))
+            continue
         if group_by == "profile":
             unit = profile_unit(e, aliases or {})
         else:
@@ -653,12 +691,21 @@ def _periods_between(a: date, b: date, period: str) -> int:
 
 
 def retention(
-    events: list[dict[str, Any]], q: Query, period: str = "day", aliases: dict[str, str] | None = None
+    events: list[dict[str, Any]],
+    q: Query,
+    period: str = "day",
+    aliases: dict[str, str] | None = None,
+    group_by: str = "user",
 ) -> list[dict[str, Any]]:
     tz = ZoneInfo(q.tz)
     aliases = aliases or {}
     active: dict[str, set[date]] = defaultdict(set)
     for e in selected(events, q):
+        if group_by == "group":
+            # a group is active in a period when an event carrying its id is
+            for g in set(e.get("groups") or []):
+                active[g].add(_period_start(e["created_at"], period, tz))
+            continue
         user = aliases.get(person(e)) or person(e)
         active[user].add(_period_start(e["created_at"], period, tz))
     last = _period_start(q.end_ms - 1, period, tz)

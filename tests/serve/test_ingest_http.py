@@ -137,6 +137,91 @@ def test_all_five_types_are_accepted_and_stored(d: Daemon, creds: Creds) -> None
     eventually(stored, timeout=20)
 
 
+def test_groups_are_accepted_stored_and_read_back_by_group(d: Daemon, creds: Creds) -> None:
+    """The OpenPanel SDK's group messages: ``group`` (upsertGroup) and ``assign_group``
+    (setGroup/setGroups) over both routes, tracks carrying ``groups``; the group breakdown and a
+    funnel by group read them back (acme converts through two members, globex does not)."""
+    h = creds.write_headers()
+    upsert = d.track(
+        creds,
+        {"id": "acme", "type": "company", "name": "Acme", "properties": {"plan": "pro"}, "profileId": "u1"},
+        "group",
+    )
+    assert upsert.status_code == 200 and upsert.json() == {"success": True}, upsert.text
+    assign = d.track(creds, {"groupIds": ["acme"], "profileId": "u2"}, "assign_group")
+    assert assign.status_code == 200, assign.text
+    bad = d.track(creds, {"groupIds": [], "profileId": "u2"}, "assign_group")
+    assert bad.status_code == 400 and "groupIds" in bad.json()["message"], bad.text
+    bad = d.track(creds, {"name": "x", "groups": ["g"] * 51})
+    assert bad.status_code == 400 and "groups" in bad.json()["message"], bad.text
+    batch = [
+        {"type": "group", "payload": {"id": "globex", "type": "company", "name": "Globex"}},
+        {"type": "group", "payload": {"id": "acme", "name": "Acme Inc"}},  # type and plan kept
+        {"type": "assign_group", "payload": {"groupIds": ["globex", "acme"], "profileId": "u3"}},
+        {"type": "assign_group", "payload": {"groupIds": "acme", "profileId": "u3"}},
+        {
+            "type": "track",
+            "payload": {"name": "signup", "deviceId": "d1", "profileId": "u1", "groups": ["acme"]},
+        },
+        {"type": "track", "payload": {"name": "signup", "deviceId": "d3", "groups": ["globex"]}},
+        {"type": "track", "payload": {"name": "view", "deviceId": "d4"}},
+    ]
+    r = d.http.post("/track/batch", json={"events": batch}, headers=h)
+    assert r.status_code == 200, r.text
+    assert r.json()["accepted"] == 6 and [x["index"] for x in r.json()["rejected"]] == [3]
+    # strictly later than the signups: a member's purchase converts the account
+    later = d.track(
+        creds, {"name": "purchase", "deviceId": "d2", "profileId": "u2", "groups": ["acme", "acme"]}
+    )
+    assert later.status_code == 200, later.text
+    d.flush()
+    q = _query(d)
+    p = {"p": creds.project_id}
+
+    def stored() -> bool:
+        groups = q(
+            "SELECT group_id, type, name, properties FROM groups FINAL WHERE project_id = {p:String}"
+            " ORDER BY group_id",
+            p,
+        )
+        links = q(
+            "SELECT profile_id, group_id FROM profile_groups FINAL WHERE project_id = {p:String}"
+            " ORDER BY profile_id, group_id",
+            p,
+        )
+        return groups == [
+            {"group_id": "acme", "type": "company", "name": "Acme Inc", "properties": {"plan": "pro"}},
+            {"group_id": "globex", "type": "company", "name": "Globex", "properties": {}},
+        ] and [(x["profile_id"], x["group_id"]) for x in links] == [
+            ("u1", "acme"),
+            ("u2", "acme"),
+            ("u3", "acme"),
+            ("u3", "globex"),
+        ]
+
+    from tests.conftest import eventually
+
+    eventually(stored, timeout=20)
+    read = creds.read_headers()
+    r = d.http.get(f"/insights/{creds.project_id}/breakdown", params={"dimension": "group"}, headers=read)
+    assert r.status_code == 200, r.text
+    assert r.json() == [
+        {"value": "acme", "count": 2, "uniqueVisitors": 2},
+        {"value": "", "count": 1, "uniqueVisitors": 1},
+        {"value": "globex", "count": 1, "uniqueVisitors": 1},
+    ]
+    body = {"steps": ["signup", "purchase"], "groupBy": "group"}
+    r = d.http.post(f"/insights/{creds.project_id}/funnel", json=body, headers=read)
+    assert r.status_code == 200, r.text
+    assert [(s["name"], s["count"]) for s in r.json()] == [("signup", 2), ("purchase", 1)]
+    flt = '[{"field": "group", "operator": "eq", "value": "acme"}]'
+    r = d.http.get(f"/insights/{creds.project_id}/metrics", params={"filters": flt}, headers=read)
+    assert r.status_code == 200 and r.json()["totalEvents"] == 2, r.text
+    r = d.http.get(f"/insights/{creds.project_id}/retention", params={"groupBy": "group"}, headers=read)
+    assert r.status_code == 200, r.text
+    assert [x["retainedUsers"] for x in r.json() if x["periodNumber"] == 0] == [2]
+
+
 def test_path_referrer_and_properties_are_stored(d: Daemon, creds: Creds) -> None:
     r = d.track(
         creds,

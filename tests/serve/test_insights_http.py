@@ -92,7 +92,7 @@ def test_every_endpoint_equals_the_reference(
     assert get(daemon, creds, "devices", **common) == ref.grouped(events, q, ("device", "browser", "os")), ctx
     assert get(daemon, creds, "geo", **common) == ref.grouped(events, q, ("country", "region", "city")), ctx
     dim = choice.draw(
-        st.sampled_from(["browser", "country", "path", "name", "referrer_type", "properties.plan"])
+        st.sampled_from(["browser", "country", "path", "name", "referrer_type", "properties.plan", "group"])
     )
     assert get(daemon, creds, "breakdown", dimension=dim, **common) == ref.breakdown(events, q, dim), (
         dim,
@@ -101,7 +101,7 @@ def test_every_endpoint_equals_the_reference(
 
     steps = choice.draw(st.lists(st.sampled_from([*data.names, "never"]), min_size=1, max_size=4))
     window = choice.draw(st.sampled_from([60, 1800, 7200, 86400]))
-    group = choice.draw(st.sampled_from(["device", "session", "profile"]))
+    group = choice.draw(st.sampled_from(["device", "session", "profile", "group"]))
     body = {"steps": steps, "startDate": rng.start, "endDate": rng.end, "timezone": tz, "window": window}
     body.update(groupBy=group, includeBots=bots, filters=flt)
     r = daemon.http.post(f"/insights/{creds.project_id}/funnel", json=body, headers=creds.read_headers())

@@ -1289,3 +1289,65 @@ def test_a_session_that_ended_in_the_unflushed_log_gets_its_closed_row_after_a_c
         a["sessionId"]: (2, 1),
         b["sessionId"]: (1, 0),
     }
+
+
+# groups (B2B accounts) ----------------------------------------------------------------------------
+
+
+def test_group_messages_merge_into_the_stored_group_and_links_become_rows(wal_dir: Path) -> None:
+    """``group`` merges like ``identify`` (empty name or type and unnamed properties keep the stored
+    values, created_at stays the first); a link (assign_group, or group with a profileId) becomes one
+    ``profile_groups`` row per group, and the message itself is never a row."""
+    stored = {
+        "type": "company",
+        "name": "Acme",
+        "properties": {"plan": "free", "seats": "3"},
+        "created_at": T0 - 86_400_000,
+        "updated_at": T0 + 5_000,
+    }
+    loads: list[tuple[str, str]] = []
+
+    def load_group(project: str, group_id: str) -> dict[str, Any] | None:
+        loads.append((project, group_id))
+        return dict(stored) if group_id == "acme" else None
+
+    ins = FakeInserter()
+    core = BufferCore(
+        BufferConfig(shard_id=SHARD, flush_max_events=1_000_000, flush_max_age_ms=10**12, insert_threads=1),
+        FileSegmentLog(wal_dir, fsync=False),
+        ins,
+        load_group=load_group,
+    )
+    core.recover()
+
+    def group(gid: str, **fields: Any) -> dict[str, Any]:
+        return {"_t": "groups", "project_id": "p1", "group_id": gid, "type": "", "name": "",
+                "properties": {}, "created_at": T0, "updated_at": T0, **fields}  # fmt: skip
+
+    link = {"profile_id": "user-1", "group_ids": ["acme"]}
+    assign = {"_t": "profile_groups", "project_id": "p1", "profile_id": "user-2", "assigned_at": T0,
+              "_link": {"profile_id": "user-2", "group_ids": ["acme", "globex"]}}  # fmt: skip
+    results = core.append(
+        [group("acme", properties={"plan": "pro"}, _link=link), group("globex", name="Globex"), assign],
+        now=T0,
+    )
+    assert results == [{}, {}, {}]
+    core.append([group("acme", name="Acme Inc")], now=T0)  # merged onto the state just logged
+    rows = logged(core)
+    assert [r["_t"] for r in rows] == ["groups", "profile_groups", "groups", "profile_groups",
+                                      "profile_groups", "groups"]  # fmt: skip
+    first, globex, third = [r for r in rows if r["_t"] == "groups"]
+    assert "_link" not in first
+    assert (first["type"], first["name"]) == ("company", "Acme")
+    assert first["properties"] == {"plan": "pro", "seats": "3"}
+    assert first["created_at"] == stored["created_at"]
+    assert first["updated_at"] > stored["updated_at"]
+    assert (globex["name"], globex["created_at"]) == ("Globex", T0)
+    assert (third["name"], third["type"], third["properties"]) == ("Acme Inc", "company", first["properties"])
+    assert third["updated_at"] > first["updated_at"]
+    links = [(r["profile_id"], r["group_id"], r["assigned_at"]) for r in rows if r["_t"] == "profile_groups"]
+    assert links == [("user-1", "acme", T0), ("user-2", "acme", T0), ("user-2", "globex", T0)]
+    assert loads == [("p1", "acme"), ("p1", "globex")]  # the store is read once per group
+    core.flush(force=True)
+    assert {r["group_id"] for r in ins.rows("profile_groups")} == {"acme", "globex"}
+    assert len(ins.rows("groups")) == 3

@@ -60,6 +60,16 @@ def test_every_shipped_statement_is_understood_and_every_table_has_a_sharding_ke
     assert len(out) == 2 * len(creates) + len(views) + len(inserts) + len(settings) + 2 * len(columns)
 
 
+def test_a_new_column_goes_to_the_local_and_the_distributed_table() -> None:
+    alters = [s for s in rewritten() if s.startswith("ALTER TABLE") and " ADD COLUMN " in s]
+    # 0013: the events' group ids
+    assert f"ALTER TABLE events_local {ON} ADD COLUMN IF NOT EXISTS groups Array(String)" in alters
+    assert f"ALTER TABLE events {ON} ADD COLUMN IF NOT EXISTS groups Array(String)" in alters
+    assert len(alters) % 2 == 0 and all(
+        a.replace("_local ", " ", 1) in alters for a in alters if a.split()[2].endswith("_local")
+    )
+
+
 def test_setting_changes_go_to_the_local_tables_with_the_replicated_window() -> None:
     alters = [s for s in rewritten() if s.startswith("ALTER TABLE") and "MODIFY SETTING" in s]
     assert alters  # 0009: the rollups' deduplication window

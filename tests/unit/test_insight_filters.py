@@ -7,12 +7,20 @@ import re
 
 import orjson
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from eventlens.errors import ClientError
 from eventlens.ingest.properties import flatten
-from eventlens.insights.filters import COLUMNS, NUMBER_PATTERN, OPERATORS, Filter, filter_sql, parse_filters
+from eventlens.insights.filters import (
+    COLUMNS,
+    GROUP_OPERATORS,
+    NUMBER_PATTERN,
+    OPERATORS,
+    Filter,
+    filter_sql,
+    parse_filters,
+)
 
 
 def sql_of(raw: object) -> tuple[str, dict[str, object]]:
@@ -88,6 +96,7 @@ def test_bad_filters_are_400_naming_the_part(raw: object, fragment: str) -> None
 )
 def test_sql_text_never_depends_on_values(field: str, op: str, value: object) -> None:
     """Same field, operator and value type give the same SQL: values only travel as parameters."""
+    assume(field != "group" or op in GROUP_OPERATORS)
 
     def build(v: object) -> str:
         return sql_of([{"field": field, "operator": op, "value": [v] if op in ("in", "nin") else v}])[0]
@@ -172,3 +181,68 @@ def test_which_stored_texts_are_numbers() -> None:
         assert number.search(text), text
     for text in ["", "inf", "-inf", "nan", "NaN", "Infinity", "+1", ".5", "1.", " 1", "1 ", "1_000", "0x1A"]:
         assert not number.search(text), text
+
+
+# group (B2B account) filters -------------------------------------------------------------------
+def test_group_filters_ask_the_groups_array_with_bound_values() -> None:
+    sql, params = sql_of(
+        [
+            {"field": "group", "operator": "eq", "value": "acme"},
+            {"field": "groups", "operator": "ne", "value": "x'); DROP TABLE events; --"},
+            {"field": "groupId", "operator": "in", "value": ["a", 7]},
+            {"field": "group", "operator": "nin", "value": ["b"]},
+            {"field": "group", "operator": "contains", "value": "cm"},
+            {"field": "group", "operator": "notContains", "value": "'"},
+            {"field": "group", "operator": "startsWith", "value": "a"},
+            {"field": "group", "operator": "endsWith", "value": "eu"},
+            {"field": "group", "operator": "isNull"},
+            {"field": "group", "operator": "isNotNull", "value": "ignored"},
+        ]
+    )
+    assert sql.split(" AND ") == [
+        "has(groups, {f0:String})",
+        "NOT has(groups, {f1:String})",
+        "hasAny(groups, {f2:Array(String)})",
+        "NOT hasAny(groups, {f3:Array(String)})",
+        "arrayExists(g -> position(g, {f4:String}) > 0, groups)",
+        "NOT arrayExists(g -> position(g, {f5:String}) > 0, groups)",
+        "arrayExists(g -> startsWith(g, {f6:String}), groups)",
+        "arrayExists(g -> endsWith(g, {f7:String}), groups)",
+        "empty(groups)",
+        "notEmpty(groups)",
+    ]
+    assert params == {
+        "f0": "acme",
+        "f1": "x'); DROP TABLE events; --",
+        "f2": ["a", "7"],
+        "f3": ["b"],
+        "f4": "cm",
+        "f5": "'",
+        "f6": "a",
+        "f7": "eu",
+    }
+
+
+@pytest.mark.parametrize("op", sorted(set(OPERATORS) - set(GROUP_OPERATORS)))
+def test_group_filters_refuse_an_order(op: str) -> None:
+    with pytest.raises(ClientError) as err:
+        parse_filters(json.dumps([{"field": "group", "operator": op, "value": "a"}]))
+    assert (err.value.status, err.value.code) == (400, "invalid_filter")
+    assert "filters[0]" in err.value.message and "group" in err.value.message
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ({"a": 1}, "string or a number"),
+        (["acme"], "string or a number"),
+        ("x" * 1001, "longer than 1000"),
+        (None, "needs a value"),
+        (float("nan"), "not valid JSON"),
+    ],
+)
+def test_hostile_group_filter_values_are_400s(value: object, fragment: str) -> None:
+    raw = json.dumps([{"field": "group", "operator": "eq", "value": value}])
+    with pytest.raises(ClientError) as err:
+        parse_filters(raw)
+    assert err.value.status == 400 and fragment in err.value.message

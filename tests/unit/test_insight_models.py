@@ -142,6 +142,19 @@ def test_breakdown_dimensions() -> None:
         err = rejected(BreakdownParams, dimension=dim)
         assert err.code == "invalid_dimension" and "1-200" in err.message
     assert BreakdownParams(dimension="properties." + "k" * 200).limit == 50
+    assert BreakdownParams(dimension="group").column == "group"
+
+
+def test_group_units_for_funnels_and_retention() -> None:
+    assert FunnelParams(steps=["a"], groupBy="group").groupBy == "group"
+    assert RetentionParams().groupBy == "user"
+    assert RetentionParams(groupBy="group").groupBy == "group"
+    for model, values in (
+        (FunnelParams, {"steps": ["a"], "groupBy": "account"}),
+        (RetentionParams, {"groupBy": "device"}),
+    ):
+        with pytest.raises(ValidationError):
+            model.model_validate(values)
 
 
 def test_timeseries_interval() -> None:

@@ -187,6 +187,7 @@ def test_track_record_shape() -> None:
         "utm_campaign": "",
         "utm_term": "",
         "utm_content": "",
+        "groups": [],
     }
     assert set(r) - {"_t"} <= set(TABLES["events"])
 
@@ -507,6 +508,8 @@ def test_steps_are_listed_per_message_type_in_order() -> None:
         "referrer",
     ]
     assert [name for name, _ in STEPS["identify"]] == ["profile"]
+    assert [name for name, _ in STEPS["group"]] == ["group"]
+    assert [name for name, _ in STEPS["assign_group"]] == ["assign_group"]
 
 
 def test_a_drop_is_a_value_naming_its_index_and_step() -> None:
@@ -522,3 +525,98 @@ def test_a_drop_is_a_value_naming_its_index_and_step() -> None:
     bad_path = run(track(properties={"__path": {"x": 1}}), CTX, LIMITS, 2)
     assert isinstance(bad_path, Dropped)
     assert (bad_path.step, bad_path.error.code) == ("page", "invalid_property")
+
+
+# groups (B2B accounts) ----------------------------------------------------------------------------
+
+
+def test_track_groups_are_stored_once_each_in_order() -> None:
+    assert prep(track(groups=["acme", "globex", "acme"]))["groups"] == ["acme", "globex"]
+    assert prep(track(groups=[]))["groups"] == []
+    assert prep(track())["groups"] == []
+    assert prep(track(groups=None))["groups"] == []
+    assert prep(track(groups=["x" * 256] * 50))["groups"] == ["x" * 256]
+
+
+def test_group_record() -> None:
+    body = {
+        "type": "group",
+        "payload": {
+            "id": "acme",
+            "type": "company",
+            "name": "Acme Inc",
+            "properties": {"plan": "enterprise", "seats": 40, "address": {"city": "Berlin"}},
+            "profileId": "user-1",
+            "unknown": "ignored",
+        },
+    }
+    p = prepare(body, CTX, LIMITS)
+    assert (p.type, p.shard_key) == ("group", "group:acme")
+    assert p.record == {
+        "_t": "groups",
+        "project_id": "proj",
+        "group_id": "acme",
+        "type": "company",
+        "name": "Acme Inc",
+        "properties": {"plan": "enterprise", "seats": "40", "address.city": "Berlin"},
+        "created_at": NOW,
+        "updated_at": NOW,
+        "_link": {"profile_id": "user-1", "group_ids": ["acme"]},
+    }
+    assert set(p.record) - {"_t", "_link"} <= set(TABLES["groups"])
+    bare = prep({"type": "group", "payload": {"id": "g"}})
+    assert (bare["type"], bare["name"], bare["properties"]) == ("", "", {})
+    assert "_link" not in bare
+
+
+def test_assign_group_record() -> None:
+    body = {"type": "assign_group", "payload": {"groupIds": ["a", "b", "a"], "profileId": "user-1"}}
+    p = prepare(body, CTX, LIMITS)
+    assert (p.type, p.shard_key) == ("assign_group", "profile:user-1")
+    assert p.record["_t"] == "profile_groups"
+    assert p.record["_link"] == {"profile_id": "user-1", "group_ids": ["a", "b"]}
+    assert p.record["assigned_at"] == NOW
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"type": "group", "payload": {}}, "id"),
+        ({"type": "group", "payload": {"id": ""}}, "id"),
+        ({"type": "group", "payload": {"id": 5}}, "id"),
+        ({"type": "group", "payload": {"id": None}}, "id"),
+        ({"type": "group", "payload": {"id": ["a"]}}, "id"),
+        ({"type": "group", "payload": {"id": "x" * 257}}, "id"),
+        ({"type": "group", "payload": {"id": "g", "name": "n" * 257}}, "name"),
+        ({"type": "group", "payload": {"id": "g", "type": {"a": 1}}}, "type"),
+        ({"type": "group", "payload": {"id": "g", "properties": [1, 2]}}, "properties"),
+        ({"type": "group", "payload": {"id": "g", "profileId": ""}}, "profileId"),
+        ({"type": "assign_group", "payload": {"profileId": "u"}}, "groupIds"),
+        ({"type": "assign_group", "payload": {"groupIds": [], "profileId": "u"}}, "groupIds"),
+        ({"type": "assign_group", "payload": {"groupIds": "acme", "profileId": "u"}}, "groupIds"),
+        ({"type": "assign_group", "payload": {"groupIds": [""], "profileId": "u"}}, "groupIds"),
+        ({"type": "assign_group", "payload": {"groupIds": [1], "profileId": "u"}}, "groupIds"),
+        ({"type": "assign_group", "payload": {"groupIds": [None], "profileId": "u"}}, "groupIds"),
+        ({"type": "assign_group", "payload": {"groupIds": ["g"] * 51, "profileId": "u"}}, "groupIds"),
+        ({"type": "assign_group", "payload": {"groupIds": ["x" * 257], "profileId": "u"}}, "groupIds"),
+        ({"type": "assign_group", "payload": {"groupIds": ["g"]}}, "profileId"),
+        ({"type": "assign_group", "payload": {"groupIds": ["g"], "profileId": ""}}, "profileId"),
+        (track(groups="acme"), "groups"),
+        (track(groups=[""]), "groups"),
+        (track(groups=[1, 2]), "groups"),
+        (track(groups=[["nested"]]), "groups"),
+        (track(groups={"a": 1}), "groups"),
+        (track(groups=["g"] * 51), "groups"),
+        (track(groups=["x" * 257]), "groups"),
+    ],
+)
+def test_hostile_group_input_is_a_400_naming_the_field(body: dict[str, Any], field: str) -> None:
+    err = error_of(body)
+    assert (err.status, err.code) == (400, "invalid_payload")
+    assert any(field in d["loc"] for d in err.details), err.details
+    assert field in err.message
+
+
+def test_group_properties_keep_the_property_limits() -> None:
+    err = error_of({"type": "group", "payload": {"id": "g", "properties": {"k": "v" * 5000}}})
+    assert err.status == 422

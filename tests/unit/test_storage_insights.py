@@ -140,13 +140,13 @@ def test_every_insight_query_equals_the_reference(
     assert get("devices", **common) == ref.grouped(events, q, ("device", "browser", "os")), ctx
     assert get("geo", **common) == ref.grouped(events, q, ("country", "region", "city")), ctx
     dim = choice.draw(
-        st.sampled_from(["browser", "country", "path", "name", "referrer_type", "properties.plan"])
+        st.sampled_from(["browser", "country", "path", "name", "referrer_type", "properties.plan", "group"])
     )
     assert get("breakdown", dimension=dim, **common) == ref.breakdown(events, q, dim), (dim, ctx)
 
     steps = choice.draw(st.lists(st.sampled_from([*data.names, "never"]), min_size=1, max_size=4))
     window = choice.draw(st.sampled_from([60, 1800, 7200, 86400]))
-    group = choice.draw(st.sampled_from(["device", "session", "profile"]))
+    group = choice.draw(st.sampled_from(["device", "session", "profile", "group"]))
     body = {"steps": steps, "startDate": rng.start, "endDate": rng.end, "timezone": tz, "window": window}
     body.update(groupBy=group, includeBots=bots, filters=flt)
     assert get("funnel", **body) == ref.funnel(events, q, steps, window, group, data.alias_map()), (body, ctx)
@@ -154,6 +154,9 @@ def test_every_insight_query_equals_the_reference(
     period = choice.draw(st.sampled_from(["day", "week", "month"]))
     expected = ref.retention(events, q, period, data.alias_map())
     assert get("retention", period=period, **common) == expected, (data.aliases, ctx)
+    # groups (B2B accounts) as the units: a group is active when an event carrying it is
+    expected = ref.retention(events, q, period, group_by="group")
+    assert get("retention", period=period, groupBy="group", **common) == expected, ctx
 
     # comparison with the period just before
     now, before = ref.metrics(events, q), ref.metrics(events, ref.previous(q))
@@ -646,3 +649,49 @@ def test_profiles_list_the_newest_state_of_each_newest_first(wh: Any) -> None:
     one = asyncio.run(BY_NAME["profile"].compute(project, model, query))
     assert one["email"] == "new1@example.com" and one["counters"] == {"logins": 1.5}
     assert one["updatedAt"] == iso(t0 + 100) and one["events"] == [] and one["sessions"] == []
+
+
+def test_groups_are_units_of_their_members_events(wh: Any) -> None:
+    """A group (B2B account) converts when its members' events, taken together in time order, pass
+    the steps: here one member signs up and another buys. The breakdown counts an event once per
+    group ('' without one); the filter selects events carrying the group."""
+    project = f"st-{uuid.uuid4().hex[:12]}"
+    t0 = int(datetime(2026, 5, 4, 12, tzinfo=UTC).timestamp() * 1000)
+    day = 86_400_000
+
+    def ev(i: int, device: str, name: str, at: int, groups: list[str]) -> dict[str, Any]:
+        return {"_t": "events", "id": f"g{i}", "name": name, "device_id": device, "created_at": at,
+                "received_at": at, "groups": groups}  # fmt: skip
+
+    events = [
+        ev(1, "d1", "signup", t0, ["acme"]),
+        ev(2, "d2", "purchase", t0 + 1000, ["acme"]),
+        ev(3, "d3", "signup", t0, ["globex"]),
+        ev(4, "d4", "signup", t0, []),
+        ev(5, "d4", "purchase", t0 + 1000, []),
+        ev(6, "d5", "click", t0 + 2000, ["acme", "globex"]),
+        ev(7, "d3", "click", t0 + 2 * day, ["globex"]),
+    ]
+    load(wh, project, Dataset(events, [], t0, events[-1]["created_at"]))
+    rng = {"startDate": "2026-05-01", "endDate": "2026-05-31"}
+    steps = ["signup", "purchase"]
+    by_group = call(wh, project, "funnel", steps=steps, groupBy="group", **rng)
+    assert [s["count"] for s in by_group] == [2, 1]  # acme converted, globex did not
+    assert [s["count"] for s in call(wh, project, "funnel", steps=steps, **rng)] == [3, 1]
+    assert call(wh, project, "breakdown", dimension="group", **rng) == [
+        {"value": "acme", "count": 3, "uniqueVisitors": 3},
+        {"value": "globex", "count": 3, "uniqueVisitors": 2},
+        {"value": "", "count": 2, "uniqueVisitors": 1},
+    ]
+    acme = json.dumps([{"field": "group", "operator": "eq", "value": "acme"}])
+    assert call(wh, project, "metrics", filters=acme, **rng)["totalEvents"] == 3
+    none = json.dumps([{"field": "group", "operator": "isNull"}])
+    assert call(wh, project, "metrics", filters=none, **rng)["totalEvents"] == 2
+    retained = call(wh, project, "retention", groupBy="group", startDate="2026-05-04", endDate="2026-05-06")
+    assert [(r["cohortDate"], r["periodNumber"], r["retainedUsers"]) for r in retained] == [
+        ("2026-05-04", 0, 2),
+        ("2026-05-04", 1, 0),
+        ("2026-05-04", 2, 1),  # globex came back two days later
+    ]
+    q = ref.Query(t0 - day, t0 + 30 * day)
+    assert by_group == ref.funnel(events, q, steps, group_by="group")

@@ -106,6 +106,7 @@ def sample(table: str, i: int) -> dict[str, Any]:
             "created_at": ts,
             "received_at": ts,
             "properties": {"k": str(i)},
+            "groups": ["acme", f"g{i}"],
         },
         "profiles": {"project_id": "p", "profile_id": f"u{i}", "updated_at": ts, "properties": {"a": "b"}},
         "profile_counters": {
@@ -132,6 +133,16 @@ def sample(table: str, i: int) -> dict[str, Any]:
             "payload": "[]",
             "received_at": ts,
         },
+        "groups": {
+            "project_id": "p",
+            "group_id": f"g{i}",
+            "type": "company",
+            "name": "Acme",
+            "properties": {"plan": "pro"},
+            "created_at": ts,
+            "updated_at": ts,
+        },
+        "profile_groups": {"project_id": "p", "profile_id": "u", "group_id": f"g{i}", "assigned_at": ts},
         "sessions": {
             "project_id": "p",
             "session_id": f"s{i}",
@@ -260,3 +271,35 @@ def test_both_insert_formats_store_the_records_exactly(warehouse: Any, fmt: str)
     for r in expected:
         r["revenue"] = Decimal(r["revenue"])  # the column reads back as a Decimal, every digit kept
     assert [{k: r[k] for k in names} for r in got] == expected
+
+
+@pytest.mark.storage
+@pytest.mark.chdb
+def test_0013_upgrades_an_events_table_that_has_rows(warehouse: Any) -> None:
+    """An events table as 0001 made it, holding rows, takes the later migrations' columns (0012's
+    revenue, 0013's groups): old rows read no groups, new rows keep theirs, and running the
+    statements again changes nothing."""
+    if getattr(warehouse, "cluster", None):
+        pytest.skip("checks the single-node statement; the cluster form is in test_cluster_ddl")
+    from eventlens.storage.migrations import CLICKHOUSE_DIR, discover
+
+    by_version = {m.version: m for m in discover(CLICKHOUSE_DIR)}
+    [create] = [s for s in by_version[1].statements if s.startswith("CREATE TABLE IF NOT EXISTS events")]
+    alters = [
+        s for v in sorted(by_version) for s in by_version[v].statements if s.startswith("ALTER TABLE events ")
+    ]
+    assert any(" groups " in a for a in alters)
+    probe = "events_upgrade_probe"
+    warehouse.command(f"DROP TABLE IF EXISTS {probe}")
+    warehouse.command(create.replace("IF NOT EXISTS events", f"IF NOT EXISTS {probe}", 1))
+    warehouse.command(f"INSERT INTO {probe} (id, project_id, name) VALUES ('old', 'p', 'n')")
+    for _ in range(2):
+        for alter in alters:
+            warehouse.command(alter.replace("ALTER TABLE events ", f"ALTER TABLE {probe} ", 1))
+    warehouse.command(
+        f"INSERT INTO {probe} (id, project_id, name, groups) VALUES ('new', 'p', 'n', ['acme'])"
+    )
+    rows = warehouse.query(f"SELECT id, groups FROM {probe} ORDER BY id")
+    assert rows == [{"id": "new", "groups": ["acme"]}, {"id": "old", "groups": []}]
+    assert [r["name"] for r in warehouse.query(f"DESCRIBE TABLE {probe}")] == list(TABLES["events"])
+    warehouse.command(f"DROP TABLE {probe}")
