@@ -32,6 +32,8 @@ ROUTES = [
     "insights/{p}/sessions",
     "insights/{p}/profiles",
     "insights/{p}/profiles/u%2F1",
+    "insights/{p}/sessions/s1/replay",
+    "insights/{p}/sessions/%00%FF/replay",
 ]
 text = st.text(max_size=40) | st.sampled_from(
     [
@@ -83,6 +85,9 @@ params = st.fixed_dictionaries(
         "end": text | st.sampled_from(["/", "page_view", "'; DROP TABLE events; --"]),
         "depth": st.integers(-1, 12).map(str) | text,
         "width": st.integers(-1, 60).map(str) | text,
+        "fromChunk": st.integers(-5, 2_000_000).map(str) | text,
+        "currency": st.sampled_from(["EUR", "usd", "E", "€€€"]) | text,
+        "orderBy": st.sampled_from(["revenue", "count"]) | text,
     },
 )
 
@@ -124,7 +129,7 @@ bodies = st.fixed_dictionaries(
         "endDate": text,
         "timezone": text,
         "window": st.integers(-10, 10**9) | json_values,
-        "groupBy": st.sampled_from(["device", "session", "profile"]) | text,
+        "groupBy": st.sampled_from(["device", "session", "profile", "group"]) | text,
         "filters": st.lists(filter_item, max_size=3) | json_values,
         "includeBots": st.booleans() | json_values,
     },
