@@ -22,6 +22,7 @@ json_values = st.recursive(
 field_values = st.one_of(
     json_values,
     st.sampled_from(["", "page_view", "2024-01-01T00:00:00Z", "1700000000000", "x" * 300, "\x00", "/a?b#c"]),
+    st.sampled_from(["[]", "[{}]", '[{"type": 2}]', "[1]", "{}", "[" * 30]),  # replay payloads
 )
 payload_keys = st.sampled_from(
     [
@@ -40,13 +41,38 @@ payload_keys = st.sampled_from(
         "property",
         "value",
         "alias",
+        "groups",
+        "groupIds",
+        "type",
+        "chunk_index",
+        "events_count",
+        "is_full_snapshot",
+        "started_at",
+        "ended_at",
+        "payload",
     ]
 )
 payloads = st.dictionaries(payload_keys | st.text(max_size=8), field_values, max_size=8)
 bodies = st.one_of(
     json_values,
     st.fixed_dictionaries(
-        {"type": st.sampled_from(["track", "identify", "increment", "decrement", "alias", "x", 1, None])},
+        {
+            "type": st.sampled_from(
+                [
+                    "track",
+                    "identify",
+                    "increment",
+                    "decrement",
+                    "alias",
+                    "group",
+                    "assign_group",
+                    "replay",
+                    "x",
+                    1,
+                ]
+                + [None]
+            )
+        },
         optional={"payload": payloads | json_values},
     ),
 )
