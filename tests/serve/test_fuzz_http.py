@@ -69,8 +69,8 @@ bodies = st.one_of(
                     "replay",
                     "x",
                     1,
+                    None,
                 ]
-                + [None]
             )
         },
         optional={"payload": payloads | json_values},
