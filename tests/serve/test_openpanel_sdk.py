@@ -96,9 +96,9 @@ def test_every_node_sdk_method_is_accepted_and_visible(embedded: Daemon) -> None
     assert (person["firstName"], person["lastName"], person["email"]) == ("Ada", "Lovelace", "n1@example.com")
     assert person["properties"] == {"tier": "gold"} and person["counters"] == {"logins": 2, "credits": -1}
     assert sorted(e["name"] for e in person["events"]) == ["report_viewed", "revenue", "signup"]
-    # groups: the event after setGroups carries both; the group itself is stored
+    # groups: the event after setGroups carries both (clear() forgets them: after_clear has none)
     by_group = get(d, creds, "breakdown", dimension="group")
-    assert {r["value"]: r["count"] for r in by_group} == {"n1-acme": 1, "n1-beta": 1}, by_group
+    assert {r["value"]: r["count"] for r in by_group} == {"": 4, "n1-acme": 1, "n1-beta": 1}, by_group
 
 
 @pytest.fixture
