@@ -68,9 +68,7 @@ def test_replay_chunks_join_the_visit_and_come_back_in_order(embedded: Daemon) -
 def test_bad_replay_chunks_are_refused_with_what_to_fix(embedded: Daemon) -> None:
     d = embedded
     creds = d.new_project()
-    assert (
-        post(d, creds, {"type": "track", "payload": {"name": "screen_view", "path": "/"}}).status_code == 200
-    )
+    assert post(d, creds, {"type": "track", "payload": {"name": "screen_view", "path": "/"}}).status_code == 200
     cases = {
         "invalid_replay": chunk(0, payload="not json"),
         "invalid_payload": {"type": "replay", "payload": {"chunk_index": -1, "payload": "[]"}},
