@@ -37,7 +37,10 @@ def one_run(days: int, duration: float, out: Path) -> dict[str, float]:
     results = json.loads(out.read_text())
     if results.get("errors"):
         raise RuntimeError(f"benchmark run failed: {results['errors']}")
-    return {key: float(results["scenarios"][key][field]) for key, (field, _) in SCENARIOS.items()}
+    figures = {key: float(results["scenarios"][key][field]) for key, (field, _) in SCENARIOS.items()}
+    # events counted minus acknowledged, once everything is flushed: 0 when nothing was lost or doubled
+    figures["counted_minus_acknowledged"] = float(results["consistency"]["difference"])
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
                 figures = one_run(days, args.duration, Path(tmp) / f"run-{n}-{days}.json")
                 runs[days].append(figures)
                 shown = ", ".join(f"{k} {v:,.0f}" for k, v in figures.items())
+                if figures["counted_minus_acknowledged"]:
+                    print(f"round {n + 1}, window {days} d: counted != acknowledged", flush=True)
                 print(f"round {n + 1}, window {days} d: {shown}", flush=True)
     print(f"\n{'scenario':<10} {'unit':<9} {'off (median)':>13} {'on (median)':>12} {'on / off':>9}")
     summary: dict[str, Any] = {}

@@ -86,8 +86,13 @@ class Authenticator:
         return ok
 
     async def authenticate(
-        self, headers: Mapping[str, str], need: Literal["write", "read"], project_id: str | None = None
+        self,
+        headers: Mapping[str, str],
+        need: Literal["write", "read", "root"],
+        project_id: str | None = None,
     ) -> Caller:
+        """The caller, if its credentials are good and its client may do ``need``: ``write``
+        (track), ``read`` (insights) or ``root`` (manage the project: its goals)."""
         client_id = _first(headers, ID_HEADERS)
         if not client_id:
             raise ClientError(
@@ -124,6 +129,12 @@ class Authenticator:
             raise ClientError(403, "wrong_client_type", f"a {client.type} client cannot track events")
         if need == "read" and not client.can_read:
             raise ClientError(403, "wrong_client_type", f"a {client.type} client cannot read insights")
+        if need == "root" and client.type != "root":
+            raise ClientError(
+                403,
+                "wrong_client_type",
+                f"a {client.type} client cannot manage the project: use a root client",
+            )
         if project_id is not None and project_id != client.project_id:
             raise ClientError(403, "wrong_project", "this client belongs to another project")
         return Caller(client, server_side)

@@ -26,9 +26,10 @@ from starlette.responses import Response
 
 from eventlens.api.auth import Authenticator
 from eventlens.api.errors import error_response, json_response
+from eventlens.api.goals import GoalsLoader, register_goals
 from eventlens.api.legacy import register_legacy
 from eventlens.errors import OUTAGE_RETRY_AFTER_S, ClientError, pydantic_details, validation_message
-from eventlens.insights import breakdowns, browse, catalogue, journeys, metrics, people, replay
+from eventlens.insights import breakdowns, browse, catalogue, goals, journeys, metrics, people, replay
 from eventlens.insights.cache import InsightCache, NoVersions
 from eventlens.insights.models import (
     BreakdownParams,
@@ -36,6 +37,7 @@ from eventlens.insights.models import (
     EventNamesParams,
     EventsParams,
     FunnelParams,
+    GoalsParams,
     ListParams,
     MetricsParams,
     PagesParams,
@@ -94,6 +96,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", f"{_I}/retention", RetentionParams, people.retention, "retention"),
     # the Sankey paths; named "journeys" because "paths" is the picker of page paths below
     Route("GET", f"{_I}/paths", PathsParams, journeys.paths, "journeys"),
+    Route("GET", f"{_I}/goals", GoalsParams, goals.goals, "goals"),
     Route("GET", f"{_F}/event-names", EventNamesParams, catalogue.event_names, "event-names"),
     Route("GET", f"{_F}/property-keys", PropertyKeysParams, catalogue.property_keys, "property-keys"),
     Route("GET", f"{_F}/property-values", PropertyValuesParams, catalogue.property_values, "property-values"),
@@ -114,12 +117,18 @@ class Answers:
     """Authenticates the caller, then answers from the response cache or computes and stores."""
 
     def __init__(
-        self, auth: Authenticator, reader: Reader, cache: InsightCache, metrics: InsightMetrics | None = None
+        self,
+        auth: Authenticator,
+        reader: Reader,
+        cache: InsightCache,
+        metrics: InsightMetrics | None = None,
+        goals: GoalsLoader | None = None,
     ) -> None:
         self.auth = auth
         self.reader = reader
         self.cache = cache
         self.metrics = metrics or InsightMetrics()
+        self.goals = goals  # None: the project has no goals (an app over test doubles)
 
     async def query(self, sql: Sql) -> Rows:
         with outage_as("storage"):
@@ -130,6 +139,9 @@ class Answers:
         # the project's currency where the request names none: part of the cache key from here
         if caller is not None:  # (test doubles of the authenticator answer None)
             params.use_project_defaults(caller.client.project_currency)
+        if params.needs_goals():
+            # before the cache key (it holds the goals' definitions) and before any SQL is built
+            params.use_goals(await self.goals.get(project_id) if self.goals is not None else [])
         t0 = time.perf_counter()
         if not route.cached:
             body = orjson.dumps(await route.compute(project_id, params, self.query))
@@ -277,8 +289,12 @@ def create_api(
     metadata_ping: Callable[[], object],
     cache: InsightCache | None = None,
     redis_ping: Callable[[], object] | None = None,
+    goals_loader: GoalsLoader | None = None,
 ) -> FastAPI:
-    """The API application. ``redis_ping`` (None without Redis) raises when Redis does not answer."""
+    """The API application. ``redis_ping`` (None without Redis) raises when Redis does not answer.
+    Goals are read from ``auth``'s store unless ``goals_loader`` is given."""
+    if goals_loader is None and isinstance(auth, Authenticator):
+        goals_loader = GoalsLoader(auth.store)
     app = FastAPI(title="Event Lens", docs_url="/docs", openapi_url="/openapi.json")
     app.state.auth = auth
     app.add_exception_handler(ClientError, _client_error)
@@ -313,6 +329,7 @@ def create_api(
             count = await presence.count.remote(project_id)
         return json_response({"count": int(count)})  # never cached
 
-    register(app, Answers(auth, reader, cache or InsightCache(None, NoVersions(), 0)))
+    register(app, Answers(auth, reader, cache or InsightCache(None, NoVersions(), 0), goals=goals_loader))
+    register_goals(app, auth, goals_loader)  # a project's goals, for its root clients
     register_legacy(app)  # the older SDKs' /profile and /event: 410 naming the replacement
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from eventlens.cli import client, project
+from eventlens.cli import client, goal, project
 from eventlens.cli.migrate import migrate_command
 from eventlens.cli.serve import serve_command
 
@@ -19,6 +19,7 @@ app.command("serve")(serve_command)
 app.command("migrate")(migrate_command)
 app.add_typer(project.app, name="project")
 app.add_typer(client.app, name="client")
+app.add_typer(goal.app, name="goal")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,11 @@
 
 Field names come only from ``COLUMNS`` (or ``properties.<key>``, whose key is bound as a value);
 every value is a bound parameter. Anything else is a 400 that names the bad part.
+
+``{"field": "goal", "operator": "is", "value": "<goal name>"}`` keeps the events that convert for
+one of the project's goals (``isNot``: the others). Goals are project data, not known while the
+parameters are parsed: the filter holds the name until ``resolve_goals`` gives it the goal, which
+the route does before any SQL is built.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 import orjson
 
 from eventlens.errors import ClientError
+from eventlens.goals import Goal, goal_sql
 from eventlens.records import ENTRY_FIELDS, EVENT_COLUMNS
 
 # A filter or breakdown on ``group`` names one of the group ids an event carries (its ``groups``
@@ -79,14 +85,47 @@ MAX_FILTERS = 20
 MAX_VALUES = 100
 MAX_VALUE_LEN = 1000
 MAX_KEY_LEN = 200
+GOAL = "goal"  # the column of a goal filter
+# a goal filter keeps the converting events (is, eq) or the others (isNot, ne)
+GOAL_OPERATORS = {"is": True, "eq": True, "isNot": False, "ne": False}
 
 
 @dataclass(frozen=True)
 class Filter:
-    column: str  # a name from COLUMNS, or "" for a property
+    column: str  # a name from COLUMNS, or "" for a property, or GOAL
     key: str  # the property key when column == ""
     operator: str
-    value: Any  # str | float (a numeric comparison) | list[str] | None
+    value: Any  # str | float (a numeric comparison) | list[str] | None; a goal's name
+    goal: Goal | None = None  # a goal filter's goal, once resolved
+
+
+class UnresolvedGoal(RuntimeError):
+    """SQL was asked of a goal filter whose goal was never looked up (a bug, not bad input)."""
+
+
+def goal_names(filters: list[Filter]) -> list[str]:
+    return [f.value for f in filters if f.column == GOAL]
+
+
+def resolve_goals(filters: list[Filter], goals: list[Goal]) -> list[Filter]:
+    """The filters with each goal filter holding its goal; a name the project has no goal of is a
+    400 naming it."""
+    by_name = {g.name: g for g in goals}
+    out = []
+    for i, f in enumerate(filters):
+        if f.column == GOAL:
+            goal = by_name.get(f.value)
+            if goal is None:
+                known = ", ".join(repr(n[:40]) for n in sorted(by_name)[:10]) or "none"
+                raise ClientError(
+                    400,
+                    "unknown_goal",
+                    f"filters[{i}]: the project has no goal named {str(f.value)[:60]!r} (its goals: {known})",
+                    [{"filter": i, "goal": str(f.value)[:120]}],
+                )
+            f = Filter(f.column, f.key, f.operator, f.value, goal)
+        out.append(f)
+    return out
 
 
 def _bad(message: str, index: int | None = None) -> ClientError:
@@ -134,13 +173,14 @@ def parse_filters(
     raw: str | list[Any] | None,
     columns: frozenset[str] = COLUMNS,
     aliases: dict[str, str] = ALIASES,
-    known: str = "an event column such as path, country, browser or properties.<key>",
+    known: str = "an event column such as path, country, browser, properties.<key> or goal",
+    goals: bool = True,
 ) -> list[Filter]:
     """Validate the filters parameter (JSON text or an already decoded list).
 
     ``columns`` (and their ``aliases``) are the fields a filter may name besides
-    ``properties.<key>``: the event columns, unless the route lists rows of another table
-    (profiles); ``known`` says which in the message."""
+    ``properties.<key>`` (and ``goal`` when ``goals``): the event columns, unless the route lists
+    rows of another table (profiles); ``known`` says which in the message."""
     if raw is None or raw == "":
         return []
     if isinstance(raw, str):
@@ -162,6 +202,9 @@ def parse_filters(
         op = item.get("operator")
         if not isinstance(field, str) or not field:
             raise _bad("field is missing", i)
+        if field == GOAL and goals:
+            out.append(_goal_filter(item, i))
+            continue
         if op not in OPERATORS:
             raise _bad(f"unknown operator {str(op)[:40]!r}; use one of {', '.join(OPERATORS)}", i)
         column, key = "", ""
@@ -194,6 +237,16 @@ def parse_filters(
     return out
 
 
+def _goal_filter(item: dict[str, Any], i: int) -> Filter:
+    op = item.get("operator")
+    if not isinstance(op, str) or op not in GOAL_OPERATORS:
+        raise _bad(f"a goal filter takes the operator is or isNot, not {str(op)[:40]!r}", i)
+    name = item.get("value")
+    if not isinstance(name, str) or not name or len(name) > MAX_VALUE_LEN:
+        raise _bad("a goal filter's value is the name of one of the project's goals", i)
+    return Filter(GOAL, "", op, name)
+
+
 # Columns a session keeps from its first event and never changes (see buffer.sessions): a filter
 # on one of them selects sessions by their own value, as peers do for visit attributes.
 SESSION_COLUMNS = (frozenset(ENTRY_FIELDS) - {"project_id", "is_bot"}) | {"session_id"}
@@ -211,6 +264,12 @@ def filter_sql(
         p = f"{prefix}{i}"
         if f.column == GROUP:
             parts.append(_group_sql(f, p, params))
+            continue
+        if f.column == GOAL:
+            if f.goal is None:
+                raise UnresolvedGoal(f"goal filter {f.value!r} was not resolved")
+            cond = goal_sql(f.goal, params, p)
+            parts.append(cond if GOAL_OPERATORS[f.operator] else f"NOT {cond}")
             continue
         if f.column:
             expr = column_expr or f.column

@@ -21,9 +21,17 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from eventlens.errors import ClientError
+from eventlens.goals import Goal
 from eventlens.insights.buckets import buckets, check_interval
 from eventlens.insights.cursor import Kind, Position, decode_cursor
-from eventlens.insights.filters import COLUMNS, MAX_VALUE_LEN, Filter, parse_filters
+from eventlens.insights.filters import (
+    COLUMNS,
+    MAX_VALUE_LEN,
+    Filter,
+    goal_names,
+    parse_filters,
+    resolve_goals,
+)
 from eventlens.insights.params import Range, parse_range
 from eventlens.insights.scope import Scope
 
@@ -76,6 +84,10 @@ class Scoped(BaseModel):
     # the route's path parameters besides the project (``/profiles/{profile_id}``): set by the
     # endpoint, part of the cache key
     _path: dict[str, str] = PrivateAttr(default_factory=dict)
+    # the project's goals, once the route looked them up (``use_goals``)
+    _goals: list[Goal] | None = PrivateAttr(None)
+    # the route answers about every goal of the project (/goals), not only filtered ones
+    wants_goals: ClassVar[bool] = False
 
     @abstractmethod
     def scope_fields(self) -> tuple[str | None, str | None, str | None, str | list[Any] | None]:
@@ -135,11 +147,34 @@ class Scoped(BaseModel):
         """Fill what defaults to the project's settings (its currency), before the cache key is
         taken; the routes that take no such parameter ignore it."""
 
+    def needs_goals(self) -> bool:
+        """Whether the route must look the project's goals up before computing: it reports on
+        them, or a filter names one."""
+        return self.wants_goals or bool(goal_names(self._filters))
+
+    def use_goals(self, goals: list[Goal]) -> Self:
+        """Give the project's goals: goal filters get their definitions (a name the project has no
+        goal of is a 400 naming it). Call before ``scope`` and ``cache_fields``."""
+        self._filters = resolve_goals(self._filters, goals)
+        self._goals = list(goals)
+        return self
+
+    @property
+    def goals(self) -> list[Goal]:
+        """The project's goals given by ``use_goals`` (none before)."""
+        return list(self._goals or [])
+
     def cache_fields(self) -> dict[str, Any]:
-        """What the cache key holds: every parameter, defaults included, and the path's."""
+        """What the cache key holds: every parameter, defaults included, the path's, and the
+        definitions of the goals the answer depends on (a redefined goal is a new key)."""
         fields = self.model_dump()
         if self._path:
             fields["_path"] = self._path
+        if self._goals is not None:
+            named = set(goal_names(self._filters))
+            used = [g for g in self._goals if self.wants_goals or g.name in named]
+            if used:
+                fields["_goals"] = [g.definition() for g in used]
         return fields
 
 
@@ -190,6 +225,13 @@ class Revenue(Common):
 
 
 class MetricsParams(Revenue):
+    compare: Literal["previous"] | None = None
+
+
+class GoalsParams(Common):
+    """Conversions per goal of the project (``/insights/{p}/goals``)."""
+
+    wants_goals: ClassVar[bool] = True
     compare: Literal["previous"] | None = None
 
 
@@ -427,6 +469,7 @@ class ProfilesParams(Scoped):
             PROFILE_FILTER_COLUMNS,
             PROFILE_FILTER_ALIASES,
             "a profile field (profile_id, first_name, last_name, email, avatar) or properties.<key>",
+            goals=False,
         )
 
     def rules(self) -> None:

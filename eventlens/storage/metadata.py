@@ -1,4 +1,4 @@
-"""Metadata store: projects, API clients and daily salts, in SQLite (embedded) or MariaDB/MySQL.
+"""Metadata store: projects, API clients, goals and daily salts, in SQLite (embedded) or MariaDB/MySQL.
 
 The same SQL runs on both engines; connecting, parameter markers and locking differ and live in
 ``metadata_backends``. Metadata traffic is tiny (admin commands, auth look-ups that callers
@@ -20,6 +20,7 @@ from typing import Any, Literal, cast, get_args
 
 from pydantic import BaseModel, ConfigDict
 
+from eventlens.goals import MAX_GOALS, Goal, GoalSpec
 from eventlens.security import (
     generate_client_id,
     generate_project_id,
@@ -50,6 +51,8 @@ __all__ = [
     "DEFAULT_CURRENCY",
     "Client",
     "ClientType",
+    "Goal",
+    "GoalSpec",
     "MetadataError",
     "MetadataStore",
     "MigrationError",
@@ -304,6 +307,78 @@ class MetadataStore:
             )
         return [_client(r) for r in rows]
 
+    # goals ---------------------------------------------------------------------------------
+    def create_goal(self, project_id: str, spec: GoalSpec) -> Goal:
+        """Add a goal to a project; ``ValueError`` for an unknown project, a name the project
+        already has, or a project at ``MAX_GOALS``. ``spec`` is validated (pydantic)."""
+        spec = GoalSpec.model_validate(spec.model_dump())  # re-checked: a caller may have built it loosely
+        if self.get_project(project_id) is None:
+            raise ValueError(f"unknown project {project_id!r}")
+        existing = self.list_goals(project_id)
+        if any(g.name == spec.name for g in existing):
+            raise ValueError(f"project {project_id!r} already has a goal named {spec.name!r}")
+        if len(existing) >= MAX_GOALS:
+            raise ValueError(f"a project has at most {MAX_GOALS} goals")
+        prop = spec.property
+        goal = Goal(
+            id=secrets.token_hex(8),
+            project_id=project_id,
+            name=spec.name,
+            kind=spec.kind,
+            path=spec.path,
+            event=spec.event,
+            property_key=prop.key if prop else None,
+            property_value=prop.value if prop else None,
+            created_at=_now(),
+        )
+        try:
+            self._query(
+                f"INSERT INTO goals ({_GOAL_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    goal.id,
+                    goal.project_id,
+                    goal.name,
+                    goal.kind,
+                    goal.path,
+                    goal.event,
+                    goal.property_key,
+                    goal.property_value,
+                    _ts(goal.created_at),
+                ),
+            )
+        except self._backend.integrity_errors:
+            # created concurrently under the same name
+            raise ValueError(f"project {project_id!r} already has a goal named {spec.name!r}") from None
+        return goal
+
+    def list_goals(self, project_id: str) -> list[Goal]:
+        """The project's goals, oldest first."""
+        rows = self._query(
+            f"SELECT {_GOAL_COLUMNS} FROM goals WHERE project_id = ? ORDER BY created_at, id", (project_id,)
+        )
+        return [_goal(r) for r in rows]
+
+    def get_goal(self, project_id: str, goal_id: str) -> Goal | None:
+        rows = self._query(
+            f"SELECT {_GOAL_COLUMNS} FROM goals WHERE project_id = ? AND id = ?", (project_id, goal_id)
+        )
+        return _goal(rows[0]) if rows else None
+
+    def delete_goal(
+        self, project_id: str, goal_id: str | None = None, *, name: str | None = None
+    ) -> Goal | None:
+        """Remove a goal by id or by name; returns it, or None when the project has no such goal."""
+        if (goal_id is None) == (name is None):
+            raise ValueError("give a goal id or a goal name")
+        if goal_id is not None:
+            goal = self.get_goal(project_id, goal_id)
+        else:
+            goal = next((g for g in self.list_goals(project_id) if g.name == name), None)
+        if goal is None:
+            return None
+        self._query("DELETE FROM goals WHERE project_id = ? AND id = ?", (project_id, goal.id))
+        return goal
+
     # salts -----------------------------------------------------------------------------------
     def get_or_create_salt(self, day: date | str) -> str:
         """The salt of ``day`` (UTC), or of a rotation period key of at most 10 characters, created
@@ -340,6 +415,23 @@ class MetadataStore:
 
 _CLIENT_COLUMNS = "c.id, c.project_id, c.name, c.type, c.secret_hash, c.origins, c.created_at, p.currency"
 _CLIENT_FROM = "clients AS c JOIN projects AS p ON p.id = c.project_id"
+
+
+_GOAL_COLUMNS = "id, project_id, name, kind, path, event, property_key, property_value, created_at"
+
+
+def _goal(row: tuple[Any, ...]) -> Goal:
+    return Goal(
+        id=row[0],
+        project_id=row[1],
+        name=row[2],
+        kind=row[3],
+        path=row[4],
+        event=row[5],
+        property_key=row[6],
+        property_value=row[7],
+        created_at=datetime.fromisoformat(row[8]),
+    )
 
 
 def _project(row: tuple[Any, ...]) -> Project:

@@ -405,3 +405,62 @@ def test_help_lists_admin_commands() -> None:
     assert result.exit_code == 0
     for command in ("migrate", "project", "client"):
         assert command in result.stdout
+
+
+# --- goal ---------------------------------------------------------------------------------------
+def test_goal_add_list_remove(data_dir: Path) -> None:
+    project = run_json(data_dir, "project", "create", "Site", "--id", "site")["id"]
+    blog = run_json(data_dir, "goal", "add", "--project", project, "--name", "Blog", "--path", "/blog/*")
+    assert (blog["kind"], blog["path"], blog["event"], blog["property"]) == (
+        "page_view",
+        "/blog/*",
+        None,
+        None,
+    )
+    pro = run_json(
+        data_dir,
+        "goal",
+        "add",
+        "-p",
+        project,
+        "-n",
+        "Pro signup",
+        "--event",
+        "signup",
+        "--property",
+        "plan=pro",
+    )
+    assert pro["property"] == {"key": "plan", "value": "pro"}
+    listed = run(data_dir, "goal", "list", "--project", project)
+    assert listed.exit_code == 0
+    assert "Blog" in listed.stdout and "path /blog/*" in listed.stdout
+    assert "event signup where plan=pro" in listed.stdout
+    assert [g["name"] for g in run_json(data_dir, "goal", "list", "--project", project)] == [
+        "Blog",
+        "Pro signup",
+    ]
+    removed = run(data_dir, "goal", "remove", "--project", project, "--name", "Blog")
+    assert removed.exit_code == 0 and "Removed goal 'Blog'" in removed.stdout
+    assert [g["name"] for g in run_json(data_dir, "goal", "list", "--project", project)] == ["Pro signup"]
+    assert run(data_dir, "goal", "list", "-p", project, "--json").exit_code == 0
+    # and the API's store sees the same goals
+    with open_metadata(Settings(data_dir=data_dir).metadata_dsn) as store:
+        assert [g.name for g in store.list_goals(project)] == ["Pro signup"]
+
+
+def test_goal_mistakes_are_usage_errors(data_dir: Path) -> None:
+    project = run_json(data_dir, "project", "create", "Site")["id"]
+    run_json(data_dir, "goal", "add", "-p", project, "-n", "Blog", "--path", "/blog/*")
+    for args, message in [
+        (["goal", "add", "-p", project, "-n", "X"], "exactly one of --path"),
+        (["goal", "add", "-p", project, "-n", "X", "--path", "/a", "--event", "e"], "exactly one of --path"),
+        (["goal", "add", "-p", project, "-n", "X", "--path", "/a", "--property", "k=v"], "event goals"),
+        (["goal", "add", "-p", project, "-n", "X", "--event", "e", "--property", "novalue"], "key=value"),
+        (["goal", "add", "-p", project, "-n", "Blog", "--event", "e"], "already has a goal named 'Blog'"),
+        (["goal", "add", "-p", project, "-n", " ", "--event", "e"], "name"),
+        (["goal", "add", "-p", project, "-n", "X", "--path", "/" + "a" * 1001], "path"),
+        (["goal", "add", "-p", "nope", "-n", "X", "--event", "e"], "unknown project"),
+        (["goal", "list", "-p", "nope"], "unknown project"),
+        (["goal", "remove", "-p", project, "-n", "Nope"], "no goal named 'Nope'"),
+    ]:
+        assert_usage_error(run(data_dir, *args), message)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from eventlens.goals import GoalSpec, PropertyMatch
 from eventlens.security import verify_secret
 from eventlens.storage.metadata import (
     MetadataError,
@@ -271,6 +272,24 @@ def test_a_database_at_0001_with_projects_gets_the_currency_column(dsn: str) -> 
         s.set_project_currency("old", "eur")
         assert s.get_client(client.id).project_currency == "EUR"  # type: ignore[union-attr]
         assert [p.currency for p in s.list_projects()] == ["EUR"]
+
+
+def test_shipped_migrations_are_the_three_known_ones() -> None:
+    assert SHIPPED == ["0001_initial", "0002_project_currency", "0003_goals"]
+
+
+def test_a_database_at_0002_with_projects_gets_the_goals_table(dsn: str) -> None:
+    """0003 on a database that holds a project: it has no goals, then can have them."""
+    with open_metadata(dsn) as s:
+        s.migrate(_only(METADATA_DIR, 2))
+        s._backend.execute(
+            "INSERT INTO projects (id, name, created_at) VALUES (?, ?, ?)",
+            ("old", "Old", "2024-01-01T00:00:00.000000+00:00"),
+        )
+        assert s.migrate() == SHIPPED[2:]
+        assert s.list_goals("old") == []
+        goal = s.create_goal("old", GoalSpec(name="Docs", path="/docs/*"))
+        assert s.list_goals("old") == [goal]
 
 
 def _only(directory: Path, last: int) -> Path:
@@ -535,3 +554,49 @@ def test_mariadb_uses_an_existing_database(mariadb_dsn: str) -> None:
     admin.close()
     with open_metadata(mariadb_dsn) as s:
         assert s.migrate() == SHIPPED
+
+
+# --- goals --------------------------------------------------------------------------------------
+def test_goals_are_created_listed_and_deleted(store: MetadataStore) -> None:
+    p = store.create_project("P")
+    other = store.create_project("Q")
+    page = store.create_goal(p.id, GoalSpec(name="Blog", path="/blog/*"))
+    signup = store.create_goal(p.id, GoalSpec(name="Signup", event="signup"))
+    pro = store.create_goal(
+        p.id, GoalSpec(name="Pro signup", event="signup", property=PropertyMatch(key="plan", value="pro"))
+    )
+    assert (page.kind, page.path, page.event) == ("page_view", "/blog/*", None)
+    assert (signup.kind, signup.event, signup.property) == ("event", "signup", None)
+    assert pro.property == {"key": "plan", "value": "pro"}
+    assert store.list_goals(p.id) == [page, signup, pro]
+    assert store.list_goals(other.id) == []
+    # names are unique per project, not across projects
+    with pytest.raises(ValueError, match="already has a goal named 'Blog'"):
+        store.create_goal(p.id, GoalSpec(name="Blog", event="x"))
+    assert store.create_goal(other.id, GoalSpec(name="Blog", event="x")).project_id == other.id
+    with pytest.raises(ValueError, match="unknown project"):
+        store.create_goal("nope", GoalSpec(name="x", event="x"))
+    # by id (only within its project) and by name
+    assert store.delete_goal(other.id, page.id) is None
+    assert store.delete_goal(p.id, page.id) == page
+    assert store.delete_goal(p.id, page.id) is None
+    assert store.delete_goal(p.id, name="Pro signup") == pro
+    assert store.list_goals(p.id) == [signup]
+    assert store.get_goal(p.id, signup.id) == signup
+
+
+def test_goal_values_are_stored_verbatim(store: MetadataStore) -> None:
+    """Hostile text is data: quotes, %, _, regex metacharacters, non-ASCII, long values."""
+    p = store.create_project("P")
+    weird = "/a'b\"%_[x]*(?:y)+$^é" + "z" * 900
+    goal = store.create_goal(
+        p.id,
+        GoalSpec(
+            name="'; DROP TABLE goals; --",
+            event="ev%_'",
+            property=PropertyMatch(key="k'=%", value="v=1' OR '1'='1" * 10),
+        ),
+    )
+    page = store.create_goal(p.id, GoalSpec(name="ü " * 50, path=weird))
+    assert store.list_goals(p.id) == [goal, page]
+    assert store.get_goal(p.id, page.id).path == weird  # type: ignore[union-attr]

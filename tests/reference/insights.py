@@ -91,6 +91,8 @@ def matches(ev: dict[str, Any], f: dict[str, Any]) -> bool:
     fld, op, want = f["field"], f["operator"], f.get("value")
     if fld == "group":
         return group_matches(ev, op, want)
+    if fld == "goal":  # the reference's goal filter carries the goal's definition as "goal"
+        return converts(ev, f["goal"]) == (op in ("is", "eq"))
     raw = _value(ev, fld)
     if op == "isNull":
         return raw is None if fld.startswith("properties.") else raw == ""
@@ -122,6 +124,58 @@ def matches(ev: dict[str, Any], f: dict[str, Any]) -> bool:
     if isinstance(want, int | float) and not isinstance(want, bool):
         return bool(NUMBER.fullmatch(v)) and cmp(float(v), float(want))
     return cmp(v.encode(), _text(want).encode())
+
+
+# goals -----------------------------------------------------------------------------------------
+def glob(pattern: str, path: str) -> bool:
+    """Whether a path pattern matches all of ``path``: ``**`` any characters, ``*`` any but ``/``,
+    everything else literal. Positions reachable after each token (no backtracking: a pattern of
+    hundreds of stars stays linear per token)."""
+    tokens: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern[i] == "*":
+            j = i
+            while j < len(pattern) and pattern[j] == "*":
+                j += 1
+            tokens.append("**" if j - i >= 2 else "*")
+            i = j
+        else:
+            tokens.append(pattern[i])
+            i += 1
+    n = len(path)
+    reach = {0}
+    for tok in tokens:
+        if not reach:
+            return False
+        if tok == "**":
+            reach = set(range(min(reach), n + 1))
+        elif tok == "*":
+            nxt: set[int] = set()
+            for k in sorted(reach):
+                while k not in nxt:
+                    nxt.add(k)
+                    if k == n or path[k] == "/":
+                        break
+                    k += 1
+            reach = nxt
+        else:
+            reach = {k + 1 for k in reach if k < n and path[k] == tok}
+    return n in reach
+
+
+def converts(ev: dict[str, Any], goal: dict[str, Any]) -> bool:
+    """Whether an event converts for a goal ``{kind, path, event, property}``."""
+    if goal["kind"] == "page_view":
+        if ev["name"] not in PAGE_VIEWS:
+            return False
+        path = ev.get("path") or ""
+        return glob(goal["path"], path) if "*" in goal["path"] else path == goal["path"]
+    if ev["name"] != goal["event"]:
+        return False
+    prop = goal.get("property")
+    props = ev.get("properties") or {}
+    return prop is None or (prop["key"] in props and props[prop["key"]] == prop["value"])
 
 
 # selections ------------------------------------------------------------------------------------
@@ -785,3 +839,38 @@ def change(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
         for k, v in now.items()
         if isinstance(v, int | float)
     }
+
+
+def goals(events: list[dict[str, Any]], q: Query, defined: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per goal: matching events, distinct converting devices, and those as a percentage of the
+    distinct devices of the selection; ranked by unique conversions, conversions, name."""
+    ev = selected(events, q)
+    visitors = len({e["device_id"] for e in ev})
+    rows = []
+    for g in defined:
+        hits = [e for e in ev if converts(e, g)]
+        unique = len({e["device_id"] for e in hits})
+        rows.append(
+            {
+                **g,
+                "conversions": len(hits),
+                "uniqueConversions": unique,
+                "visitors": unique,
+                "conversionRate": rate(unique, visitors),
+            }
+        )
+    rows.sort(key=lambda r: (-r["uniqueConversions"], -r["conversions"], r["name"]))
+    return {"uniqueVisitors": visitors, "goals": rows}
+
+
+def goals_compared(events: list[dict[str, Any]], q: Query, defined: list[dict[str, Any]]) -> dict[str, Any]:
+    """``goals`` with ``compare=previous``: each goal's numbers of the period before and the change."""
+    now, before = goals(events, q, defined), goals(events, previous(q), defined)
+    numbers = ("conversions", "uniqueConversions", "visitors", "conversionRate")
+    prev = {g["id"]: {k: g[k] for k in numbers} for g in before["goals"]}
+    for g in now["goals"]:
+        g["previous"] = prev[g["id"]]
+        g["change"] = change({k: g[k] for k in numbers}, g["previous"])
+    now["previous"] = {"uniqueVisitors": before["uniqueVisitors"]}
+    now["change"] = change({"uniqueVisitors": now["uniqueVisitors"]}, now["previous"])
+    return now

@@ -33,6 +33,7 @@ ROUTES = [
     "insights/{p}/profiles",
     "insights/{p}/profiles/u%2F1",
     "insights/{p}/sessions/s1/replay",
+    "insights/{p}/goals",
     "insights/{p}/sessions/%00%FF/replay",
 ]
 text = st.text(max_size=40) | st.sampled_from(

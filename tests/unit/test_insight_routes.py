@@ -35,6 +35,7 @@ DOCUMENTED = {
     ("POST", "/insights/{project_id}/funnel"),
     ("GET", "/insights/{project_id}/retention"),
     ("GET", "/insights/{project_id}/paths"),
+    ("GET", "/insights/{project_id}/goals"),
     ("GET", "/filters/{project_id}/event-names"),
     ("GET", "/filters/{project_id}/property-keys"),
     ("GET", "/filters/{project_id}/property-values"),
@@ -45,6 +46,12 @@ DOCUMENTED = {
     ("GET", "/insights/{project_id}/profiles"),
     ("GET", "/insights/{project_id}/profiles/{profile_id:path}"),
     ("GET", "/insights/{project_id}/sessions/{session_id}/replay"),
+}
+# a project's goals, for its root clients (eventlens.api.goals)
+GOALS_API = {
+    ("GET", "/projects/{project_id}/goals"),
+    ("POST", "/projects/{project_id}/goals"),
+    ("DELETE", "/projects/{project_id}/goals/{goal_id}"),
 }
 NAMED_APART = {"/insights/{project_id}/paths": "journeys"}
 READ = {"x-test-reader": "yes"}
@@ -118,10 +125,13 @@ def test_create_api_registers_each_route_once() -> None:
     )
     legacy = {(m, p) for p in GONE for m in ("POST", "OPTIONS")}
     for key in (
-        DOCUMENTED | legacy | {("GET", "/health"), ("GET", "/ready"), ("GET", "/insights/{project_id}/live")}
+        DOCUMENTED
+        | legacy
+        | GOALS_API
+        | {("GET", "/health"), ("GET", "/ready"), ("GET", "/insights/{project_id}/live")}
     ):
         assert seen[key] == 1, key
-    assert len(seen) == len(DOCUMENTED) + len(legacy) + 3
+    assert len(seen) == len(DOCUMENTED) + len(legacy) + len(GOALS_API) + 3
 
 
 def test_query_parameters_keep_their_names_and_defaults() -> None:

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from eventlens.api.insights import ROUTES
 from eventlens.errors import ClientError
+from eventlens.goals import Goal
 from eventlens.insights.models import ParamsError
 from eventlens.insights.sources import Rows, Sql
 from eventlens.storage.migrations import migrate_clickhouse
@@ -74,14 +75,24 @@ def load(wh: Any, project_id: str, data: Dataset) -> None:
         wh.insert_columns(table, names, cols, token)
 
 
-def call(wh: Any, project_id: str, route: str, path: dict[str, str] | None = None, **params: Any) -> Any:
-    """The route's answer as its JSON body: parameters validated by its model, SQL run on ``wh``."""
+def call(
+    wh: Any,
+    project_id: str,
+    route: str,
+    path: dict[str, str] | None = None,
+    goals: list[Goal] | None = None,
+    **params: Any,
+) -> Any:
+    """The route's answer as its JSON body: parameters validated by its model, the project's
+    ``goals`` given as the HTTP layer gives them, SQL run on ``wh``."""
     spec = BY_NAME[route]
 
     async def query(sql: Sql) -> Rows:
         return wh.query(*sql)
 
     model = spec.params.model_validate(params).with_path(path or {})
+    if model.needs_goals():
+        model.use_goals(goals or [])
     return orjson.loads(orjson.dumps(asyncio.run(spec.compute(project_id, model, query))))
 
 
@@ -104,14 +115,28 @@ def test_every_insight_query_equals_the_reference(
     rng = choice.draw(ranges(data, tz))
     flt = choice.draw(filters())
     bots = choice.draw(st.booleans())
-    q = ref.Query(rng.start_ms, rng.end_ms, tz, flt, bots)
+    # the project's goals, and maybe a goal filter (on every route below)
+    defined = choice.draw(goal_sets(data.names))
+    ref_flt = list(flt)
+    if choice.draw(st.integers(0, 3)) == 0:
+        goal = choice.draw(st.sampled_from(defined))
+        op = choice.draw(st.sampled_from(["is", "isNot"]))
+        flt = [*flt, {"field": "goal", "operator": op, "value": goal.name}]
+        ref_flt = [*ref_flt, {"field": "goal", "operator": op, "goal": goal.definition()}]
+    q = ref.Query(rng.start_ms, rng.end_ms, tz, ref_flt, bots)
     common: dict[str, Any] = {"startDate": rng.start, "endDate": rng.end, "timezone": tz, "includeBots": bots}
     if flt:
         common["filters"] = json.dumps(flt)
     ctx = {"range": rng, "filters": flt, "tz": tz, "aliases": data.aliases}
 
     def get(route: str, **params: Any) -> Any:
-        return call(wh, project, route, **params)
+        return call(wh, project, route, goals=defined, **params)
+
+    # conversions per goal, and against the period before
+    definitions = [g.definition() for g in defined]
+    assert get("goals", **common) == ref.goals(events, q, definitions), (definitions, ctx)
+    expected = ref.goals_compared(events, q, definitions)
+    assert get("goals", compare="previous", **common) == expected, (definitions, ctx)
 
     assert get("metrics", **common) == ref.metrics(events, q), ctx
     # revenue in another currency than the default (USD): mixed currencies are never added
@@ -190,6 +215,26 @@ def test_every_insight_query_equals_the_reference(
     whole, wq = whole_range(data, bots)
     expected = ref.paths(events, wq, shape["type"], shape.get("start"), shape.get("end"), **sizes(shape))
     assert get("journeys", **shape, **whole) == expected, (shape, whole)
+
+
+GOAL_PATHS = ["/docs/*", "/*", "/Docs*", "/**", "/pricing", "/", "/d*s/a", "/nowhere/*", "*"]
+
+
+@st.composite
+def goal_sets(draw: st.DrawFn, names: list[str]) -> list[Goal]:
+    """A page-view goal with a pattern (a glob or an exact path), an event goal, and an event goal
+    with a property match."""
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    pool = [*names, "never"]
+    plan = draw(st.sampled_from(["free", "pro", "10", "", "x'); DROP TABLE events; --"]))
+    return [
+        Goal(id="g1", project_id="p", name="Page", kind="page_view", path=draw(st.sampled_from(GOAL_PATHS)),
+             created_at=t),
+        Goal(id="g2", project_id="p", name="Event", kind="event", event=draw(st.sampled_from(pool)),
+             created_at=t),
+        Goal(id="g3", project_id="p", name="Event with plan", kind="event", event=draw(st.sampled_from(pool)),
+             property_key="plan", property_value=plan, created_at=t),
+    ]  # fmt: skip
 
 
 def test_pickers_count_the_zones_days_and_the_filters(wh: Any) -> None:
@@ -416,6 +461,7 @@ def test_every_insight_route_is_covered() -> None:
         "paths",
         "countries",
         "journeys",
+        "goals",
         # the read routes: test_the_read_routes_list_what_the_reference_selects
         "events",
         "sessions",
@@ -695,3 +741,107 @@ def test_groups_are_units_of_their_members_events(wh: Any) -> None:
     ]
     q = ref.Query(t0 - day, t0 + 30 * day)
     assert by_group == ref.funnel(events, q, steps, group_by="group")
+
+
+# goals ---------------------------------------------------------------------------------------------
+HOSTILE_PATHS = [
+    "/blog/a",
+    "/blog/a/b",
+    "/blog/",
+    "/blog",
+    "/blogx",
+    "/100%",
+    "/100x",
+    "/a_b",
+    "/aXb",
+    "/a.b",
+    "/a+b",
+    "/(x)?[y]{2}^$|\\",
+    "/a\nb",
+    "/é/ü",
+    "/" + "z" * 900,
+    "",
+]
+HOSTILE_PATTERNS = [
+    "/blog/*",
+    "/blog/**",
+    "/blog*",
+    "/100%",
+    "/a_b",
+    "/a.b",
+    "/a+b",
+    "/(x)?[y]{2}^$|\\",
+    "/(x)?*",
+    "/a*b",
+    "/*/*",
+    "/é/*",
+    "/" + "z" * 900,
+    "/" + "*z" * 400,
+    "%",
+    "_",
+    ".*",
+    "**",
+    "\\Q*\\E",
+]
+
+
+def test_goal_patterns_match_exactly_what_the_reference_matches(wh: Any) -> None:
+    """Page-view goals with %, _, regex metacharacters, non-ASCII and very long patterns convert
+    exactly the page views whose whole path the pattern matches; a goal filter keeps exactly them."""
+    project = f"gl-{uuid.uuid4().hex[:12]}"
+    t0 = 1_780_000_000_000
+    events = [
+        {
+            "_t": "events",
+            "id": f"g{i}",
+            "name": "page_view" if i % 5 else "click",
+            "device_id": f"d{i % 3}",
+            "session_id": f"s{i % 3}",
+            "path": path,
+            "created_at": t0 + i,
+            "received_at": t0 + i,
+            "properties": {"plan": "pro"} if i % 2 else {},
+        }
+        for i, path in enumerate(HOSTILE_PATHS * 2)
+    ]
+    load(wh, project, Dataset(events, [], t0, t0 + len(events)))
+    rng = {"startDate": "2026-05-01", "endDate": "2026-06-30"}
+    q = ref.Query(
+        int(datetime(2026, 5, 1, tzinfo=UTC).timestamp() * 1000),
+        int(datetime(2026, 7, 1, tzinfo=UTC).timestamp() * 1000),
+    )
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    defined = [
+        Goal(id=f"p{i}", project_id=project, name=f"goal {i}", kind="page_view", path=p, created_at=t)
+        for i, p in enumerate(HOSTILE_PATTERNS)
+    ] + [
+        Goal(id="e1", project_id=project, name="click", kind="event", event="click", created_at=t),
+        Goal(id="e2", project_id=project, name="pro click", kind="event", event="click",
+             property_key="plan", property_value="pro", created_at=t),
+    ]  # fmt: skip
+    definitions = [g.definition() for g in defined]
+    got = call(wh, project, "goals", goals=defined, **rng)
+    assert got == ref.goals(events, q, definitions)
+    by_name = {g["name"]: g["conversions"] for g in got["goals"]}
+    # worked out by hand: each path twice, page views only (every fifth event is a click)
+    views = {p: sum(1 for e in events if e["path"] == p and e["name"] == "page_view") for p in HOSTILE_PATHS}
+    assert by_name["goal 0"] == views["/blog/a"] + views["/blog/"]  # /blog/*
+    assert by_name["goal 1"] == views["/blog/a"] + views["/blog/a/b"] + views["/blog/"]  # /blog/**
+    assert by_name["goal 3"] == views["/100%"]  # % is literal
+    assert by_name["goal 4"] == views["/a_b"]  # _ is literal
+    assert by_name["goal 5"] == views["/a.b"]  # . is literal
+    assert by_name["goal 14"] == by_name["goal 15"] == by_name["goal 16"] == 0
+    assert by_name["click"] == sum(1 for e in events if e["name"] == "click")
+    assert 0 < by_name["pro click"] < by_name["click"]
+    for g in defined:
+        for op in ("is", "isNot"):
+            flt = json.dumps([{"field": "goal", "operator": op, "value": g.name}])
+            rq = ref.Query(
+                q.start_ms, q.end_ms, filters=[{"field": "goal", "operator": op, "goal": g.definition()}]
+            )
+            assert call(wh, project, "metrics", goals=defined, filters=flt, **rng) == ref.metrics(
+                events, rq
+            ), (
+                g.path,
+                op,
+            )
