@@ -96,6 +96,15 @@ def create_project(settings: Settings, params: Params) -> BenchProject:
         project = store.create_project(f"insights bench (seed {params.seed}, {params.events:,} events)")
         read, read_secret = store.create_client(project.id, "read", name="bench read")
         write, write_secret = store.create_client(project.id, "write", name="bench write")
+        # the goals the goals row measures: a glob page goal, an exact one, an event goal
+        from eventlens.goals import GoalSpec
+
+        for spec in (
+            {"name": "read the blog", "path": "/blog/*"},
+            {"name": "signup page", "path": "/signup"},
+            {"name": "purchase", "event": "purchase"},
+        ):
+            store.create_goal(project.id, GoalSpec.model_validate(spec))
     finally:
         store.close()
     return BenchProject(project.id, read.id, read_secret, write.id, write_secret)
