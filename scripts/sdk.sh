@@ -3,9 +3,14 @@
 # package-lock.json) from the npm registry, with the machine's Node.js and npm.
 set -euo pipefail
 cd "$(dirname "$0")/../tests/sdk"
+# Debian packages: the package lists are refreshed once, only when something must be installed
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get install -y -q nodejs npm >/dev/null
+    apt_install nodejs npm
   else
     echo "sdk.sh: Node.js and npm are needed (apt-get install nodejs npm)" >&2
     exit 1
@@ -24,7 +29,7 @@ fi
 # headless Chromium for the web SDK (Debian's package; playwright-core drives it)
 if [ ! -x "${CHROMIUM:-/usr/bin/chromium}" ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    apt-get install -y -q chromium >/dev/null
+    apt_install chromium
   else
     echo "sdk.sh: Chromium is needed for the web SDK test (apt-get install chromium)" >&2
     exit 1
