@@ -24,19 +24,6 @@ from eventlens.records import ENTRY_FIELDS, EVENT_COLUMNS
 # A filter or breakdown on ``group`` names one of the group ids an event carries (its ``groups``
 # array): a filter asks whether one of them matches, a breakdown counts the event once per group.
 GROUP = "group"
-# operators a ``group`` filter takes: an order between group ids means nothing
-GROUP_OPERATORS = (
-    "eq",
-    "ne",
-    "in",
-    "nin",
-    "contains",
-    "notContains",
-    "startsWith",
-    "endsWith",
-    "isNull",
-    "isNotNull",
-)
 # Event columns a filter or breakdown may name: every text column of the events table but the
 # event id and project (the project comes from the route), and ``group``.
 COLUMNS = frozenset(
@@ -81,6 +68,8 @@ OPERATORS = (
     "isNotNull",
 )
 COMPARE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+# operators a ``group`` filter takes: an order between group ids means nothing
+GROUP_OPERATORS = tuple(op for op in OPERATORS if op not in COMPARE)
 MAX_FILTERS = 20
 MAX_VALUES = 100
 MAX_VALUE_LEN = 1000
